@@ -1,0 +1,29 @@
+"""Typed errors that carry a sentence for people.
+
+Pages show ``str(error)`` with ``st.error``; the CLIs print it and exit non-zero. Every message
+says what went wrong and what to do about it.
+"""
+
+
+class TransferLabError(Exception):
+    """Base class: anything Transfer Lab raises on purpose."""
+
+
+class ConfigError(TransferLabError, ValueError):
+    """A setting is impossible (out of range, wrong type, contradicts another setting)."""
+
+
+class DataUnavailable(TransferLabError):
+    """A dataset cannot be loaded here: not downloaded, no network, wrong folder."""
+
+
+class ImageUnreadable(TransferLabError):
+    """A file is not an image we can decode safely (empty, corrupt, too large, not an image)."""
+
+
+class WeightsUnavailable(TransferLabError):
+    """Pretrained weights are not on this machine and cannot be fetched."""
+
+
+class RunError(TransferLabError):
+    """A training run cannot be started, found, resumed or stopped as asked."""
