@@ -1,0 +1,19 @@
+"""Transfer Lab: the Streamlit entry point. Run with `make run` (or `streamlit run dashboard/app.py`)."""
+
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+import streamlit as st  # noqa: E402
+
+st.set_page_config(page_title="Transfer Lab", page_icon="🐕", layout="wide")
+navigation = st.navigation(
+    [
+        st.Page("app_pages/home.py", title="Home", icon=":material/home:", default=True),
+        st.Page("app_pages/data.py", title="Data", icon=":material/photo_library:", url_path="data"),
+    ]
+)
+navigation.run()

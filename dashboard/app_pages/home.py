@@ -1,0 +1,46 @@
+"""Home: what Transfer Lab is for, the three regimes, this machine, and what works offline."""
+
+import streamlit as st
+
+from core import data, system
+
+st.title("🐕 Transfer Lab")
+st.markdown(
+    "See **transfer learning** and **data augmentation** at work: classify dog breeds (Stanford Dogs, "
+    "120 classes) with Keras **EfficientNet**, the way the course notebook does, but live. Tweak augmentation "
+    "sliders and watch the images change, train the three regimes side by side, then explore where the "
+    "model goes wrong and classify your own photos."
+)
+
+st.subheader("Three ways to train")
+regimes = st.columns(3)
+regimes[0].markdown(
+    "**From scratch.** Every weight starts random and is learned from your data alone. "
+    "With a few thousand images it learns slowly and over-fits: the baseline the other two beat."
+)
+regimes[1].markdown(
+    "**Frozen backbone + new head.** An ImageNet-trained EfficientNet turns each image into features and stays "
+    "fixed; only a small new head learns. Few weights to fit, so it learns fast from little data."
+)
+regimes[2].markdown(
+    "**Fine-tuning.** Starting from a trained frozen model, the top layers of the backbone are unfrozen and "
+    "trained with a tiny learning rate, so the features adapt to dogs without forgetting ImageNet."
+)
+
+st.subheader("This machine")
+machine = system.machine()
+cols = st.columns(3)
+cols[0].metric("Runs on", "GPU" if machine.gpus else "CPU", help=machine.accelerator)
+cols[1].metric("TensorFlow", machine.versions.get("tensorflow") or machine.versions.get("tensorflow-cpu", "not installed"))
+cols[2].metric("Keras", machine.versions.get("keras", "not installed"))
+st.caption(machine.accelerator)
+
+st.subheader("Available offline right now")
+dogs_ready = system.tfds_prepared("stanford_dogs", data.tfds_data_dirs())
+st.markdown(
+    "- ✅ **Demo shapes**: built in, drawn by the app, no download.\n"
+    + ("- ✅ **Stanford Dogs** (TFDS): downloaded.\n" if dogs_ready else
+       "- ⬇️ **Stanford Dogs** (TFDS): not downloaded yet; the Data page can download it when online.\n")
+    + "- 📁 **Your own photos**: any folder with one sub-folder per class."
+)
+st.page_link("app_pages/data.py", label="Choose the data", icon=":material/arrow_forward:")

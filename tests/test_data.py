@@ -1,0 +1,151 @@
+import time
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from core import data, demo
+from core.config import DataConfig
+from core.errors import DataUnavailable
+
+
+def _write(path, colour, mode="RGB", fmt=None, size=(40, 30)):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    image = Image.new("RGB", size, colour)
+    if mode != "RGB":
+        image = image.convert(mode)
+    image.save(path, format=fmt)
+
+
+@pytest.fixture
+def photo_folder(tmp_path):
+    """Three classes with JPEG, PNG, grayscale and CMYK files, plus a corrupt one and a non-image."""
+    root = tmp_path / "photos"
+    for i in range(6):
+        _write(root / "red_fox" / f"a{i}.jpg", (220, 30, 30))
+        _write(root / "blue_jay" / f"b{i}.png", (30, 30, 220), fmt="PNG")
+        _write(root / "n02099601-golden_retriever" / f"c{i}.jpg", (200, 160, 60), mode="CMYK" if i % 2 else "L")
+    (root / "red_fox" / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 this is not really a jpeg")
+    (root / "blue_jay" / "notes.txt").write_text("not an image, and not an image suffix")
+    return root
+
+
+def _materialise(ds):
+    return list(ds.as_numpy_iterator())
+
+
+def test_folder_source_splits_skips_and_names(photo_folder):
+    config = DataConfig(source=f"folder:{photo_folder}", test_fraction=0.34, seed=3)
+    splits = data.load_splits(config, image_size=32)
+    info = splits.info
+    assert info.class_names == ["blue jay", "golden retriever", "red fox"]
+    assert info.skipped_files == 1 and "1 file" in info.warnings[0]
+    assert info.num_train + info.num_test == 18
+    assert info.test_counts == [2, 2, 2]
+    train = _materialise(splits.train)
+    assert len(train) == info.num_train
+    image, label = train[0]
+    assert image.shape == (32, 32, 3) and image.dtype == np.float32
+    assert 0 <= image.min() and image.max() <= 255 and image.max() > 1  # 0..255, never divided by 255
+    colours = {int(lbl): img.mean(axis=(0, 1)) for img, lbl in train}
+    assert colours[2][0] > 150 and colours[2][2] < 80  # red fox photos really are red
+    assert colours[0][2] > 150  # blue jay blue
+    assert 60 < colours[1].mean() < 200  # CMYK and grey golden retrievers decoded to sensible values
+
+
+def test_folder_split_is_seeded(photo_folder):
+    config = DataConfig(source=f"folder:{photo_folder}", seed=5)
+    first = [p for p, _ in data.scan_folder(config).test]
+    assert first == [p for p, _ in data.scan_folder(config).test]
+    other = [p for p, _ in data.scan_folder(config.replace(seed=6)).test]
+    assert sorted(first) != sorted(other)
+
+
+def test_train_test_subfolders_and_subset_keep_every_class(tmp_path):
+    root = tmp_path / "split"
+    for split, n in (("train", 5), ("test", 2)):
+        for name in ("cat", "dog", "owl"):
+            for i in range(n):
+                _write(root / split / name / f"{i}.png", (i * 40, 90, 10), fmt="PNG")
+    listing = data.scan_folder(DataConfig(source=f"folder:{root}", max_train_images=3))
+    assert sorted(label for _, label in listing.train) == [0, 1, 2]
+    assert len(listing.test) == 6
+
+
+def test_stanford_archive_layout_is_understood(tmp_path):
+    for wnid, breed in (("n02085620", "Chihuahua"), ("n02088364", "beagle")):
+        for i in range(3):
+            _write(tmp_path / "Images" / f"{wnid}-{breed}" / f"{wnid}_{i}.jpg", (10 * i, 80, 120))
+    info = data.describe(DataConfig(source=f"folder:{tmp_path}"))
+    assert info.class_names == ["Chihuahua", "beagle"]
+
+
+def test_missing_or_empty_folder_is_a_clear_error(tmp_path):
+    with pytest.raises(DataUnavailable, match="does not exist"):
+        data.describe(DataConfig(source=f"folder:{tmp_path / 'nope'}"))
+    with pytest.raises(DataUnavailable, match="two sub-folders"):
+        data.describe(DataConfig(source=f"folder:{tmp_path}"))
+
+
+def test_demo_source_describe_needs_no_drawing_and_load_matches(demo_home):
+    config = DataConfig(source="demo", max_train_images=45, max_test_images=18)
+    info = data.describe(config)
+    assert info.class_names == demo.CLASS_NAMES and len(info.class_names) >= 6
+    assert (info.num_train, info.num_test) == (45, 18)
+    assert info.train_counts == [5] * 9
+    full = data.describe(DataConfig())
+    assert full.num_train >= 150 * 6 and full.num_test >= 50 * 6
+    splits = data.load_splits(config, image_size=32)
+    rows = _materialise(splits.test)
+    assert len(rows) == 18 and sorted({int(l) for _, l in rows}) == list(range(9))
+
+
+def test_sample_images_have_class_names(demo_home):
+    samples = data.sample_images(DataConfig(), count=9, seed=1, size=48)
+    assert len(samples) == 9
+    assert all(img.shape == (48, 48, 3) and img.dtype == np.uint8 for img, _ in samples)
+    assert {name for _, name in samples} <= set(demo.CLASS_NAMES)
+    assert [n for _, n in samples] != [n for _, n in data.sample_images(DataConfig(), count=9, seed=2, size=48)]
+
+
+def test_real_dog_photos(dogs10):
+    config = DataConfig(source=f"folder:{dogs10}", max_train_images=20, max_test_images=10)
+    splits = data.load_splits(config, image_size=64)
+    assert splits.info.num_classes == 10
+    assert "golden retriever" in splits.info.class_names and "Samoyed" in splits.info.class_names
+    full = data.describe(DataConfig(source=f"folder:{dogs10}"))
+    assert full.num_train + full.num_test == 1100
+    rows = _materialise(splits.train)
+    assert len(rows) == 20 and rows[0][0].shape == (64, 64, 3)
+
+
+def test_stanford_dogs_names_ship_in_tfds_order():
+    names = data.stanford_dogs_class_names()
+    assert len(names) == 120
+    assert names[0] == "Chihuahua" and names[1] == "Japanese spaniel"
+    assert data.format_class_name("n02085620-Chihuahua") == "Chihuahua"
+
+
+def test_tfds_source_through_mock_data():
+    import tensorflow_datasets as tfds
+
+    with tfds.testing.mock_data(num_examples=6):
+        splits = data.load_splits(DataConfig(source="tfds:stanford_dogs", max_train_images=4), image_size=40)
+        rows = _materialise(splits.train)
+    assert len(rows) == 4
+    assert rows[0][0].shape == (40, 40, 3) and rows[0][0].dtype == np.float32
+    assert splits.info.num_classes == 120 and splits.info.class_names[0] == "Chihuahua"
+
+
+def test_tfds_offline_fails_fast_with_a_way_out():
+    start = time.monotonic()
+    with pytest.raises(DataUnavailable) as error:
+        data.load_splits(DataConfig(source="tfds:stanford_dogs"), image_size=32)
+    assert time.monotonic() - start < 15
+    message = str(error.value)
+    assert "not downloaded" in message and "folder:" in message and "demo" in message
+
+
+def test_unknown_tfds_name_is_a_clear_error():
+    with pytest.raises(DataUnavailable, match="no dataset called"):
+        data.describe(DataConfig(source="tfds:no_such_dataset_xyz"))
