@@ -21,9 +21,9 @@ def test_enough_distinct_classes():
     assert demo.CLASS_NAMES == sorted(demo.CLASS_NAMES)  # the order a folder of class folders is read in
 
 
-def test_folder_is_written_once_completely(demo_home):
+def test_folder_is_written_once_completely():
     calls = []
-    root = demo.demo_folder(32, progress=lambda done, total, msg: calls.append((done, total)))
+    root = demo.demo_folder(24, progress=lambda done, total, msg: calls.append((done, total)))
     assert (root / "COMPLETE").exists()
     files = sorted(root.rglob("*.png"))
     per_class = demo.TRAIN_PER_CLASS + demo.TEST_PER_CLASS
@@ -31,7 +31,7 @@ def test_folder_is_written_once_completely(demo_home):
     assert demo.TRAIN_PER_CLASS >= 150 and demo.TEST_PER_CLASS >= 50
     assert calls[-1][0] == calls[-1][1]
     mtime = files[0].stat().st_mtime
-    assert demo.demo_folder(32) == root and files[0].stat().st_mtime == mtime
+    assert demo.demo_folder(24) == root and files[0].stat().st_mtime == mtime
 
 
 def test_render_file_matches_the_file_on_disk(demo_home):
