@@ -207,7 +207,7 @@ TRANSFORMS: tuple[Transform, ...] = (
               "Simulates a dog that is not in the middle of the frame.", _translation),
     Transform("zoom", "Crop and resize (zoom)", "zoom", "zoom_on", ("zoom",), 0.0, "keras.layers.RandomZoom",
               "Simulates a photographer standing closer, so the dog fills more of the picture.", _zoom),
-    Transform("flip", "Flip", "flip", "flip_on", (), 0.0, "keras.layers.RandomFlip (faster flip kernel)",
+    Transform("flip", "Flip", "flip", "flip_on", (), 0.0, "GatherRandomFlip (keras.layers.RandomFlip, faster flip)",
               "Simulates the mirror-image scene: a dog facing left is the same breed facing right.", _flip,
               options=("flip_mode",)),
     Transform("contrast", "Contrast", "contrast", "contrast_on", ("contrast",), 0.0,
