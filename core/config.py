@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar, Mapping
 
 from core.errors import ConfigError
+from core.models import BACKBONES, DEFAULT_BACKBONE, DEFAULT_REGIME, REGIMES, WEIGHT_CHOICES_HELP
 
 
 def setting(default: Any, label: str, help: str = "", *, min: float | None = None,
@@ -143,4 +144,111 @@ class DataConfig(Config):
             parts.append(f"≤{self.max_train_images} train")
         if self.max_test_images:
             parts.append(f"≤{self.max_test_images} test")
+        return ", ".join(parts)
+
+
+# ------------------------------------------------------------------------------- model and training
+# The backbone and regime tables live in core.models (TensorFlow-free at import); the choices below
+# come from them, so adding a backbone is one row there.
+
+MIXED_PRECISION_CHOICES = ("off", "mixed_float16", "mixed_bfloat16")
+
+
+@dataclass(frozen=True)
+class ModelConfig(Config):
+    """Which network, trained which way. ``None`` means "the regime's or backbone's default"."""
+
+    backbone: str = setting(DEFAULT_BACKBONE, "Backbone", "EfficientNet B0 (smallest, fastest) to B7 (largest).",
+                            choices=tuple(BACKBONES))
+    regime: str = setting(DEFAULT_REGIME, "Training regime",
+                          "scratch: all weights learn from random; frozen: only a new head learns on ImageNet "
+                          "features; finetune: continue a frozen run with its top layers unfrozen.",
+                          choices=tuple(REGIMES))
+    weights: str | None = setting(None, "Starting weights",
+                                  WEIGHT_CHOICES_HELP + " Empty: the regime's default.", optional=True)
+    image_size: int | None = setting(None, "Image size (pixels)",
+                                     "Empty: the backbone's native resolution (224 for B0). Smaller trains "
+                                     "much faster on a CPU.", min=32, max=1024, step=8, optional=True)
+    drop_connect_rate: float = setting(0.2, "Stochastic depth rate",
+                                       "EfficientNet's drop_connect_rate: randomly skips blocks while training. "
+                                       "Higher regularises more.", min=0.0, max=0.9, step=0.05)
+    top_dropout: float = setting(0.2, "Head dropout", "Dropout before the new classifier (frozen regime).",
+                                 min=0.0, max=0.9, step=0.05)
+    unfreeze_top_layers: int = setting(20, "Layers to unfreeze",
+                                       "Fine-tuning: how many layers from the top become trainable (batch "
+                                       "normalisation layers always stay frozen).", min=1, max=1000)
+    unfreeze_from_block: int | None = setting(None, "Unfreeze from block",
+                                              "Fine-tuning: unfreeze whole blocks N..7 and the top instead of "
+                                              "a layer count.", min=1, max=7, optional=True)
+    parent_run_id: str | None = setting(None, "Frozen run to fine-tune",
+                                        "Fine-tuning continues the saved model of this frozen run.",
+                                        optional=True)
+
+    def validate(self) -> None:
+        for name in ("image_size", "unfreeze_top_layers", "unfreeze_from_block"):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+                label = type(self).__dataclass_fields__[name].metadata["label"]
+                raise ConfigError(f"{label} must be a whole number (got {value!r}).")
+        if self.weights is not None and not self.weights.strip():
+            raise ConfigError(f"Starting weights must be {WEIGHT_CHOICES_HELP} (got an empty text).")
+        if self.regime == "scratch" and self.weights not in (None, "none"):
+            raise ConfigError(f"Training from scratch starts from random weights, so Starting weights must be "
+                              f"empty or 'none' (got {self.weights!r}). To start from ImageNet, choose the "
+                              "frozen regime.")
+        if self.regime == "finetune":
+            if not self.parent_run_id:
+                raise ConfigError("Fine-tuning continues a finished frozen run: choose it in "
+                                  "'Frozen run to fine-tune'.")
+            if self.weights is not None:
+                raise ConfigError(f"Fine-tuning starts from the frozen run's saved model, so leave Starting "
+                                  f"weights empty (got {self.weights!r}).")
+        elif self.parent_run_id:
+            raise ConfigError(f"Only fine-tuning continues another run: clear 'Frozen run to fine-tune' "
+                              f"(got {self.parent_run_id!r}) or choose the finetune regime.")
+
+    def summary(self) -> str:
+        parts = [self.backbone, REGIMES[self.regime].label.lower()]
+        if self.image_size:
+            parts.append(f"{self.image_size} px")
+        if self.regime == "finetune":
+            parts.append(f"from block {self.unfreeze_from_block}" if self.unfreeze_from_block
+                         else f"top {self.unfreeze_top_layers} layers")
+        return ", ".join(parts)
+
+
+@dataclass(frozen=True)
+class TrainConfig(Config):
+    """How long and how fast to train. ``None`` means "the regime's default" (see core.models.REGIMES)."""
+
+    epochs: int | None = setting(None, "Epochs", "Passes over the training images. Empty: the regime's "
+                                 "default (the notebook's 30, or 10 for fine-tuning).", min=1, max=1000,
+                                 optional=True)
+    batch_size: int = setting(32, "Batch size", "Images per training step, over all devices together.",
+                              min=1, max=4096)
+    learning_rate: float | None = setting(None, "Learning rate", "Empty: the regime's default (1e-3 scratch, "
+                                          "1e-4 frozen, 1e-5 fine-tune).", min=1e-7, max=1.0, optional=True,
+                                          log=True)
+    weight_decay: float | None = setting(None, "Weight decay", "Adam's decoupled weight decay; 0 for none. "
+                                         "Empty: the regime's default.", min=0.0, max=1.0, optional=True)
+    mixed_precision: str = setting("off", "Mixed precision", "Faster on recent GPUs; ignored on a CPU.",
+                                   choices=MIXED_PRECISION_CHOICES)
+    seed: int = setting(0, "Training seed", "Fixes the initial weights and the shuffling order.",
+                        min=0, max=2**31 - 1)
+
+    def validate(self) -> None:
+        for name in ("epochs", "batch_size", "seed"):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+                label = type(self).__dataclass_fields__[name].metadata["label"]
+                raise ConfigError(f"{label} must be a whole number (got {value!r}).")
+
+    def summary(self) -> str:
+        parts = [f"batch {self.batch_size}"]
+        if self.epochs:
+            parts.insert(0, f"{self.epochs} epochs")
+        if self.learning_rate is not None:
+            parts.append(f"lr {self.learning_rate:g}")
+        if self.mixed_precision != "off":
+            parts.append(self.mixed_precision)
         return ", ".join(parts)
