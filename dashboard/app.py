@@ -14,6 +14,7 @@ navigation = st.navigation(
     [
         st.Page("app_pages/home.py", title="Home", icon=":material/home:", default=True),
         st.Page("app_pages/data.py", title="Data", icon=":material/photo_library:", url_path="data"),
+        st.Page("app_pages/augment.py", title="Augment", icon=":material/auto_awesome:", url_path="augment"),
     ]
 )
 navigation.run()

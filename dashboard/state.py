@@ -6,6 +6,7 @@ keys and initialises its widgets from them when it is shown again.
 
 import streamlit as st
 
+from core.augment import DEFAULT_PRESET, PRESETS, AugmentConfig
 from core.config import DataConfig
 
 DATA_CONFIG = "shared.data_config"
@@ -17,3 +18,14 @@ def data_config() -> DataConfig:
 
 def set_data_config(config: DataConfig) -> None:
     st.session_state[DATA_CONFIG] = config
+
+
+AUGMENT_CONFIG = "shared.augment_config"
+
+
+def augment_config() -> AugmentConfig:
+    return st.session_state.get(AUGMENT_CONFIG, PRESETS[DEFAULT_PRESET])
+
+
+def set_augment_config(config: AugmentConfig) -> None:
+    st.session_state[AUGMENT_CONFIG] = config
