@@ -5,9 +5,13 @@ Pages call these and pass the result to ``st.plotly_chart``; nothing here knows 
 
 from __future__ import annotations
 
+from typing import Any, Mapping, Sequence
+
+import numpy as np
 import plotly.graph_objects as go
 
 from core.data import DatasetInfo
+from core.evaluation import log_confusion
 
 TRAIN_COLOUR = "#2563eb"
 TEST_COLOUR = "#f59e0b"
@@ -31,3 +35,85 @@ def class_balance(info: DatasetInfo) -> go.Figure:
     axis = dict(title="images")
     fig.update_xaxes(**axis) if many else fig.update_yaxes(**axis)
     return fig
+
+
+CONFUSION_COLOURSCALE = "Viridis"  # the notebook's imshow default: bright cells are frequent
+CONFUSION_HOVER = ("True: <b>%{y}</b><br>Predicted: <b>%{x}</b><br>Images: %{customdata[2]}"
+                   "<br>Share of the true class: %{customdata[3]:.1%}<extra></extra>")
+
+
+def confusion_heatmap(cm: np.ndarray, class_names: Sequence[str], order: Sequence[int] | None = None) -> go.Figure:
+    """The notebook's log confusion matrix as an interactive heatmap (y = true class, x = predicted).
+
+    Colour is ``core.evaluation.log_confusion`` (``log((count + 1) / row total)``); rows of classes
+    with no test images are left blank. ``order`` (e.g. ``core.evaluation.cluster_order(cm)``)
+    permutes rows and columns alike. Hovering shows both class names, the count and the share of
+    the true class's images.
+
+    Clicking: plotly heatmaps cannot be selected, so every non-empty cell also carries an invisible
+    square marker (trace 1) that can; a clicked cell gets a white outline. Both traces carry
+    ``customdata = [true index, predicted index, count, row share]`` in the *original* class
+    indices, whatever the order. With
+    ``event = st.plotly_chart(fig, on_select="rerun", selection_mode="points")``,
+    ``selected_cell(event.selection)`` returns ``(true index, predicted index)`` of the clicked cell,
+    or None; ``core.evaluation.cell_examples`` then lists its test images. (Checked in Chromium with
+    Streamlit 1.67: a click selects one point of trace 1, whose ``customdata`` arrives as
+    ``{"0": i, "1": j, "2": count, "3": share}`` because plotly ships numpy arrays as typed arrays;
+    ``selected_cell`` reads that and the list form.)
+    """
+    cm = np.asarray(cm)
+    n = len(cm)
+    order = np.arange(n) if order is None else np.asarray(order, dtype=np.int64)
+    names = np.array(_unique_labels([class_names[i] for i in order]), dtype=object)
+    counts = cm[np.ix_(order, order)]
+    totals = counts.sum(axis=1)
+    z = log_confusion(counts)
+    z[totals == 0] = np.nan
+    shares = counts / np.maximum(totals, 1)[:, None]
+    rows, cols = np.meshgrid(order, order, indexing="ij")
+    customdata = np.stack([rows, cols, counts, shares], axis=-1).astype(np.float32)
+    few = n <= 40
+    height = int(min(max(450, (22 if few else 13) * n + 220), 2000))
+    cell_px = float(np.clip((height - 220) / max(n, 1), 6, 60))
+    filled_r, filled_c = np.nonzero(counts)
+    fig = go.Figure(go.Heatmap(
+        z=z, x=names, y=names, customdata=customdata, colorscale=CONFUSION_COLOURSCALE, hoverongaps=False,
+        colorbar=dict(title=dict(text="Log count<br><sup>log((count+1)/row total)</sup>", side="right")),
+        hovertemplate=CONFUSION_HOVER, name="confusion",
+    ))
+    fig.add_scatter(
+        x=names[filled_c], y=names[filled_r], customdata=customdata[filled_r, filled_c],
+        mode="markers", hovertemplate=CONFUSION_HOVER, showlegend=False, name="cells",
+        marker=dict(symbol="square-open", size=cell_px, color="white", opacity=0, line=dict(width=2)),
+        selected=dict(marker=dict(opacity=1)), unselected=dict(marker=dict(opacity=0)),
+    )
+    font_size = 11 if few else 8
+    fig.update_layout(height=height, margin=dict(l=10, r=10, t=30, b=10), clickmode="event+select",
+                      dragmode="zoom", hovermode="closest")
+    fig.update_xaxes(title="Predicted class", type="category", tickangle=-45 if few else -90,
+                     tickfont=dict(size=font_size), automargin=True, showgrid=False)
+    fig.update_yaxes(title="True class", type="category", autorange="reversed",
+                     tickfont=dict(size=font_size), automargin=True, showgrid=False)
+    return fig
+
+
+def selected_cell(selection: Mapping[str, Any] | None) -> tuple[int, int] | None:
+    """``(true index, predicted index)`` of the confusion cell a Streamlit selection points at, or None."""
+    points = (selection or {}).get("points") or []
+    for point in points:
+        data = point.get("customdata")
+        if isinstance(data, Mapping):  # a typed array slice arrives as {"0": ..., "1": ...}
+            data = [data.get(str(i), data.get(i)) for i in range(2)]
+        if isinstance(data, (list, tuple)) and len(data) >= 2 and None not in data[:2]:
+            return int(data[0]), int(data[1])
+    return None
+
+
+def _unique_labels(names: list[str]) -> list[str]:
+    """Category axes merge equal labels; number repeated names so every class keeps its own row."""
+    seen: dict[str, int] = {}
+    labels = []
+    for name in names:
+        seen[name] = seen.get(name, 0) + 1
+        labels.append(name if seen[name] == 1 else f"{name} ({seen[name]})")
+    return labels
