@@ -7,7 +7,8 @@ Prints one JSON line:
 - ``folder_img_per_s``: ``classify`` over a folder of 64 such JPEGs (decoding included), best of 3 rounds.
 - ``batched_predict_img_per_s``: ``model.predict`` (batch 32) on the same 64 images already decoded and
   resized, best of 3 rounds interleaved with the folder rounds. Target: folder at least 80% of this.
-- also ``folder_vs_predict`` (the ratio) and ``compiled_call_ms`` (the bare compiled model call on one image).
+- also ``folder_vs_predict`` (the ratio), ``compiled_call_ms`` (the bare compiled model call on one image) and
+  ``prepare_ms`` (reading, decoding and resizing one file): the latency is about their sum.
 
 Weights are random (``weights=None``): they do not change the timing. Other processes sharing the CPU make
 the numbers noisy; run it twice if they look odd. Run: ``python -m bench.predict`` (about a minute).
@@ -71,6 +72,16 @@ def single_latency_ms(classifier: Classifier, paths: list[Path]) -> float:
     return 1000 * statistics.median(times)
 
 
+def prepare_ms(classifier: Classifier, paths: list[Path]) -> float:
+    """Read, decode and resize one file: the part of the latency outside the model."""
+    times = []
+    for path in paths[:SINGLE_REPEATS]:
+        start = time.perf_counter()
+        classifier.prepare(read_image_file(path))
+        times.append(time.perf_counter() - start)
+    return 1000 * statistics.median(times)
+
+
 def compiled_call_ms(classifier: Classifier, image: np.ndarray) -> float:
     times = []
     for _ in range(SINGLE_REPEATS):
@@ -105,6 +116,7 @@ def main() -> None:
         prepared = np.stack([classifier.prepare(read_image_file(path)) for path in paths])
         single = single_latency_ms(classifier, paths)
         bare = compiled_call_ms(classifier, prepared[0])
+        preparing = prepare_ms(classifier, paths)
         folder_rate, predict_rate = throughputs(classifier, paths, prepared)
     print(json.dumps({
         "single_latency_median_ms": round(single, 1),
@@ -112,6 +124,7 @@ def main() -> None:
         "batched_predict_img_per_s": round(predict_rate, 1),
         "folder_vs_predict": round(folder_rate / predict_rate, 2),
         "compiled_call_ms": round(bare, 1),
+        "prepare_ms": round(preparing, 1),
     }))
 
 

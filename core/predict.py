@@ -170,7 +170,7 @@ class Classifier:
 
                 model = self.model
                 self._infer = tf.function(
-                    lambda images: model(images, training=False), reduce_retracing=True,
+                    lambda images: model(images, training=False),
                     input_signature=[tf.TensorSpec([None, self.image_size, self.image_size, 3], tf.float32)])
             return self._infer
 
