@@ -1,0 +1,447 @@
+"""The training engine: one run, from its stored config to recorded epochs and saved models.
+
+A run trains in its own process (``python -m core.training --run-id ID``, started by
+``core.runs.start_run``) or in the foreground of the CLI (``core.train``); both go through
+``execute``. One ``model.fit(epochs=N)`` does the whole run, with callbacks that
+
+- save ``model_last.keras`` after every epoch and ``model_best.keras`` on the best validation
+  accuracy (written to a temporary file and renamed, so a killed process never leaves half a model);
+- record each epoch's metrics and the live progress in the run store, and stop within one batch
+  when the store says so (``RunRecorder``);
+- write TensorBoard event logs (scalars only, to keep it light).
+
+A stopped, interrupted or failed run resumes from ``model_last.keras`` with the next epoch number.
+An epoch cut short by a stop is neither saved nor recorded.
+
+This module imports TensorFlow; pages use ``core.runs`` instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import math
+import os
+import shutil
+import signal
+import sys
+import time
+import traceback
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import keras
+import tensorflow as tf
+
+from core import devices, runs
+from core.augment import build_augmenter
+from core.data import Splits, load_splits
+from core.errors import ConfigError, RunError, TransferLabError
+from core.models import (build_model, compile_model, effective_epochs, effective_image_size,
+                         effective_learning_rate, effective_weight_decay, load_saved_model, parameter_counts,
+                         unfreeze_for_finetune)
+from core.runs import RunConfig
+
+Progress = Callable[[int, int, str], None]
+
+# Drop the last, smaller batch only when it is a small share of an epoch (the notebook always drops it).
+DROP_REMAINDER_MIN_BATCHES = 10
+# Training images wait in the shuffle buffer as uint8; this bounds its memory.
+SHUFFLE_BUFFER_BYTES = 512 * 2**20
+PROGRESS_EVERY_S = 1.0
+
+
+class NonFiniteLoss(RunError):
+    """The loss became NaN or infinite."""
+
+
+@dataclass
+class Outcome:
+    """How a run ended, with the last finished epoch's metrics (empty when none finished)."""
+
+    run_id: str | None
+    status: str
+    metrics: dict[str, float | None] = field(default_factory=dict)
+    error: str | None = None
+
+
+# ---------------------------------------------------------------------------------------------- pipelines
+
+def drop_remainder(num_train: int, batch_size: int) -> bool:
+    return num_train >= DROP_REMAINDER_MIN_BATCHES * batch_size
+
+
+def batches_per_epoch(num_train: int, batch_size: int) -> int:
+    if drop_remainder(num_train, batch_size):
+        return num_train // batch_size
+    return max(1, math.ceil(num_train / batch_size))
+
+
+def _shuffle_buffer(num_train: int, image_size: int, batch_size: int) -> int:
+    return max(1, min(num_train, max(batch_size, SHUFFLE_BUFFER_BYTES // (image_size * image_size * 3))))
+
+
+def _distribution_options() -> tf.data.Options:
+    """Multi-worker runs shard batches, not files (our sources are not always files)."""
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    return options
+
+
+def training_pipeline(train: tf.data.Dataset, *, num_train: int, num_classes: int, image_size: int,
+                      batch_size: int, augment: Any, seed: int) -> tf.data.Dataset:
+    """Shuffle (seeded, new order each epoch) -> batch -> augment (a fresh augmenter) -> one-hot -> prefetch.
+
+    Images wait in the shuffle buffer as uint8, four times smaller than float32 (the data module
+    already caches small splits, before augmentation)."""
+    augmenter = build_augmenter(augment)
+    ds = train.map(lambda image, label: (tf.cast(tf.round(image), tf.uint8), label),
+                   num_parallel_calls=tf.data.AUTOTUNE)
+    ds = ds.shuffle(_shuffle_buffer(num_train, image_size, batch_size), seed=seed, reshuffle_each_iteration=True)
+    ds = ds.batch(batch_size, drop_remainder=drop_remainder(num_train, batch_size))
+    ds = ds.map(lambda images, labels: (augmenter(images, training=True), tf.one_hot(labels, num_classes)),
+                num_parallel_calls=tf.data.AUTOTUNE)
+    return ds.with_options(_distribution_options()).prefetch(tf.data.AUTOTUNE)
+
+
+def test_pipeline(test: tf.data.Dataset, *, num_classes: int, batch_size: int) -> tf.data.Dataset:
+    """Batch -> one-hot -> prefetch; never augmented."""
+    ds = test.batch(batch_size).map(lambda images, labels: (images, tf.one_hot(labels, num_classes)),
+                                    num_parallel_calls=tf.data.AUTOTUNE)
+    return ds.with_options(_distribution_options()).prefetch(tf.data.AUTOTUNE)
+
+
+# ---------------------------------------------------------------------------------------------- callbacks
+
+class RunRecorder(keras.callbacks.Callback):
+    """Writes numbers to the run store (epoch metrics, live progress) and honours stop requests.
+
+    A stop sets ``stop_training`` (and ``stop_evaluating`` during validation), so ``fit`` returns
+    after the current batch; the cut-short epoch is not recorded."""
+
+    def __init__(self, run_id: str, *, num_train: int, batch_size: int, batches: int):
+        super().__init__()
+        self.run_id = run_id
+        self.num_train = num_train
+        self.batch_size = batch_size
+        self.batches = batches
+        self.stopping = False
+        self._epoch = 0
+        self._started = 0.0
+        self._train_seconds = 0.0
+        self._images = 0
+        self._last_write = 0.0
+
+    def _stop(self) -> None:
+        self.stopping = True
+        self.model.stop_training = True
+        self.model.stop_evaluating = True
+
+    def _check_stop(self) -> None:
+        if not self.stopping and runs.stop_requested(self.run_id):
+            self._stop()
+
+    def on_train_begin(self, logs: dict | None = None) -> None:
+        self._check_stop()
+
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+        self._epoch = epoch + 1
+        self._started = time.perf_counter()
+        self._images = 0
+        runs.record_progress(self.run_id, phase="training", epoch=self._epoch, batch=0, batches=self.batches)
+        self._last_write = time.monotonic()
+
+    def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
+        loss = (logs or {}).get("loss")
+        if loss is not None and not math.isfinite(float(loss)):
+            raise NonFiniteLoss(f"The loss became {float(loss)} at epoch {self._epoch}, batch {batch + 1}: the "
+                                "learning rate is probably too high for this model. Lower it and start again.")
+        self._images = min((batch + 1) * self.batch_size, self.num_train)
+        self._train_seconds = time.perf_counter() - self._started
+        self._check_stop()
+        if time.monotonic() - self._last_write >= PROGRESS_EVERY_S or batch + 1 >= self.batches:
+            runs.record_progress(self.run_id, phase="training", batch=batch + 1, images_per_s=self._speed())
+            self._last_write = time.monotonic()
+
+    def on_test_begin(self, logs: dict | None = None) -> None:
+        if self.stopping:
+            self.model.stop_evaluating = True
+        else:
+            runs.record_progress(self.run_id, phase="validating")
+
+    def on_test_batch_end(self, batch: int, logs: dict | None = None) -> None:
+        self._check_stop()
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        if self.stopping:
+            return
+        runs.record_epoch(self.run_id, epoch + 1, logs or {}, seconds=time.perf_counter() - self._started,
+                          images_per_s=self._speed())
+
+    def _speed(self) -> float | None:
+        return self._images / self._train_seconds if self._train_seconds > 0 else None
+
+
+class EpochCheckpoint(keras.callbacks.Callback):
+    """``model_last.keras`` after every finished epoch, ``model_best.keras`` on the best val_accuracy."""
+
+    def __init__(self, folder: Path, best_val_accuracy: float | None = None):
+        super().__init__()
+        self.folder = folder
+        self.best = best_val_accuracy
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        if self.model.stop_training:
+            return  # the epoch was cut short by a stop: keep the previous checkpoint
+        last = self.folder / runs.LAST_MODEL
+        partial = self.folder / f"partial-{runs.LAST_MODEL}"
+        self.model.save(partial)
+        score = (logs or {}).get("val_accuracy")
+        improved = score is not None and (self.best is None or float(score) > self.best)
+        partial_best = self.folder / f"partial-{runs.BEST_MODEL}"
+        if improved:
+            self.best = float(score)
+            shutil.copyfile(partial, partial_best)
+        os.replace(partial, last)
+        if improved:
+            os.replace(partial_best, self.folder / runs.BEST_MODEL)
+
+
+class EpochReporter(keras.callbacks.Callback):
+    """Calls ``progress(epoch, epochs, line)`` after each epoch (the CLI prints the line)."""
+
+    def __init__(self, progress: Progress, epochs: int):
+        super().__init__()
+        self.progress = progress
+        self.epochs = epochs
+        self._started = 0.0
+
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+        self._started = time.perf_counter()
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        if self.model.stop_training:
+            return
+        shown = ", ".join(f"{name} {float(logs[name]):.4f}" for name in runs.METRICS if name in (logs or {}))
+        self.progress(epoch + 1, self.epochs,
+                      f"epoch {epoch + 1}/{self.epochs}: {shown} ({time.perf_counter() - self._started:.1f} s)")
+
+
+def tensorboard_logger(log_dir: Path) -> list[Any]:
+    """Keras' TensorBoard callback, scalars per epoch only (no graph, histograms or profiling), or nothing
+    when the ``tensorboard`` package (which ``tf.summary`` needs) is not installed."""
+    if importlib.util.find_spec("tensorboard") is None:
+        print("TensorBoard logs skipped: `pip install tensorboard` to get them.", file=sys.stderr)
+        return []
+    return [keras.callbacks.TensorBoard(log_dir=str(log_dir), histogram_freq=0, write_graph=False,
+                                        write_images=False, update_freq="epoch", profile_batch=0)]
+
+
+def _work_around_keras_under_strategies(model: Any, dataset: tf.data.Dataset) -> None:
+    """Two Keras 3.15 defects break ``fit`` under MultiWorkerMirroredStrategy; both are bypassed here.
+
+    1. Before training, ``fit`` builds its metrics by ``strategy.reduce``-ing a whole distributed (x, y)
+       batch as one value ("Attempt to convert a value (PerReplica...)"). Only shapes matter for that
+       build, so it gets one local batch instead.
+    2. After each step it averages the scalar logs across workers with ``axis=0`` ("Invalid reduction
+       dimension 0 for input with 0 dimensions"); the mean across replicas needs ``axis=None``.
+    """
+    from keras.src.backend.tensorflow import trainer as keras_tf_trainer
+
+    batch = next(iter(dataset.take(1)))
+    build = model._maybe_symbolic_build
+    model._maybe_symbolic_build = lambda iterator=None, data_batch=None: build(data_batch=batch)
+
+    original = keras_tf_trainer.reduce_per_replica
+    if getattr(original, "averages_across_workers", False):
+        return
+
+    def reduce_per_replica(values: Any, strategy: Any, reduction: str) -> Any:
+        if reduction in ("auto", "mean") and keras_tf_trainer._collective_all_reduce_multi_worker(strategy):
+            return tf.nest.map_structure(lambda value: strategy.reduce("MEAN", value, axis=None), values)
+        return original(values, strategy, reduction)
+
+    reduce_per_replica.averages_across_workers = True
+    keras_tf_trainer.reduce_per_replica = reduce_per_replica
+
+
+# ---------------------------------------------------------------------------------------------- the run
+
+def _check_classes(model: Any, num_classes: int, source: str) -> None:
+    outputs = model.output_shape[-1]
+    if outputs != num_classes:
+        raise ConfigError(f"{source} predicts {outputs} classes but this data has {num_classes}: use the same "
+                          "data source as the run it continues.")
+
+
+def _model_for(config: RunConfig, run_id: str | None, num_classes: int, done: int,
+               jit_compile: bool | str) -> tuple[Any, list[str] | None]:
+    """The compiled model to train, and the layers a fine-tune unfroze (None when not fine-tuning now)."""
+    model_cfg = config.model
+    if done:
+        last = runs.get_run(run_id).last_model
+        if last is None:
+            raise RunError(f"Run {run_id} recorded {done} epoch(s) but its model_last.keras is gone, so it cannot "
+                           "resume. Start a new run.")
+        model = load_saved_model(last, compile=True)
+        _check_classes(model, num_classes, f"The saved model of run {run_id}")
+        return model, None
+    unfrozen = None
+    if model_cfg.regime == "finetune":
+        parent = runs.get_run(model_cfg.parent_run_id)
+        if parent.last_model is None:
+            raise RunError(f"The frozen run {parent.id} has no saved model to fine-tune.")
+        model = load_saved_model(parent.last_model, compile=False)
+        _check_classes(model, num_classes, f"The frozen run {parent.id}")
+        unfrozen = unfreeze_for_finetune(model, model_cfg.unfreeze_top_layers, model_cfg.unfreeze_from_block)
+    else:
+        model = build_model(model_cfg, num_classes)
+    compile_model(model, effective_learning_rate(model_cfg, config.train),
+                  effective_weight_decay(model_cfg, config.train), jit_compile=jit_compile)
+    return model, unfrozen
+
+
+def train(config: RunConfig, run_id: str | None, strategy: Any, device: str, *,
+          progress: Progress | None = None, callbacks: Sequence[Any] = ()) -> tuple[dict[str, float | None], bool]:
+    """Train ``config`` under ``strategy``. With a ``run_id`` everything is recorded in the store and saved
+    in the run's folder; without one (a non-chief worker) nothing is. Returns (last epoch's metrics, stopped)."""
+    model_cfg, train_cfg = config.model, config.train
+    note = (lambda phase: runs.record_progress(run_id, phase=phase)) if run_id else (lambda phase: None)
+
+    precision = devices.apply_precision(train_cfg.mixed_precision)
+    keras.utils.set_random_seed(train_cfg.seed)
+    note("loading data")
+    image_size = effective_image_size(model_cfg)
+    splits: Splits = load_splits(config.data, image_size, progress=progress)
+    info = splits.info
+    done = len(runs.epochs(run_id)) if run_id else 0
+    epochs = effective_epochs(model_cfg, train_cfg)
+
+    note("building model")
+    with strategy.scope():
+        model, unfrozen = _model_for(config, run_id, info.num_classes, done, devices.jit_compile_setting())
+    batches = batches_per_epoch(info.num_train, train_cfg.batch_size)
+    train_ds = training_pipeline(splits.train, num_train=info.num_train, num_classes=info.num_classes,
+                                 image_size=image_size, batch_size=train_cfg.batch_size, augment=config.augment,
+                                 seed=train_cfg.seed)
+    test_ds = test_pipeline(splits.test, num_classes=info.num_classes, batch_size=train_cfg.batch_size)
+    if strategy is not tf.distribute.get_strategy():
+        _work_around_keras_under_strategies(model, test_ds)
+
+    hooks: list[Any] = []
+    recorder = None
+    if run_id:
+        folder = runs.run_folder(run_id)
+        folder.mkdir(parents=True, exist_ok=True)
+        total, trainable = parameter_counts(model)
+        shown_device = device if precision == "float32" else f"{device}, {precision}"
+        runs.record_setup(run_id, device=shown_device, total_params=total, trainable_params=trainable,
+                          unfrozen_layers=unfrozen)
+        recorder = RunRecorder(run_id, num_train=info.num_train, batch_size=train_cfg.batch_size, batches=batches)
+        hooks += [EpochCheckpoint(folder, runs.get_run(run_id).best_val_accuracy), recorder,
+                  *tensorboard_logger(folder / runs.TENSORBOARD_DIR)]
+    if progress is not None:
+        hooks.append(EpochReporter(progress, epochs))
+    hooks += list(callbacks)
+
+    note("training")
+    # Our pipelines' length is unknown to Keras (sources may skip unreadable files); it warns every epoch.
+    warnings.filterwarnings("ignore", message="Your input ran out of data")
+    history = model.fit(train_ds, validation_data=test_ds, epochs=epochs, initial_epoch=done, callbacks=hooks,
+                        verbose=0, shuffle=False)
+    stopped = bool(recorder and recorder.stopping)
+    if run_id:
+        recorded = runs.epochs(run_id)
+        return (recorded[-1].metrics() if recorded else {}), stopped
+    return {name: float(values[-1]) for name, values in history.history.items() if values}, stopped
+
+
+def friendly_error(error: BaseException, config: RunConfig | None = None) -> str:
+    """One or two sentences for the run list."""
+    if isinstance(error, TransferLabError):
+        return str(error)
+    text = str(error).strip()
+    if isinstance(error, MemoryError) or type(error).__name__ == "ResourceExhaustedError" or "OOM" in text:
+        what = ""
+        if config is not None:
+            what = (f" training {config.model.backbone} at {effective_image_size(config.model)} px with batch size "
+                    f"{config.train.batch_size}")
+        return f"Ran out of memory{what}. Lower the batch size or the image size, then resume or start again."
+    first = text.splitlines()[0] if text else ""
+    return f"{type(error).__name__}: {first}"[:500]
+
+
+def execute(run_id: str, *, progress: Progress | None = None, callbacks: Sequence[Any] = ()) -> Outcome:
+    """Train a run the store has marked running for this process, recording how it ends."""
+    record = runs.get_run(run_id)
+    if record.status != runs.RUNNING:
+        raise RunError(f"Run {run_id} is {record.status}, not running: start it with start_run or resume_run.")
+    config = record.config
+    try:
+        strategy, device = devices.create_strategy()
+        with runs.keep_open():
+            metrics, stopped = train(config, run_id, strategy, device, progress=progress, callbacks=callbacks)
+    except (KeyboardInterrupt, SystemExit) as error:
+        runs.finish_run(run_id, runs.INTERRUPTED, "Training was interrupted (Ctrl-C or the process was asked to "
+                                                  "end). Resume the run to continue from its last checkpoint.")
+        raise error
+    except Exception as error:  # every failure becomes a readable status; epochs so far stay recorded
+        traceback.print_exc(file=sys.stderr)
+        message = friendly_error(error, config)
+        runs.finish_run(run_id, runs.FAILED, message)
+        done = runs.epochs(run_id)
+        return Outcome(run_id, runs.FAILED, done[-1].metrics() if done else {}, message)
+    status = runs.STOPPED if stopped else runs.COMPLETED
+    runs.finish_run(run_id, status)
+    return Outcome(run_id, status, metrics)
+
+
+def train_foreground(config: RunConfig, *, progress: Progress | None = None,
+                     waiting: Callable[[str], None] | None = None, poll_s: float = 1.0) -> Outcome:
+    """Train in this process (the CLI), recorded in the same store; waits its turn if a run is training.
+
+    In a multi-worker cluster only the chief records; the other workers train unrecorded."""
+    if not devices.is_chief():
+        strategy, device = devices.create_strategy()
+        metrics, _ = train(config, None, strategy, device, progress=progress)
+        return Outcome(None, runs.COMPLETED, metrics)
+    run_id = runs.create_run(config, runs.FOREGROUND)
+    told = False
+    try:
+        while not runs.claim_foreground(run_id):
+            if waiting is not None and not told:
+                busy = runs.running_run()
+                waiting(f"Run {run_id} is queued (position {runs.queue_position(run_id)}); "
+                        + (f"waiting for run {busy.id} to finish." if busy else "waiting for its turn."))
+                told = True
+            time.sleep(poll_s)
+    except (KeyboardInterrupt, SystemExit):
+        runs.request_stop(run_id)
+        raise
+    return execute(run_id, progress=progress)
+
+
+# ---------------------------------------------------------------------------------------------- worker process
+
+def _end_on_sigterm(signum: int, frame: Any) -> None:
+    raise SystemExit(128 + signum)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of a background worker: train one run, then start the next queued one."""
+    parser = argparse.ArgumentParser(description="Train one queued run (started by core.runs.start_run).")
+    parser.add_argument("--run-id", required=True)
+    args = parser.parse_args(argv)
+    signal.signal(signal.SIGTERM, _end_on_sigterm)
+    try:
+        outcome = execute(args.run_id)
+        print(f"run {args.run_id}: {outcome.status}" + (f" ({outcome.error})" if outcome.error else ""), flush=True)
+        return 0 if outcome.status != runs.FAILED else 1
+    finally:
+        runs.kick_queue()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
