@@ -518,3 +518,27 @@ ORDERINGS: dict[str, Callable[[np.ndarray], list[int]]] = {
     "Confused classes together": cluster_order,
     "Worst recall first": recall_order,
 }
+
+
+# ---------------------------------------------------------------- runs
+
+def run_model_path(run_id: str) -> Path:
+    """The model a run is judged by: the best epoch's, else the last one's."""
+    from core import runs
+
+    record = runs.get_run(run_id)
+    model_path = record.best_model or record.last_model
+    if model_path is None:
+        raise RunError(f"The run '{record.name}' has no saved model yet: models are saved at the end of each "
+                       "epoch. Wait for its first epoch, or pick another run.")
+    return model_path
+
+
+def run_predictions(run_id: str, progress: Progress | None = None) -> Predictions:
+    """Predictions of a run's saved model over its own test split, cached next to the model."""
+    from core import models, runs
+
+    config = runs.get_run(run_id).config
+    model_path = run_model_path(run_id)
+    return predict_split(model_path, config.data, models.effective_image_size(config.model),
+                         cache_path_for(model_path), progress)

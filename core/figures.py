@@ -117,3 +117,63 @@ def _unique_labels(names: list[str]) -> list[str]:
         seen[name] = seen.get(name, 0) + 1
         labels.append(name if seen[name] == 1 else f"{name} ({seen[name]})")
     return labels
+
+
+# ---------------------------------------------------------------- training curves
+
+CURVES = (  # (metric, legend, panel, dashed)
+    ("accuracy", "train accuracy", 1, False),
+    ("val_accuracy", "validation accuracy", 1, False),
+    ("top5_accuracy", "top-5 train accuracy", 1, True),
+    ("val_top5_accuracy", "top-5 validation accuracy", 1, True),
+    ("loss", "train loss", 2, False),
+    ("val_loss", "validation loss", 2, False),
+)
+RUN_COLOURS = ("#2563eb", "#dc2626", "#16a34a", "#9333ea", "#ea580c", "#0891b2", "#be185d", "#4d7c0f")
+
+
+def _curve_panels(title_suffix: str = "") -> go.Figure:
+    from plotly.subplots import make_subplots
+
+    fig = make_subplots(rows=1, cols=2, subplot_titles=(f"model accuracy{title_suffix}", f"model loss{title_suffix}"),
+                        horizontal_spacing=0.08)
+    fig.update_xaxes(title_text="epoch", rangemode="tozero")
+    fig.update_yaxes(title_text="accuracy", range=[0, 1.02], row=1, col=1)
+    fig.update_yaxes(title_text="loss", rangemode="tozero", row=1, col=2)
+    fig.update_layout(height=380, margin=dict(l=10, r=10, t=40, b=10), hovermode="x unified",
+                      legend=dict(orientation="h", y=-0.22), uirevision="keep")
+    return fig
+
+
+def training_curves(epochs: list, offset: int = 0) -> go.Figure:
+    """The notebook's two charts for one run: accuracy (and top-5) and loss, per epoch.
+
+    ``epochs`` are records with the metric attributes of ``core.runs.EpochRecord``; ``offset``
+    shifts the epoch numbers (a fine-tune run continues after its parent's epochs).
+    """
+    fig = _curve_panels()
+    xs = [offset + e.epoch for e in epochs]
+    for index, (metric, legend, panel, dashed) in enumerate(CURVES):
+        colour = TRAIN_COLOUR if not metric.startswith("val_") else TEST_COLOUR
+        fig.add_scatter(x=xs, y=[getattr(e, metric) for e in epochs], name=legend, mode="lines+markers",
+                        line=dict(color=colour, dash="dot" if dashed else "solid"), row=1, col=panel)
+    return fig
+
+
+def compare_runs(runs: list[tuple[str, list, int]]) -> go.Figure:
+    """Several runs on the same axes, one colour per run (a legend group each).
+
+    ``runs`` holds ``(name, epochs, offset)``; solid lines are validation, dotted lines training,
+    so scratch vs frozen vs fine-tune reads as one chart.
+    """
+    fig = _curve_panels(" (solid: validation, dotted: training)")
+    for index, (name, epochs, offset) in enumerate(runs):
+        colour = RUN_COLOURS[index % len(RUN_COLOURS)]
+        xs = [offset + e.epoch for e in epochs]
+        for metric, panel in (("val_accuracy", 1), ("accuracy", 1), ("val_loss", 2), ("loss", 2)):
+            training = not metric.startswith("val_")
+            fig.add_scatter(x=xs, y=[getattr(e, metric) for e in epochs], mode="lines+markers",
+                            name=f"{name} ({'train' if training else 'validation'})", legendgroup=name,
+                            showlegend=metric in ("val_accuracy", "accuracy"),
+                            line=dict(color=colour, dash="dot" if training else "solid"), row=1, col=panel)
+    return fig

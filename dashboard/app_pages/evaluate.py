@@ -1,0 +1,108 @@
+"""Evaluate: how good is a trained model, and where does it fail?"""
+
+import streamlit as st
+
+from core import evaluation, figures, runs
+from core.errors import TransferLabError
+from core.models import effective_image_size
+
+NONE = "(none)"
+
+
+def run_label(run_id: str, records: dict) -> str:
+    record = records[run_id]
+    accuracy = f" · best val. {record.best_val_accuracy:.3f}" if record.best_val_accuracy is not None else ""
+    return f"{record.name} ({record.status}{accuracy})"
+
+
+def predictions_for(run_id: str, records: dict):
+    """Predictions with a progress bar the first time (later calls read the cache next to the model)."""
+    bar = st.progress(0.0, text=f"Predicting the test split with {records[run_id].name}…")
+    try:
+        return evaluation.run_predictions(
+            run_id, progress=lambda done, total, msg: bar.progress(min(done / total, 1.0) if total else 0.0, text=msg))
+    finally:
+        bar.empty()
+
+
+@st.cache_data(show_spinner="Loading the test images…", max_entries=32)
+def images_for(run_id: str, indices: tuple[int, ...]) -> list:
+    config = runs.get_run(run_id).config
+    return evaluation.test_images(config.data, effective_image_size(config.model), list(indices))
+
+
+def gallery(run_id: str, items: list[tuple[int, str]], columns: int = 6) -> None:
+    """Test images by example index, each with a caption."""
+    if not items:
+        return
+    images = images_for(run_id, tuple(index for index, _ in items))
+    for start in range(0, len(items), columns):
+        for col, image, (_, caption) in zip(st.columns(columns), images[start:start + columns], items[start:start + columns]):
+            col.image(image, caption=caption, width="stretch")
+
+
+st.title("Evaluate")
+runs.reconcile()
+records = {r.id: r for r in runs.list_runs() if r.best_model or r.last_model}
+if not records:
+    st.info("No run has a saved model yet. Train one on the Train page: a model is saved after every epoch.")
+    st.page_link("app_pages/train.py", label="Go to Train", icon=":material/model_training:")
+    st.stop()
+
+pick, versus = st.columns(2)
+run_id = pick.selectbox("Run", list(records), format_func=lambda rid: run_label(rid, records), key="evaluate_run")
+other = versus.selectbox("Compare with (optional)", [NONE, *[r for r in records if r != run_id]],
+                         format_func=lambda rid: rid if rid == NONE else run_label(rid, records), key="evaluate_versus",
+                         help="E.g. a frozen run against its fine-tuned child: the notebook's exercise 4-15.")
+
+try:
+    predictions = predictions_for(run_id, records)
+    metrics = evaluation.compute_metrics(predictions)
+    other_metrics = evaluation.compute_metrics(predictions_for(other, records)) if other != NONE else None
+except TransferLabError as error:
+    st.error(str(error))
+    st.stop()
+
+headline = metrics.headline()
+deltas = {d.metric: d.delta for d in evaluation.compare(other_metrics, metrics)} if other_metrics else {}
+for col, (label, value) in zip(st.columns(4), headline.items()):
+    delta = deltas.get(label)
+    col.metric(label, f"{value:.3f}", delta=f"{delta:+.3f} vs {records[other].name}" if delta is not None else None)
+st.caption(f"{metrics.num_examples:,} test images · {predictions.num_classes} classes · the model saved at the "
+           "best validation accuracy (else the last epoch).")
+
+st.subheader("Confusion matrix")
+order_name = st.segmented_control("Order", list(evaluation.ORDERINGS), default="Class order",
+                                  key="evaluate_order") or "Class order"
+cm = predictions.confusion_matrix()
+heatmap = st.plotly_chart(
+    figures.confusion_heatmap(cm, predictions.class_names, evaluation.ORDERINGS[order_name](cm)),
+    on_select="rerun", selection_mode="points", key="evaluate_heatmap")
+st.caption("Colour: log((count + 1) / row total), the notebook's log view. Bright off-diagonal cells are the "
+           "confusions. **Click a cell** to see the test images behind it.")
+cell = figures.selected_cell(heatmap.selection) if heatmap else None
+if cell:
+    true_class, predicted_class = cell
+    examples = evaluation.cell_examples(predictions, true_class, predicted_class)
+    names = predictions.class_names
+    st.markdown(f"**{len(examples)} test image(s) of {names[true_class]} predicted as {names[predicted_class]}**")
+    gallery(run_id, [(e.index, f"p({names[predicted_class]}) = {e.predicted_probability:.2f}") for e in examples[:24]])
+
+left, right = st.columns([3, 2])
+with left:
+    st.subheader("Per class")
+    st.dataframe(metrics.per_class_rows(), hide_index=True, key="evaluate_per_class",
+                 column_config={name: st.column_config.NumberColumn(format="%.3f")
+                                for name in ("precision", "recall", "f1")})
+with right:
+    st.subheader("Most confused")
+    confused = evaluation.most_confused(cm, predictions.class_names)[:15]
+    if confused:
+        st.dataframe([c._asdict() for c in confused], hide_index=True, key="evaluate_most_confused")
+    else:
+        st.success("No confusions at all on this test split.")
+
+st.subheader("Top losses")
+st.caption("The test images the model was most confidently wrong about (highest cross-entropy loss).")
+losses = evaluation.top_losses(predictions, k=12)
+gallery(run_id, [(t.index, f"{t.true} → {t.predicted} ({t.probability:.2f}), loss {t.loss:.2f}") for t in losses])

@@ -1,0 +1,81 @@
+"""The Evaluate page through AppTest, on a tiny run trained in this process."""
+
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from core import evaluation, runs
+from core.augment import PRESETS
+from core.config import DataConfig, ModelConfig, TrainConfig
+from core.runs import RunConfig
+
+APP = str(Path(__file__).resolve().parents[1] / "dashboard" / "app.py")
+
+
+@pytest.fixture(scope="module")
+def trained_home(tmp_path_factory):
+    """A data directory holding one finished 1-epoch run on 27 demo test images."""
+    from core import training
+
+    home = tmp_path_factory.mktemp("evaluate-home")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("TRANSFER_LAB_HOME", str(home))
+        config = RunConfig(name="tiny frozen",
+                           data=DataConfig(source="demo", max_train_images=36, max_test_images=27),
+                           augment=PRESETS["none"],
+                           model=ModelConfig(regime="frozen", weights="none", image_size=32),
+                           train=TrainConfig(epochs=1, batch_size=9))
+        run_id = runs.create_run(config, runs.FOREGROUND)
+        assert runs.claim_foreground(run_id)
+        training.execute(run_id)
+        assert runs.get_run(run_id).status == runs.COMPLETED
+    return home, run_id
+
+
+@pytest.fixture
+def at(trained_home, monkeypatch) -> AppTest:
+    monkeypatch.setenv("TRANSFER_LAB_HOME", str(trained_home[0]))
+    app = AppTest.from_file(APP, default_timeout=180)
+    app.run()
+    app.switch_page("app_pages/evaluate.py").run()
+    assert not app.exception, [e.message for e in app.exception]
+    return app
+
+
+def test_metric_tiles_match_the_core_metrics(at, trained_home):
+    home, run_id = trained_home
+    expected = evaluation.compute_metrics(evaluation.run_predictions(run_id)).headline()
+    shown = {m.label: m.value for m in at.metric}
+    assert list(shown) == list(expected)
+    for label, value in expected.items():
+        assert shown[label] == f"{value:.3f}"
+    assert "27 test images" in at.caption[0].value
+
+
+def test_per_class_table_heatmap_and_top_losses_render(at):
+    assert len(at.dataframe) == 2  # per-class table and most-confused list
+    assert any(element.type == "plotly_chart" for element in at.get("plotly_chart"))
+    assert len(at.get("image")) == 12  # the top-losses gallery
+
+
+def test_predictions_are_cached_next_to_the_model(at, trained_home, monkeypatch):
+    home, run_id = trained_home
+    cache = evaluation.cache_path_for(evaluation.run_model_path(run_id))
+    assert cache.is_file()
+
+    def no_model(*args, **kwargs):
+        raise AssertionError("the cached predictions should have been used")
+
+    monkeypatch.setattr(evaluation, "load_prediction_model", no_model)
+    at.run()
+    assert not at.exception
+
+
+def test_a_run_without_a_saved_model_is_not_offered(trained_home, monkeypatch, tmp_path):
+    monkeypatch.setenv("TRANSFER_LAB_HOME", str(tmp_path))
+    app = AppTest.from_file(APP, default_timeout=120)
+    app.run()
+    app.switch_page("app_pages/evaluate.py").run()
+    assert not app.exception
+    assert "No run has a saved model yet" in app.info[0].value
