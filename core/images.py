@@ -147,7 +147,9 @@ def decode_image(data: bytes, name: str | None = None,
                 image.load()
                 transpose = _ORIENTATION_TRANSPOSE.get(_orientation(image))
                 rgb = _to_rgb(image, subject)
-            return rgb.transpose(transpose) if transpose is not None else rgb
+            upright = rgb.transpose(transpose) if transpose is not None else rgb
+            upright.info.pop("exif", None)  # already applied: a later exif_transpose must not turn it again
+            return upright
     except ImageUnreadable:
         raise
     except Image.UnidentifiedImageError:

@@ -51,7 +51,6 @@ CLASS_NAMES_FILE = "class_names.json"
 """Optional file in a run's folder listing its class names in output order (read before the data source)."""
 MODEL_CACHE_SIZE = 4
 DEFAULT_OPACITY = 0.45
-_EXIF_ORIENTATION = 0x0112
 
 
 # ---------------------------------------------------------------------------------------------- preprocessing
@@ -76,7 +75,7 @@ def _whole_photo(width: int, height: int) -> Box:
 
 
 def _imagenet_evaluation(image: Image.Image, size: int) -> np.ndarray:
-    return imagenet_eval_array(_without_orientation_tag(image), size)
+    return imagenet_eval_array(image, size)
 
 
 def _centre_crop(width: int, height: int) -> Box:
@@ -84,23 +83,6 @@ def _centre_crop(width: int, height: int) -> Box:
     side = CENTRE_CROP_FRACTION * min(width, height)
     left, top = (width - side) / 2, (height - side) / 2
     return left, top, left + side, top + side
-
-
-def _without_orientation_tag(image: Image.Image) -> Image.Image:
-    """The same pixels without EXIF metadata when it still names a rotation.
-
-    ``decode_image`` returns upright pixels but keeps the file's metadata, and ``imagenet_eval_array``
-    applies the EXIF orientation again; stripping the tag keeps the photo upright.
-    """
-    try:
-        orientation = image.getexif().get(_EXIF_ORIENTATION, 1)
-    except Exception:  # broken EXIF: nothing would be applied anyway
-        return image
-    if orientation in (None, 1):
-        return image
-    plain = image.copy()
-    plain.info.clear()
-    return plain
 
 
 PREPROCESSING: dict[str, Preprocessing] = {row.name: row for row in (

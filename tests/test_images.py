@@ -524,3 +524,18 @@ def test_random_bytes_never_escape(data):
 @given(mutated_images())
 def test_mutated_real_images_never_escape(data):
     assert_decodes_or_refuses(data)
+
+
+def test_decoded_images_carry_no_orientation_tag_to_apply_twice():
+    """Pixels come back upright, so nothing downstream may rotate them again (exif_transpose)."""
+    from PIL import ImageOps
+
+    upright = np.zeros((20, 40, 3), np.uint8)
+    upright[:, :10] = 255
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90° clockwise when shown
+    buffer = io.BytesIO()
+    Image.fromarray(upright).save(buffer, format="JPEG", exif=exif, quality=95)
+    decoded = decode_image(buffer.getvalue(), "tagged.jpg")
+    assert decoded.size == (20, 40)
+    assert ImageOps.exif_transpose(decoded).size == decoded.size
