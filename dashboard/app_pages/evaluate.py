@@ -46,6 +46,7 @@ runs.reconcile()
 records = {r.id: r for r in runs.list_runs() if r.best_model or r.last_model}
 if not records:
     st.info("No run has a saved model yet. Train one on the Train page: a model is saved after every epoch.")
+    st.page_link("app_pages/train.py", label="Go to Train", icon=":material/model_training:")
     st.stop()
 
 pick, versus = st.columns(2)

@@ -1,0 +1,143 @@
+"""The Train page through AppTest, with real background training processes on tiny runs."""
+
+import time
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from core import demo, grid, runs
+from core.config import DataConfig
+
+APP = str(Path(__file__).resolve().parents[1] / "dashboard" / "app.py")
+TINY_DATA = DataConfig(source="demo", max_train_images=36, max_test_images=18)
+
+
+@pytest.fixture(autouse=True)
+def demo_drawn_once(demo_home, transfer_lab_home, monkeypatch):
+    """Runs train in this test's own data directory; the 32 px demo set is drawn once and linked in."""
+    monkeypatch.setenv("TRANSFER_LAB_HOME", str(transfer_lab_home))
+    folder = demo.folder_path(32)
+    shared = demo_home / "datasets" / folder.name
+    if not shared.exists():
+        monkeypatch.setenv("TRANSFER_LAB_HOME", str(demo_home))
+        demo.demo_folder(32)
+        monkeypatch.setenv("TRANSFER_LAB_HOME", str(transfer_lab_home))
+    (transfer_lab_home / "datasets").mkdir(exist_ok=True)
+    (transfer_lab_home / "datasets" / folder.name).symlink_to(shared, target_is_directory=True)
+    yield
+    for record in runs.list_runs(status=runs.ACTIVE):  # never leave a worker training after the test
+        runs.request_stop(record.id)
+    deadline = time.monotonic() + 120
+    while runs.list_runs(status=runs.ACTIVE) and time.monotonic() < deadline:
+        runs.reconcile()
+        time.sleep(1)
+
+
+def open_train(data: DataConfig = TINY_DATA) -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=180)
+    at.run()
+    at.session_state["shared.data_config"] = data
+    at.switch_page("app_pages/train.py").run()
+    assert not at.exception, [e.message for e in at.exception]
+    return at
+
+
+def fill_frozen_form(at: AppTest, *, size=32, epochs=1, batch=12, weights="none") -> None:
+    at.number_input(key="train_frozen_size").set_value(size)
+    at.number_input(key="train_frozen_epochs").set_value(epochs)
+    at.number_input(key="train_frozen_batch").set_value(batch)
+    at.selectbox(key="train_frozen_backbone").set_value("EfficientNetB0")
+    at.selectbox(key="train_frozen_weights").set_value(weights)
+
+
+def submit(at: AppTest) -> AppTest:
+    at.button(key="FormSubmitter:train_frozen_form-Launch").click().run()
+    assert not at.exception, [e.message for e in at.exception]
+    return at
+
+
+def wait_for(at: AppTest, condition, timeout_s: float = 240) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        at.run()
+        assert not at.exception, [e.message for e in at.exception]
+        if condition():
+            return
+        time.sleep(2)
+    raise AssertionError(f"timed out; runs: {[(r.name, r.status, r.error) for r in runs.list_runs()]}")
+
+
+def test_form_rejects_impossible_settings_before_anything_starts():
+    at = open_train()
+    fill_frozen_form(at, size=16)
+    submit(at)
+    assert at.error and "Image size" in at.error[0].value and "32" in at.error[0].value
+    assert runs.list_runs() == []
+
+
+def test_imagenet_weights_missing_offline_is_refused_with_the_fix():
+    at = open_train()
+    fill_frozen_form(at, weights="imagenet")
+    submit(at)
+    message = at.error[0].value
+    assert "efficientnetb0_notop.h5" in message and "Lite0" in message
+    assert runs.list_runs() == []
+
+
+def test_launch_shows_progress_then_final_metrics():
+    at = open_train()
+    fill_frozen_form(at)
+    submit(at)
+    [record] = runs.list_runs()
+    assert record.status in (runs.QUEUED, runs.RUNNING) and record.config.data == TINY_DATA
+    wait_for(at, lambda: runs.get_run(record.id).status not in runs.ACTIVE)
+    assert runs.get_run(record.id).status == runs.COMPLETED, runs.get_run(record.id).error
+    at.run()
+    tiles = {m.label: m.value for m in at.metric}
+    assert tiles["Epochs done"] == "1 of 1"
+    assert 0.0 <= float(tiles["Validation accuracy"]) <= 1.0
+    assert at.get("plotly_chart")
+    assert any(record.name in m.value and "completed" in m.value for m in at.markdown)
+
+
+def test_stop_ends_a_running_run():
+    at = open_train(DataConfig(source="demo", max_train_images=400, max_test_images=18))
+    fill_frozen_form(at, epochs=30, batch=4)
+    submit(at)
+    [record] = runs.list_runs()
+    wait_for(at, lambda: runs.progress(record.id).batch > 0)
+    at.button(key="train_stop").click().run()
+    wait_for(at, lambda: runs.get_run(record.id).status not in runs.ACTIVE, timeout_s=60)
+    stopped = runs.get_run(record.id)
+    assert stopped.status == runs.STOPPED and stopped.epochs_done < 30
+    assert any("stopped" in w.value for w in at.warning)
+
+
+def test_comparison_overlays_one_trace_group_per_selected_run():
+    at = open_train()
+    fill_frozen_form(at)
+    submit(at)
+    at.button(key="FormSubmitter:train_frozen_form-Launch").click().run()  # a second, queued behind the first
+    first, second = sorted(runs.list_runs(), key=lambda r: r.created_at)
+    assert runs.get_run(second.id).status == runs.QUEUED
+    wait_for(at, lambda: all(runs.get_run(r.id).status == runs.COMPLETED for r in (first, second)), timeout_s=300)
+    at.multiselect(key="train_compare").set_value([first.id, second.id]).run()
+    chart = next(c for c in at.get("plotly_chart") if "train_compare_chart" in c.proto.id)
+    import json
+    groups = {trace.get("legendgroup") for trace in json.loads(chart.proto.spec)["data"]}
+    assert len(groups) == 2
+
+
+def test_grid_queues_one_run_per_cell():
+    at = open_train()
+    at.multiselect(key="train_grid_lrs").set_value([1e-3, 1e-4])
+    at.multiselect(key="train_grid_wds").set_value([0.0, 0.01])
+    at.number_input(key="train_grid_size").set_value(32)
+    at.button(key="train_grid_launch").click().run()
+    assert not at.exception
+    cells = grid.grid_cells(grid.grid_ids()[0])
+    assert sorted((c.learning_rate, c.weight_decay) for c in cells) == [
+        (1e-4, 0.0), (1e-4, 0.01), (1e-3, 0.0), (1e-3, 0.01)]
+    assert all(r.config.model.regime == "frozen" for r in runs.list_runs())
+    assert sum(r.status == runs.QUEUED for r in runs.list_runs()) >= 3
