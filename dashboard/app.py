@@ -15,6 +15,7 @@ navigation = st.navigation(
         st.Page("app_pages/home.py", title="Home", icon=":material/home:", default=True),
         st.Page("app_pages/data.py", title="Data", icon=":material/photo_library:", url_path="data"),
         st.Page("app_pages/augment.py", title="Augment", icon=":material/auto_awesome:", url_path="augment"),
+        st.Page("app_pages/train.py", title="Train", icon=":material/model_training:", url_path="train"),
         st.Page("app_pages/evaluate.py", title="Evaluate", icon=":material/analytics:", url_path="evaluate"),
     ]
 )
