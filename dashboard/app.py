@@ -17,6 +17,7 @@ navigation = st.navigation(
         st.Page("app_pages/augment.py", title="Augment", icon=":material/auto_awesome:", url_path="augment"),
         st.Page("app_pages/train.py", title="Train", icon=":material/model_training:", url_path="train"),
         st.Page("app_pages/evaluate.py", title="Evaluate", icon=":material/analytics:", url_path="evaluate"),
+        st.Page("app_pages/classify.py", title="Classify", icon=":material/pets:", url_path="classify"),
     ]
 )
 navigation.run()
