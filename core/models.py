@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import re
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -265,7 +266,7 @@ def build_frozen(model: ModelConfig, num_classes: int, progress: Progress | None
     x = layers.BatchNormalization(name="head_bn")(x)
     x = layers.Dropout(model.top_dropout, name="top_dropout")(x)
     outputs = _probabilities(x, num_classes, "pred")
-    return keras.Model(inputs, outputs, name=f"{model.backbone}_frozen")
+    return keras.Model(inputs, outputs, name=re.sub(r"[^A-Za-z0-9_.-]+", "_", model.backbone).strip("_") + "_frozen")
 
 
 BUILDERS: dict[str, Callable[..., Any]] = {"scratch": build_scratch, "frozen": build_frozen}
