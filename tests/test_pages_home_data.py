@@ -26,6 +26,8 @@ def test_home_explains_regimes_machine_and_offline_data():
     assert "From scratch" in text and "Frozen backbone" in text and "Fine-tuning" in text
     assert "Demo shapes" in text and "Stanford Dogs" in text
     assert {m.label for m in at.metric} >= {"Runs on", "TensorFlow", "Keras"}
+    assert "EfficientNet-Lite0 (offline ImageNet)" in text  # its weights ship with pip: always available
+    assert "default" in at.info[0].value
 
 
 def test_data_page_shows_demo_classes_samples_and_balance(demo_home):
