@@ -15,7 +15,7 @@ from dashboard import state
 SELECTED = "train_selected_run"
 LIVE_DEMO = {  # a frozen-head run that finishes in about 2 minutes on a 2-core CPU
     "data": DataConfig(source="demo", max_train_images=540, max_test_images=180),
-    "image_size": 96, "epochs": 3, "batch_size": 32,
+    "image_size": 96, "epochs": 5, "batch_size": 32, "learning_rate": 1e-2,  # the notebook grid's first row
 }
 TEACHING = {
     "scratch": (
@@ -129,7 +129,7 @@ def launch_form() -> None:
     st.caption(defaults.description)
     with st.expander("What to look for", expanded=False):
         st.markdown(TEACHING[regime])
-    demo = st.toggle("Live demo preset: the demo dataset at 96 px, 3 epochs, about 2 minutes on a 2-core CPU",
+    demo = st.toggle("Live demo preset: the demo dataset at 96 px, 5 epochs, about 2 minutes on a 2-core CPU",
                      key="train_live_demo", disabled=regime != "frozen",
                      help="For showing a whole run in class. Uses a subset of the demo shapes, not the Data page's choice.")
     demo = demo and regime == "frozen"
@@ -169,8 +169,9 @@ def launch_form() -> None:
         batch_size = c3.number_input("Batch size", min_value=1, max_value=4096,
                                      value=LIVE_DEMO["batch_size"] if demo else 64, key=f"{key}_batch")
         c4, c5, c6 = st.columns(3)
-        learning_rate = c4.number_input("Learning rate", min_value=0.0, value=defaults.learning_rate, format="%.0e",
-                                        step=defaults.learning_rate / 10, key=f"{key}_lr")
+        default_lr = LIVE_DEMO["learning_rate"] if demo else defaults.learning_rate
+        learning_rate = c4.number_input("Learning rate", min_value=0.0, value=default_lr, format="%.0e",
+                                        step=default_lr / 10, key=f"{key}_lr")
         weight_decay = c5.number_input("Weight decay (0 = none)", min_value=0.0, value=defaults.weight_decay,
                                        format="%g", step=0.001, key=f"{key}_wd")
         if regime == "scratch":
