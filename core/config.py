@@ -235,13 +235,26 @@ class TrainConfig(Config):
                                    choices=MIXED_PRECISION_CHOICES)
     seed: int = setting(0, "Training seed", "Fixes the initial weights and the shuffling order.",
                         min=0, max=2**31 - 1)
+    feature_cache: bool = setting(True, "Cached features (fast)",
+                                  "Frozen regime: run the backbone once per image (per augmented view) and train "
+                                  "the head on the stored features, seconds per epoch instead of minutes. Off: "
+                                  "the notebook's way, every image through the whole backbone in every epoch, "
+                                  "with fresh augmentation each time.", choices=(True, False), group="feature_cache")
+    cached_views: int = setting(5, "Augmented views per image",
+                                "With cached features and augmentation on: how many augmented versions of each "
+                                "training image are extracted; epoch e trains on version e mod this number. More "
+                                "views regularise more but take longer to extract.", min=1, max=20,
+                                group="feature_cache")
 
     def validate(self) -> None:
-        for name in ("epochs", "batch_size", "seed"):
+        for name in ("epochs", "batch_size", "seed", "cached_views"):
             value = getattr(self, name)
             if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
                 label = type(self).__dataclass_fields__[name].metadata["label"]
                 raise ConfigError(f"{label} must be a whole number (got {value!r}).")
+        if not isinstance(self.feature_cache, bool):
+            raise ConfigError(f"Cached features (fast) must be switched on (True) or off (False) "
+                              f"(got {self.feature_cache!r}).")
 
     def summary(self) -> str:
         parts = [f"batch {self.batch_size}"]
