@@ -14,7 +14,6 @@ import re
 import socket
 from collections import Counter
 from dataclasses import dataclass, field
-from importlib import resources
 from pathlib import Path
 from typing import Any, Callable
 from urllib.parse import urlparse
@@ -25,6 +24,7 @@ from core import demo
 from core.config import DataConfig
 from core.errors import DataUnavailable, ImageUnreadable
 from core.home import subdir
+from core.imagenet import dog_breed_names
 from core.images import SUPPORTED_SUFFIXES, probe_image_file, read_image_file, resize_for_model
 
 Progress = Callable[[int, int, str], None]
@@ -77,8 +77,7 @@ def format_class_name(folder_name: str) -> str:
 
 def stanford_dogs_class_names() -> list[str]:
     """The 120 breeds in TFDS label order (sorted by WordNet id), shipped so they work offline."""
-    text = resources.files("core.resources").joinpath("stanford_dogs_classes.txt").read_text()
-    return [format_class_name(line.strip()) for line in text.splitlines() if line.strip()]
+    return list(dog_breed_names())
 
 
 # ---------------------------------------------------------------- folders (and the demo set)
