@@ -455,25 +455,33 @@ def _spawn_worker(run_id: str) -> subprocess.Popen:
                                 start_new_session=True)
 
 
+def _startable(db: sqlite3.Connection) -> sqlite3.Row | None:
+    """The head of the queue, if nothing is running."""
+    if db.execute("SELECT 1 FROM runs WHERE status = ?", (RUNNING,)).fetchone():
+        return None
+    return db.execute("SELECT id, launcher FROM runs WHERE status = ? ORDER BY queued_at, id LIMIT 1",
+                      (QUEUED,)).fetchone()
+
+
 def kick_queue() -> str | None:
     """If nothing is training, start the next queued background run. Returns its id, if one started."""
     with _queue_lock():
         _interrupt_dead_runs()
-        with connect() as db, _transaction(db):
-            if db.execute("SELECT 1 FROM runs WHERE status = ?", (RUNNING,)).fetchone():
-                return None
-            head = db.execute("SELECT id, launcher FROM runs WHERE status = ? ORDER BY queued_at, id LIMIT 1",
-                              (QUEUED,)).fetchone()
-            if head is None or head["launcher"] == FOREGROUND:
-                return None  # a foreground run is started by its own CLI process (claim_foreground)
-            try:
-                worker = _spawn_worker(head["id"])
-            except OSError as error:
-                db.execute("UPDATE runs SET status = ?, error = ?, finished_at = ? WHERE id = ?",
-                           (FAILED, f"The training process could not be started: {error}", time.time(),
-                            head["id"]))
-                return None
-            _set_running(db, head["id"], worker.pid)
+        with connect() as db:
+            if _startable(db) is None:
+                return None  # the common case when a page polls: decided without taking the write lock
+            with _transaction(db):
+                head = _startable(db)
+                if head is None or head["launcher"] == FOREGROUND:
+                    return None  # a foreground run is started by its own CLI process (claim_foreground)
+                try:
+                    worker = _spawn_worker(head["id"])
+                except OSError as error:
+                    db.execute("UPDATE runs SET status = ?, error = ?, finished_at = ? WHERE id = ?",
+                               (FAILED, f"The training process could not be started: {error}", time.time(),
+                                head["id"]))
+                    return None
+                _set_running(db, head["id"], worker.pid)
     return head["id"]
 
 
@@ -482,10 +490,7 @@ def claim_foreground(run_id: str) -> bool:
     with _queue_lock():
         _interrupt_dead_runs()
         with connect() as db, _transaction(db):
-            if db.execute("SELECT 1 FROM runs WHERE status = ?", (RUNNING,)).fetchone():
-                return False
-            head = db.execute("SELECT id FROM runs WHERE status = ? ORDER BY queued_at, id LIMIT 1",
-                              (QUEUED,)).fetchone()
+            head = _startable(db)
             if head is None or head["id"] != run_id:
                 return False
             _set_running(db, run_id, os.getpid())
@@ -531,20 +536,28 @@ def process_alive(pid: int | None, started: str | None = None) -> bool:
     return started is None or fields[19] == started
 
 
+def _dead_runs(db: sqlite3.Connection) -> list[str]:
+    """Running runs whose process is gone, and queued CLI runs whose CLI is gone."""
+    rows = db.execute("SELECT id, status, pid, pid_started, launcher FROM runs WHERE status IN (?, ?)",
+                      (RUNNING, QUEUED)).fetchall()
+    return [row["id"] for row in rows
+            if (row["status"] == RUNNING or row["launcher"] == FOREGROUND)
+            and not process_alive(row["pid"], row["pid_started"])]
+
+
 def _interrupt_dead_runs() -> list[str]:
-    with connect() as db, _transaction(db):
-        rows = db.execute("SELECT id, status, pid, pid_started, launcher FROM runs WHERE status IN (?, ?)",
-                          (RUNNING, QUEUED)).fetchall()
-        dead = [row["id"] for row in rows
-                if (row["status"] == RUNNING or row["launcher"] == FOREGROUND)
-                and not process_alive(row["pid"], row["pid_started"])]
-        for run_id in dead:
-            done = db.execute("SELECT COUNT(*) FROM epochs WHERE run_id = ?", (run_id,)).fetchone()[0]
-            db.execute("UPDATE runs SET status = ?, finished_at = ?, phase = '', error = ? WHERE id = ?",
-                       (INTERRUPTED, time.time(),
-                        f"The training process ended unexpectedly after {done} finished epoch(s) (killed, out of "
-                        "memory, or the machine restarted). Resume the run to continue from its last checkpoint.",
-                        run_id))
+    with connect() as db:
+        if not _dead_runs(db):
+            return []
+        with _transaction(db):
+            dead = _dead_runs(db)
+            for run_id in dead:
+                done = db.execute("SELECT COUNT(*) FROM epochs WHERE run_id = ?", (run_id,)).fetchone()[0]
+                db.execute("UPDATE runs SET status = ?, finished_at = ?, phase = '', error = ? WHERE id = ?",
+                           (INTERRUPTED, time.time(),
+                            f"The training process ended unexpectedly after {done} finished epoch(s) (killed, out "
+                            "of memory, or the machine restarted). Resume the run to continue from its last "
+                            "checkpoint.", run_id))
     return dead
 
 

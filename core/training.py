@@ -309,6 +309,7 @@ def train(config: RunConfig, run_id: str | None, strategy: Any, device: str, *,
     in the run's folder; without one (a non-chief worker) nothing is. Returns (last epoch's metrics, stopped)."""
     model_cfg, train_cfg = config.model, config.train
     note = (lambda phase: runs.record_progress(run_id, phase=phase)) if run_id else (lambda phase: None)
+    stop_asked = (lambda: runs.stop_requested(run_id)) if run_id else (lambda: False)
 
     precision = devices.apply_precision(train_cfg.mixed_precision)
     keras.utils.set_random_seed(train_cfg.seed)
@@ -318,10 +319,14 @@ def train(config: RunConfig, run_id: str | None, strategy: Any, device: str, *,
     info = splits.info
     done = len(runs.epochs(run_id)) if run_id else 0
     epochs = effective_epochs(model_cfg, train_cfg)
+    if stop_asked():
+        return _last_recorded(run_id), True
 
     note("building model")
     with strategy.scope():
         model, unfrozen = _model_for(config, run_id, info.num_classes, done, devices.jit_compile_setting())
+    if stop_asked():
+        return _last_recorded(run_id), True
     batches = batches_per_epoch(info.num_train, train_cfg.batch_size)
     train_ds = training_pipeline(splits.train, num_train=info.num_train, num_classes=info.num_classes,
                                  image_size=image_size, batch_size=train_cfg.batch_size, augment=config.augment,
@@ -353,9 +358,13 @@ def train(config: RunConfig, run_id: str | None, strategy: Any, device: str, *,
                         verbose=0, shuffle=False)
     stopped = bool(recorder and recorder.stopping)
     if run_id:
-        recorded = runs.epochs(run_id)
-        return (recorded[-1].metrics() if recorded else {}), stopped
+        return _last_recorded(run_id), stopped
     return {name: float(values[-1]) for name, values in history.history.items() if values}, stopped
+
+
+def _last_recorded(run_id: str) -> dict[str, float | None]:
+    recorded = runs.epochs(run_id)
+    return recorded[-1].metrics() if recorded else {}
 
 
 def friendly_error(error: BaseException, config: RunConfig | None = None) -> str:
@@ -391,8 +400,7 @@ def execute(run_id: str, *, progress: Progress | None = None, callbacks: Sequenc
         traceback.print_exc(file=sys.stderr)
         message = friendly_error(error, config)
         runs.finish_run(run_id, runs.FAILED, message)
-        done = runs.epochs(run_id)
-        return Outcome(run_id, runs.FAILED, done[-1].metrics() if done else {}, message)
+        return Outcome(run_id, runs.FAILED, _last_recorded(run_id), message)
     status = runs.STOPPED if stopped else runs.COMPLETED
     runs.finish_run(run_id, status)
     return Outcome(run_id, status, metrics)
@@ -429,12 +437,20 @@ def _end_on_sigterm(signum: int, frame: Any) -> None:
     raise SystemExit(128 + signum)
 
 
+def _wait_to_be_marked_running(run_id: str, timeout_s: float = 30.0) -> None:
+    """The launcher records 'running' with our pid just after starting us; make sure we see it."""
+    deadline = time.monotonic() + timeout_s
+    while runs.get_run(run_id).status == runs.QUEUED and time.monotonic() < deadline:
+        time.sleep(0.2)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of a background worker: train one run, then start the next queued one."""
     parser = argparse.ArgumentParser(description="Train one queued run (started by core.runs.start_run).")
     parser.add_argument("--run-id", required=True)
     args = parser.parse_args(argv)
     signal.signal(signal.SIGTERM, _end_on_sigterm)
+    _wait_to_be_marked_running(args.run_id)
     try:
         outcome = execute(args.run_id)
         print(f"run {args.run_id}: {outcome.status}" + (f" ({outcome.error})" if outcome.error else ""), flush=True)

@@ -175,13 +175,12 @@ def test_fine_tune_from_a_block_unfreezes_whole_blocks():
         layers_to_unfreeze(model, 20, from_block=9)
 
 
-def test_compiled_model_reports_accuracy_and_top5_under_the_notebooks_names(frozen_model):
+def test_compiled_model_uses_adam_with_the_given_rate_and_decay(frozen_model):
     compile_model(frozen_model, 1e-4, 0.01)
-    images = np.random.default_rng(0).uniform(0, 255, (4, 32, 32, 3)).astype("float32")
-    labels = np.eye(5, dtype="float32")[[0, 1, 2, 3]]
-    logs = frozen_model.evaluate(images, labels, verbose=0, return_dict=True)
-    assert set(logs) == {"loss", "accuracy", "top5_accuracy"}
-    assert frozen_model.optimizer.learning_rate.numpy() == pytest.approx(1e-4)
+    optimizer = frozen_model.optimizer
+    assert type(optimizer).__name__ == "Adam"
+    assert float(optimizer.learning_rate.numpy()) == pytest.approx(1e-4) and optimizer.weight_decay == 0.01
+    assert optimizer.built  # its slots exist before the first step, so that step is traced once
 
 
 def test_missing_imagenet_weights_fail_fast_naming_the_file_and_folder(keras_home, monkeypatch):

@@ -159,6 +159,7 @@ def frozen_home(stopped_frozen_run, monkeypatch):
     return stopped_frozen_run
 
 
+@pytest.mark.slow
 def test_frozen_regime_trains_an_epoch_into_the_store(frozen_home):
     record = runs.get_run(frozen_home["run_id"])
     done = runs.epochs(record.id)
@@ -172,6 +173,7 @@ def test_frozen_regime_trains_an_epoch_into_the_store(frozen_home):
     assert any(record.tensorboard_dir.rglob("events.out.tfevents.*"))
 
 
+@pytest.mark.slow
 def test_a_stop_request_ends_the_run_within_one_batch_and_keeps_the_last_checkpoint(frozen_home):
     record = runs.get_run(frozen_home["run_id"])
     assert frozen_home["outcome"].status == record.status == "stopped"
@@ -182,6 +184,7 @@ def test_a_stop_request_ends_the_run_within_one_batch_and_keeps_the_last_checkpo
     assert not list(record.folder.glob("partial-*"))
 
 
+@pytest.mark.slow
 def test_finetune_unfreezes_exactly_the_top_layers_but_no_batch_norm(frozen_home):
     parent_id = frozen_home["run_id"]
     parent = runs.get_run(parent_id)
