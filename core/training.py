@@ -35,7 +35,7 @@ from typing import Any, Callable, Sequence
 import keras
 import tensorflow as tf
 
-from core import devices, runs
+from core import devices, features, runs
 from core.augment import build_augmenter
 from core.data import Splits, load_splits
 from core.errors import ConfigError, RunError, TransferLabError
@@ -306,7 +306,10 @@ def _model_for(config: RunConfig, run_id: str | None, num_classes: int, done: in
 def train(config: RunConfig, run_id: str | None, strategy: Any, device: str, *,
           progress: Progress | None = None, callbacks: Sequence[Any] = ()) -> tuple[dict[str, float | None], bool]:
     """Train ``config`` under ``strategy``. With a ``run_id`` everything is recorded in the store and saved
-    in the run's folder; without one (a non-chief worker) nothing is. Returns (last epoch's metrics, stopped)."""
+    in the run's folder; without one (a non-chief worker) nothing is. Returns (last epoch's metrics, stopped).
+    Frozen runs with ``feature_cache`` train their head on cached backbone features (``core.features``)."""
+    if features.uses_feature_cache(config):
+        return features.train_on_features(config, run_id, strategy, device, progress=progress, callbacks=callbacks)
     model_cfg, train_cfg = config.model, config.train
     note = (lambda phase: runs.record_progress(run_id, phase=phase)) if run_id else (lambda phase: None)
     stop_asked = (lambda: runs.stop_requested(run_id)) if run_id else (lambda: False)

@@ -10,7 +10,7 @@ from core.devices import describe_device
 from core.errors import TransferLabError
 from core.models import BACKBONES, REGIMES
 from core.runs import RunConfig
-from dashboard import state
+from dashboard import forms, state
 
 SELECTED = "train_selected_run"
 LIVE_DEMO = {  # a frozen-head run that finishes in about 2 minutes on a 2-core CPU
@@ -184,6 +184,13 @@ def launch_form() -> None:
         else:
             weights = None
             c6.text_input("Starting weights", value="the frozen run's model", disabled=True, key=f"{key}_weights_fixed")
+        train_defaults = TrainConfig()
+        feature_cache, cached_views = train_defaults.feature_cache, train_defaults.cached_views
+        if regime == "frozen":
+            g1, g2 = st.columns(2)
+            feature_cache = forms.render_field(forms.field_named(TrainConfig, "feature_cache"), train_defaults,
+                                               key, g1)
+            cached_views = forms.render_field(forms.field_named(TrainConfig, "cached_views"), train_defaults, key, g2)
         unfreeze_top, from_block = 20, None
         if regime == "finetune":
             f1, f2 = st.columns(2)
@@ -205,7 +212,8 @@ def launch_form() -> None:
                               unfreeze_top_layers=unfreeze_top, unfreeze_from_block=from_block,
                               parent_run_id=parent_id),
             train=TrainConfig(epochs=int(epochs), batch_size=int(batch_size), learning_rate=learning_rate,
-                              weight_decay=weight_decay),
+                              weight_decay=weight_decay, feature_cache=bool(feature_cache),
+                              cached_views=int(cached_views)),
         )
         runs.check_parent(config)
         models.check_weights(config.model)
