@@ -4,7 +4,9 @@ For each regime (scratch, frozen, finetune) at 224 px, batch 32, EfficientNetB0 
 (the compute is the same as with ImageNet weights), the same images are trained on
 
 - through the engine (``core.training.execute``: folder data source cached in memory, shuffle, the
-  pipeline, RunRecorder writing to the store, checkpoints, TensorBoard), augmentation off; and
+  pipeline, RunRecorder writing to the store, checkpoints, TensorBoard), augmentation off, the frozen
+  regime without the feature cache (every image through the backbone, as the notebook; the cache has
+  its own benchmark, bench/frozen_head.py); and
 - with a plain ``model.fit`` on the same images held in memory, batched and prefetched by ``tf.data``
   (the notebook's way),
 
@@ -100,7 +102,7 @@ def engine(regime: str, root: Path, images: int, parent: str | None) -> dict:
         config = RunConfig(data=DataConfig(source=f"folder:{root}", max_train_images=images),
                            augment=PRESETS["none"],
                            model=ModelConfig(regime=regime, weights="none", image_size=SIZE),
-                           train=TrainConfig(epochs=EPOCHS, batch_size=BATCH))
+                           train=TrainConfig(epochs=EPOCHS, batch_size=BATCH, feature_cache=False))
     run_id = runs.create_run(config, runs.FOREGROUND)
     assert runs.claim_foreground(run_id)
     timer = batch_timer()

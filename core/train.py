@@ -37,6 +37,7 @@ FLAGS: dict[str, tuple[str, str]] = {
     "epochs": ("train", "epochs"), "batch_size": ("train", "batch_size"),
     "learning_rate": ("train", "learning_rate"), "weight_decay": ("train", "weight_decay"),
     "mixed_precision": ("train", "mixed_precision"), "seed": ("train", "seed"),
+    "feature_cache": ("train", "feature_cache"), "cached_views": ("train", "cached_views"),
 }
 
 
@@ -73,6 +74,11 @@ def parser() -> argparse.ArgumentParser:
                                                                         "(default: regime's).")
     train.add_argument("--mixed-precision", choices=MIXED_PRECISION_CHOICES, help="GPU/TPU only (default off).")
     train.add_argument("--seed", type=int, metavar="N", help="Training seed (default 0).")
+    train.add_argument("--feature-cache", action=argparse.BooleanOptionalAction,
+                       help="frozen: train the head on backbone features extracted once (default on); "
+                            "--no-feature-cache runs every image through the backbone every epoch, the notebook's way.")
+    train.add_argument("--cached-views", type=int, metavar="K",
+                       help="frozen with the feature cache: augmented views extracted per image (default 5).")
     p.add_argument("--name", help="Run name shown in the dashboard (default: made from the settings).")
     return p
 

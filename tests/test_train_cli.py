@@ -53,7 +53,7 @@ def free_port() -> int:
 def test_help_documents_every_flag_without_loading_tensorflow(tmp_path):
     result = cli("--help", home=tmp_path)
     assert result.returncode == 0
-    for flag in [*FLAGS, "augment", "name"]:
+    for flag in [*FLAGS, "augment", "name", "no_feature_cache"]:
         assert f"--{flag.replace('_', '-')}" in result.stdout
     check = subprocess.run([sys.executable, "-c", "import sys, core.train; print('tensorflow' in sys.modules)"],
                            cwd=ROOT, capture_output=True, text=True, timeout=120)
@@ -84,6 +84,9 @@ def test_flags_become_a_run_config():
     assert (config.model.backbone, config.model.regime, config.model.weights) == ("EfficientNetB2", "scratch", None)
     assert (config.train.epochs, config.train.learning_rate, config.train.batch_size) == (3, 0.01, 32)
     assert config.name == "big" and config.augment.noise_on
+    assert config.train.feature_cache  # the default
+    assert not build_config(parser().parse_args(["--no-feature-cache"])).train.feature_cache
+    assert build_config(parser().parse_args(["--cached-views", "3"])).train.cached_views == 3
 
 
 def test_a_fine_tune_takes_its_parents_data_and_network_unless_told_otherwise():
@@ -128,7 +131,7 @@ def test_two_cpu_workers_train_one_epoch_with_multi_worker_mirrored_strategy(tmp
                "TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})}
         workers.append(subprocess.Popen(
             [sys.executable, "-m", "core.train", "--regime", "frozen", "--weights", "none", "--augment", "none",
-             *QUICK], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+             "--no-feature-cache", *QUICK], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
     outputs = []
     try:
         for worker in workers:

@@ -22,10 +22,12 @@ training = pytest.importorskip("core.training")
 
 def demo_config(regime: str = "frozen", *, epochs: int = 1, train_images: int = 32, batch_size: int = 4,
                 **model) -> RunConfig:
+    """A tiny run through the full pipeline (every image through the backbone every epoch, the notebook's
+    way); the frozen regime's cached-features path has its own tests in test_features.py."""
     weights = {} if regime == "finetune" else {"weights": "none"}
     return RunConfig(data=DataConfig(source="demo", max_train_images=train_images, max_test_images=16),
                      augment=PRESETS["notebook"], model=ModelConfig(regime=regime, image_size=32, **weights, **model),
-                     train=TrainConfig(epochs=epochs, batch_size=batch_size))
+                     train=TrainConfig(epochs=epochs, batch_size=batch_size, feature_cache=False))
 
 
 def link_demo(home: Path, folder: Path) -> None:
