@@ -49,7 +49,7 @@ from core.config import DataConfig
 from core.errors import DataUnavailable, RunError
 from core.home import data_home, subdir
 from core.images import SUPPORTED_SUFFIXES
-from core.models import (build_model, compile_model, effective_epochs, effective_image_size,
+from core.models import (TOP_K, build_model, compile_model, effective_epochs, effective_image_size,
                          effective_learning_rate, effective_weight_decay, effective_weights, load_saved_model,
                          parameter_counts)
 
@@ -95,7 +95,9 @@ class FeatureSource:
 
     def describe(self) -> dict[str, Any]:
         augmenting = is_augmenting(self.augment)
-        return {"format": FORMAT_VERSION, "keras": _version("keras"), "data": self.data.to_dict(),
+        other_split_limit = "max_test_images" if self.split == "train" else "max_train_images"
+        data = {name: value for name, value in self.data.to_dict().items() if name != other_split_limit}
+        return {"format": FORMAT_VERSION, "keras": _version("keras"), "data": data,
                 "data_fingerprint": self.data_fingerprint, "split": self.split, "backbone": self.backbone,
                 "weights": self.weights, "image_size": self.image_size,
                 "augment": self.augment.to_dict() if augmenting else None,
@@ -357,7 +359,8 @@ class FeatureSet:
 
 
 def feature_sources(config: RunConfig, model: Any) -> tuple[list[FeatureSource], FeatureSource]:
-    """The cache entries a run needs: its training views and its test split."""
+    """The cache entries a run needs: its training views (K, or one per epoch when it has fewer) and its test
+    split. A longer run later reuses these views and adds the missing ones."""
     import keras
 
     augmenting = is_augmenting(config.augment)
@@ -365,7 +368,8 @@ def feature_sources(config: RunConfig, model: Any) -> tuple[list[FeatureSource],
                   weights=weights_identity(model, effective_weights(config.model)),
                   image_size=effective_image_size(config.model), data_fingerprint=data_fingerprint(config.data),
                   compute_dtype=keras.config.dtype_policy().compute_dtype)
-    views = config.train.cached_views if augmenting else 1
+    # Epoch e uses view e mod K, so a run of fewer than K epochs never needs the views past its last epoch.
+    views = min(config.train.cached_views, effective_epochs(config.model, config.train)) if augmenting else 1
     train = [FeatureSource(split="train", augment=view_augment(config.augment, view) if augmenting else None,
                            view=view, **common) for view in range(views)]
     return train, FeatureSource(split="test", **common)
@@ -390,7 +394,7 @@ def prepare_features(config: RunConfig, model: Any, splits: Splits, *, progress:
                 if source.split == "train" else f"the {count} test images")
         message = f"Extracting {model.name} features: {what}"
 
-        def advance(images_done: int, message: str = message) -> None:
+        def advance(_images: int, message: str = message) -> None:
             nonlocal done
             done += 1
             if progress is not None:
@@ -460,8 +464,6 @@ def _compile_like(model: Any, optimizer: Any) -> None:
     """The frozen model shares the head's optimizer, so its saved file carries the optimizer's state
     (resuming restores Adam's moments) and loads like any compiled run model."""
     import keras
-
-    from core.models import TOP_K
 
     model.compile(optimizer=optimizer, loss="categorical_crossentropy",
                   metrics=[keras.metrics.CategoricalAccuracy(name="accuracy"),

@@ -120,6 +120,7 @@ def test_the_key_follows_every_input_of_the_features_and_no_training_setting(fro
     }
     keys = {base.key} | {dataclasses.replace(base, **{name: value}).key for name, value in changed.items()}
     assert len(keys) == 1 + len(changed)
+    assert dataclasses.replace(base, data=TINY_DATA.replace(max_test_images=10)).key == base.key  # the other split's
     assert dataclasses.replace(base, augment=PRESETS["notebook"].replace(seed=1)).key != base.key
     unaugmented = dataclasses.replace(base, augment=None)
     assert dataclasses.replace(base, augment=PRESETS["none"], view=3).key == unaugmented.key
@@ -130,6 +131,8 @@ def test_the_key_follows_every_input_of_the_features_and_no_training_setting(fro
         other_train, other_test = features.feature_sources(
             config.replace(train=config.train.replace(**train)), frozen_model)
         assert [s.key for s in other_train] == [s.key for s in train_keys] and other_test.key == test_key.key
+    one_epoch, _ = features.feature_sources(config.replace(train=config.train.replace(epochs=1)), frozen_model)
+    assert [s.key for s in one_epoch] == [train_keys[0].key]  # a 1-epoch run needs view 0 only
 
 
 def test_other_weights_and_changed_photos_change_the_key(frozen_model, tmp_path):
