@@ -15,7 +15,9 @@ and 3 (a step: from one batch's end to the next one's, so callbacks, store write
 data count; epoch 1 pays for tracing; the median shrugs off other work on a shared machine).
 
 Prints one JSON line per regime: ``regime``, ``engine_img_per_s``, ``keras_fit_img_per_s``,
-``peak_rss_mb`` (the engine's training process), plus ``overhead_pct`` and ``keras_peak_rss_mb``.
+``peak_rss_mb`` (the engine's training process), plus ``overhead_pct``, ``keras_peak_rss_mb``, the
+CPU time per image of both (``engine_cpu_ms_per_img``, ``keras_cpu_ms_per_img``, ``cpu_overhead_pct``:
+steadier than wall time when other work shares the machine) and the load average at the end.
 
 Run: ``python bench/train.py`` (about 10 minutes on 2 cores; ``--images`` to change the sizes).
 """
@@ -65,26 +67,37 @@ def peak_rss_mb() -> float:
 
 def batch_timer():
     """A callback timing each training step as the interval between consecutive batch ends (callbacks
-    placed before it and waiting for data included), over epochs 2 and later (epoch 1 traces)."""
+    placed before it and waiting for data included), over epochs 2 and later (epoch 1 traces), in wall
+    time and in this process's CPU time (all its threads)."""
     import keras
+
+    def cpu_seconds() -> float:
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        return usage.ru_utime + usage.ru_stime
 
     class Timer(keras.callbacks.Callback):
         def __init__(self):
             super().__init__()
-            self.intervals: list[float] = []
+            self.wall: list[float] = []
+            self.cpu: list[float] = []
 
         def on_epoch_begin(self, epoch, logs=None):
             self.epoch, self.last = epoch, None
 
         def on_train_batch_end(self, batch, logs=None):
-            now = time.perf_counter()
+            now = (time.perf_counter(), cpu_seconds())
             if self.epoch >= 1 and self.last is not None:
-                self.intervals.append(now - self.last)
+                self.wall.append(now[0] - self.last[0])
+                self.cpu.append(now[1] - self.last[1])
             self.last = now
 
         def images_per_s(self) -> float:
-            """The median step: robust to the bursts of other work on a shared machine."""
-            return BATCH / statistics.median(self.intervals)
+            """The median step: robust to bursts of other work on a shared machine."""
+            return BATCH / statistics.median(self.wall)
+
+        def cpu_ms_per_image(self) -> float:
+            """CPU time is what the engine adds; unlike wall time it barely moves when others share the CPU."""
+            return 1000 * statistics.median(self.cpu) / BATCH
 
     return Timer()
 
@@ -108,7 +121,8 @@ def engine(regime: str, root: Path, images: int, parent: str | None) -> dict:
     timer = batch_timer()
     outcome = training.execute(run_id, callbacks=[timer])
     assert outcome.status == "completed", outcome.error
-    return {"run_id": run_id, "img_per_s": timer.images_per_s(), "peak_rss_mb": peak_rss_mb()}
+    return {"run_id": run_id, "img_per_s": timer.images_per_s(), "cpu_ms_per_img": timer.cpu_ms_per_image(),
+            "peak_rss_mb": peak_rss_mb()}
 
 
 def plain_keras(regime: str, root: Path, images: int) -> dict:
@@ -142,7 +156,8 @@ def plain_keras(regime: str, root: Path, images: int) -> dict:
     train = tf.data.Dataset.from_tensor_slices((x, y)).batch(BATCH).prefetch(tf.data.AUTOTUNE)
     test = tf.data.Dataset.from_tensor_slices(validation).batch(BATCH).prefetch(tf.data.AUTOTUNE)
     model.fit(train, epochs=EPOCHS, validation_data=test, callbacks=[timer], verbose=0)
-    return {"img_per_s": timer.images_per_s(), "peak_rss_mb": peak_rss_mb()}
+    return {"img_per_s": timer.images_per_s(), "cpu_ms_per_img": timer.cpu_ms_per_image(),
+            "peak_rss_mb": peak_rss_mb()}
 
 
 def child(args: argparse.Namespace) -> None:
@@ -161,6 +176,14 @@ def run_child(kind: str, regime: str, root: Path, home: Path, images: int, paren
     if result.returncode != 0:
         raise SystemExit(f"{kind} {regime} failed:\n{result.stderr[-3000:]}")
     return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def cpu_comparison(engine_result: dict, plain_result: dict) -> dict:
+    if "cpu_ms_per_img" not in engine_result or "cpu_ms_per_img" not in plain_result:
+        return {}
+    engine_cpu, plain_cpu = engine_result["cpu_ms_per_img"], plain_result["cpu_ms_per_img"]
+    return {"engine_cpu_ms_per_img": round(engine_cpu, 1), "keras_cpu_ms_per_img": round(plain_cpu, 1),
+            "cpu_overhead_pct": round(100 * (engine_cpu / plain_cpu - 1), 1)}
 
 
 def main() -> None:
@@ -188,8 +211,9 @@ def main() -> None:
                 "regime": regime, "engine_img_per_s": round(measured["img_per_s"], 1),
                 "keras_fit_img_per_s": round(plain["img_per_s"], 1), "peak_rss_mb": round(measured["peak_rss_mb"]),
                 "overhead_pct": round(100 * (1 - measured["img_per_s"] / plain["img_per_s"]), 1),
-                "keras_peak_rss_mb": round(plain["peak_rss_mb"]), "images": images, "image_size": SIZE,
-                "batch_size": BATCH}), flush=True)
+                "keras_peak_rss_mb": round(plain["peak_rss_mb"]),
+                **cpu_comparison(measured, plain), "images": images, "image_size": SIZE, "batch_size": BATCH,
+                "load_average": round(os.getloadavg()[0], 1)}), flush=True)
 
 
 if __name__ == "__main__":
