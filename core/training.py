@@ -323,13 +323,13 @@ def train(config: RunConfig, run_id: str | None, strategy: Any, device: str, *,
     done = len(runs.epochs(run_id)) if run_id else 0
     epochs = effective_epochs(model_cfg, train_cfg)
     if stop_asked():
-        return _last_recorded(run_id), True
+        return last_recorded(run_id), True
 
     note("building model")
     with strategy.scope():
         model, unfrozen = _model_for(config, run_id, info.num_classes, done, devices.jit_compile_setting())
     if stop_asked():
-        return _last_recorded(run_id), True
+        return last_recorded(run_id), True
     batches = batches_per_epoch(info.num_train, train_cfg.batch_size)
     train_ds = training_pipeline(splits.train, num_train=info.num_train, num_classes=info.num_classes,
                                  image_size=image_size, batch_size=train_cfg.batch_size, augment=config.augment,
@@ -359,13 +359,22 @@ def train(config: RunConfig, run_id: str | None, strategy: Any, device: str, *,
     warnings.filterwarnings("ignore", message="Your input ran out of data")
     history = model.fit(train_ds, validation_data=test_ds, epochs=epochs, initial_epoch=done, callbacks=hooks,
                         verbose=0, shuffle=False)
+    return fit_outcome(run_id, history, recorder)
+
+
+def fit_outcome(run_id: str | None, history: Any, recorder: RunRecorder | None
+                ) -> tuple[dict[str, float | None], bool]:
+    """What a training path returns after ``fit``: the last epoch's metrics (the store's, for a stored run)
+    and whether a stop was asked."""
     stopped = bool(recorder and recorder.stopping)
     if run_id:
-        return _last_recorded(run_id), stopped
-    return {name: float(values[-1]) for name, values in history.history.items() if values}, stopped
+        return last_recorded(run_id), stopped
+    trained = history.history.items() if history is not None else ()
+    return {name: float(values[-1]) for name, values in trained if values}, stopped
 
 
-def _last_recorded(run_id: str) -> dict[str, float | None]:
+def last_recorded(run_id: str) -> dict[str, float | None]:
+    """The metrics of a run's last recorded epoch ({} before its first)."""
     recorded = runs.epochs(run_id)
     return recorded[-1].metrics() if recorded else {}
 
@@ -403,7 +412,7 @@ def execute(run_id: str, *, progress: Progress | None = None, callbacks: Sequenc
         traceback.print_exc(file=sys.stderr)
         message = friendly_error(error, config)
         runs.finish_run(run_id, runs.FAILED, message)
-        return Outcome(run_id, runs.FAILED, _last_recorded(run_id), message)
+        return Outcome(run_id, runs.FAILED, last_recorded(run_id), message)
     status = runs.STOPPED if stopped else runs.COMPLETED
     runs.finish_run(run_id, status)
     return Outcome(run_id, status, metrics)

@@ -37,3 +37,30 @@ def dogs10() -> Path:
     if not DOGS10.is_dir():
         pytest.skip(f"the shared dogs10 photos are not on this machine ({DOGS10})")
     return DOGS10
+
+
+@pytest.fixture(scope="session")
+def tiny_run():
+    """``tiny_run(home, name=..., test_images=...)`` trains one finished run for pages to show."""
+    return train_tiny_run
+
+
+def train_tiny_run(home: Path, *, name: str, test_images: int) -> str:
+    """One finished 1-epoch frozen run on 32 px demo images (36 training, ``test_images`` test), trained in
+    this process into the data directory ``home``; returns its id."""
+    from core import runs, training
+    from core.augment import PRESETS
+    from core.config import DataConfig, ModelConfig, TrainConfig
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("TRANSFER_LAB_HOME", str(home))
+        config = runs.RunConfig(name=name,
+                                data=DataConfig(source="demo", max_train_images=36, max_test_images=test_images),
+                                augment=PRESETS["none"],
+                                model=ModelConfig(regime="frozen", weights="none", image_size=32),
+                                train=TrainConfig(epochs=1, batch_size=9))
+        run_id = runs.create_run(config, runs.FOREGROUND)
+        assert runs.claim_foreground(run_id)
+        training.execute(run_id)
+        assert runs.get_run(run_id).status == runs.COMPLETED
+    return run_id

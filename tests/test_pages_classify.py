@@ -13,10 +13,7 @@ import pytest
 from streamlit.runtime.memory_media_file_storage import MemoryMediaFileStorage
 from streamlit.testing.v1 import AppTest, app_test
 
-from core import demo, runs
-from core.augment import PRESETS
-from core.config import DataConfig, ModelConfig, TrainConfig
-from core.runs import RunConfig
+from core import demo
 
 APP = str(Path(__file__).resolve().parents[1] / "dashboard" / "app.py")
 SAMOYED = "n02111889-Samoyed/n02111889_1206.jpg"  # the dog classifier: Samoyed, p = 0.97
@@ -25,23 +22,10 @@ DOG_BREEDS = "imagenet-dog-breeds"
 
 
 @pytest.fixture(scope="module")
-def trained_home(tmp_path_factory):
+def trained_home(tmp_path_factory, tiny_run):
     """A data directory holding one finished 1-epoch run on 32 px demo images."""
-    from core import training
-
     home = tmp_path_factory.mktemp("classify-home")
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("TRANSFER_LAB_HOME", str(home))
-        config = RunConfig(name="tiny shapes",
-                           data=DataConfig(source="demo", max_train_images=36, max_test_images=9),
-                           augment=PRESETS["none"],
-                           model=ModelConfig(regime="frozen", weights="none", image_size=32),
-                           train=TrainConfig(epochs=1, batch_size=9))
-        run_id = runs.create_run(config, runs.FOREGROUND)
-        assert runs.claim_foreground(run_id)
-        training.execute(run_id)
-        assert runs.get_run(run_id).status == runs.COMPLETED
-    return home, run_id
+    return home, tiny_run(home, name="tiny shapes", test_images=9)
 
 
 def open_classify() -> AppTest:

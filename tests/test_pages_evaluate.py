@@ -5,32 +5,16 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from core import evaluation, runs
-from core.augment import PRESETS
-from core.config import DataConfig, ModelConfig, TrainConfig
-from core.runs import RunConfig
+from core import evaluation
 
 APP = str(Path(__file__).resolve().parents[1] / "dashboard" / "app.py")
 
 
 @pytest.fixture(scope="module")
-def trained_home(tmp_path_factory):
+def trained_home(tmp_path_factory, tiny_run):
     """A data directory holding one finished 1-epoch run on 27 demo test images."""
-    from core import training
-
     home = tmp_path_factory.mktemp("evaluate-home")
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("TRANSFER_LAB_HOME", str(home))
-        config = RunConfig(name="tiny frozen",
-                           data=DataConfig(source="demo", max_train_images=36, max_test_images=27),
-                           augment=PRESETS["none"],
-                           model=ModelConfig(regime="frozen", weights="none", image_size=32),
-                           train=TrainConfig(epochs=1, batch_size=9))
-        run_id = runs.create_run(config, runs.FOREGROUND)
-        assert runs.claim_foreground(run_id)
-        training.execute(run_id)
-        assert runs.get_run(run_id).status == runs.COMPLETED
-    return home, run_id
+    return home, tiny_run(home, name="tiny frozen", test_images=27)
 
 
 @pytest.fixture
