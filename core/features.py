@@ -8,7 +8,8 @@ Dropout -> Dense layers, with the same optimiser) learns on them.
 
 - Augmentation still regularises: every training image is augmented into K views (``cached_views``)
   and epoch e trains on view e mod K. Without augmentation there is one view; the test features are
-  always one unaugmented view.
+  always one unaugmented view. A view is extracted just before the first epoch that uses it, so the
+  first curve points come after one view's extraction, not K.
 - A cache entry is keyed by a hash of everything that decides its numbers (``FeatureSource``): the data,
   the split, the backbone and the values of its weights, the image size, the augmentation, the view and
   the compute precision. The learning rate, weight decay, epochs, batch size and seed are not in it, so
@@ -348,14 +349,26 @@ def extract(model: Any, images: Any, *, augment: AugmentConfig | None = None,
 
 @dataclass(frozen=True)
 class FeatureSet:
-    """A run's cached features: K training views (same images, same order) and the test split."""
+    """A run's cached features: K training views (same images, same order; ``None`` for a view not
+    extracted yet) and the test split."""
 
-    train_views: list[CachedFeatures]
+    train_views: list[CachedFeatures | None]
     test: CachedFeatures
 
     @property
     def labels(self) -> np.ndarray:
-        return self.train_views[0].labels
+        return next(view for view in self.train_views if view is not None).labels
+
+    def missing_views(self) -> list[int]:
+        return [index for index, view in enumerate(self.train_views) if view is None]
+
+
+def view_count(config: RunConfig) -> int:
+    """The training views a run uses: K with augmentation (fewer for a run of fewer than K epochs, since
+    epoch e uses view e mod K), else one."""
+    if not is_augmenting(config.augment):
+        return 1
+    return min(config.train.cached_views, effective_epochs(config.model, config.train))
 
 
 def feature_sources(config: RunConfig, model: Any) -> tuple[list[FeatureSource], FeatureSource]:
@@ -368,22 +381,30 @@ def feature_sources(config: RunConfig, model: Any) -> tuple[list[FeatureSource],
                   weights=weights_identity(model, effective_weights(config.model)),
                   image_size=effective_image_size(config.model), data_fingerprint=data_fingerprint(config.data),
                   compute_dtype=keras.config.dtype_policy().compute_dtype)
-    # Epoch e uses view e mod K, so a run of fewer than K epochs never needs the views past its last epoch.
-    views = min(config.train.cached_views, effective_epochs(config.model, config.train)) if augmenting else 1
+    views = view_count(config)
     train = [FeatureSource(split="train", augment=view_augment(config.augment, view) if augmenting else None,
                            view=view, **common) for view in range(views)]
     return train, FeatureSource(split="test", **common)
 
 
-def prepare_features(config: RunConfig, model: Any, splits: Splits, *, progress: Progress | None = None
-                     ) -> FeatureSet:
-    """Load the run's cached features, extracting the missing ones first. ``progress(done, total, message)``
-    counts extraction batches; it may raise (``ExtractionStopped``) to abandon the extraction."""
+def prepare_features(config: RunConfig, model: Any, splits: Splits, *, progress: Progress | None = None,
+                     views: Iterable[int] | None = None, ready: FeatureSet | None = None) -> FeatureSet:
+    """Load the run's cached features, extracting the missing ones first. ``views``: the training views that
+    must be there on return (default: all); others are loaded if cached, else left ``None`` for later.
+    ``ready``: a set from an earlier call, whose entries are kept as they are. ``progress(done, total,
+    message)`` counts extraction batches; it may raise (``ExtractionStopped``) to abandon the extraction."""
     train_sources, test_source = feature_sources(config, model)
-    wanted = [(source, splits.train, splits.info.num_train) for source in train_sources]
-    wanted.append((test_source, splits.test, splits.info.num_test))
-    found = {source.key: load_entry(source.key) for source, _, _ in wanted}
-    missing = [(source, images, count) for source, images, count in wanted if found[source.key] is None]
+    required = set(range(len(train_sources)) if views is None else views)
+    known: dict[str, CachedFeatures] = {}
+    if ready is not None:
+        known = {source.key: entry for source, entry in zip(train_sources, ready.train_views) if entry is not None}
+        known[test_source.key] = ready.test
+    wanted = [(source, splits.train, splits.info.num_train, view in required)
+              for view, source in enumerate(train_sources)]
+    wanted.append((test_source, splits.test, splits.info.num_test, True))
+    found = {source.key: known.get(source.key) or load_entry(source.key) for source, *_ in wanted}
+    missing = [(source, images, count) for source, images, count, needed in wanted
+               if needed and found[source.key] is None]
     total = sum(math.ceil(count / EXTRACT_BATCH) for _, _, count in missing)
     done = 0
     dim = int(model.get_layer(FEATURE_LAYER).output.shape[-1])
@@ -406,10 +427,27 @@ def prepare_features(config: RunConfig, model: Any, splits: Splits, *, progress:
             source.key, extract(model, images, augment=source.augment, on_batch=advance),
             capacity=count, dim=dim, description=source.describe())
     train_views = [found[source.key] for source in train_sources]
-    if any(not np.array_equal(view.labels, train_views[0].labels) for view in train_views):
+    present = [view for view in train_views if view is not None]
+    if any(not np.array_equal(view.labels, present[0].labels) for view in present):
         raise RunError("The cached training views disagree on their images (the data changed between them). "
                        "Clear the feature cache on the Home page and start the run again.")
     return FeatureSet(train_views, found[test_source.key])
+
+
+def segments(first_epoch: int, epochs: int, feature_set: FeatureSet) -> Iterator[tuple[int, int]]:
+    """Runs of consecutive epochs (start, stop) for ``fit``: a new run needs view e only at epoch e, so
+    the views are extracted one at a time between the first K epochs and the curves start after one view
+    rather than K. A run whose views are all cached is one segment."""
+    views = len(feature_set.train_views)
+    pending = set(feature_set.missing_views())
+    start = first_epoch
+    while start < epochs:
+        pending.discard(view_for_epoch(start, views))
+        stop = start + 1
+        while stop < epochs and view_for_epoch(stop, views) not in pending:
+            stop += 1
+        yield start, stop
+        start = stop
 
 
 # ---------------------------------------------------------------------------------------------- head training
@@ -541,8 +579,8 @@ def _checkpoint(model: Any, head: Any, folder: Path, best_val_accuracy: float | 
 
 
 def _extraction_progress(run_id: str | None, progress: Progress | None, epoch: int) -> Progress:
-    """Forwards extraction progress to the caller and to the run store (throttled), and turns a stop
-    request into ``ExtractionStopped`` within one batch."""
+    """Forwards extraction progress to the caller and to the run store (throttled, under the 1-based
+    ``epoch`` it precedes), and turns a stop request into ``ExtractionStopped`` within one batch."""
     last_write = {"at": 0.0}
 
     def report(done: int, total: int, message: str) -> None:
@@ -579,7 +617,7 @@ def train_on_features(config: RunConfig, run_id: str | None, strategy: Any, devi
     model_cfg, train_cfg = config.model, config.train
     note = (lambda phase: runs.record_progress(run_id, phase=phase)) if run_id else (lambda phase: None)
     stop_asked = (lambda: runs.stop_requested(run_id)) if run_id else (lambda: False)
-    recorded = (lambda: _last_recorded(run_id)) if run_id else dict
+    recorded = (lambda: training.last_recorded(run_id)) if run_id else dict
 
     precision = devices.apply_precision(train_cfg.mixed_precision)
     keras.utils.set_random_seed(train_cfg.seed)
@@ -597,8 +635,10 @@ def train_on_features(config: RunConfig, run_id: str | None, strategy: Any, devi
     if stop_asked():
         return recorded(), True
     note(PHASE)
+    views = view_count(config)
     try:
-        feature_set = prepare_features(config, model, splits, progress=_extraction_progress(run_id, progress, done))
+        feature_set = prepare_features(config, model, splits, views=[view_for_epoch(done, views)],
+                                       progress=_extraction_progress(run_id, progress, done + 1))
     except ExtractionStopped:
         return recorded(), True
 
@@ -606,8 +646,6 @@ def train_on_features(config: RunConfig, run_id: str | None, strategy: Any, devi
     batch_size = train_cfg.batch_size
     drop = training.drop_remainder(num_train, batch_size)
     batches = training.batches_per_epoch(num_train, batch_size)
-    train_ds = _training_dataset(feature_set, info.num_classes, batch_size=batch_size, seed=train_cfg.seed,
-                                 first_epoch=done, epochs=epochs, drop_remainder=drop)
     test_ds = _test_dataset(feature_set.test, info.num_classes, batch_size)
     if strategy is not tf.distribute.get_strategy():
         training._work_around_keras_under_strategies(head, test_ds)
@@ -628,15 +666,22 @@ def train_on_features(config: RunConfig, run_id: str | None, strategy: Any, devi
         hooks.append(training.EpochReporter(progress, epochs))
     hooks += list(callbacks)
 
-    note("training")
-    history = head.fit(train_ds, steps_per_epoch=batches, validation_data=test_ds, epochs=epochs,
-                       initial_epoch=done, callbacks=hooks, verbose=0, shuffle=False)
-    stopped = bool(recorder and recorder.stopping)
-    if run_id:
-        return _last_recorded(run_id), stopped
-    return {name: float(values[-1]) for name, values in history.history.items() if values}, stopped
-
-
-def _last_recorded(run_id: str) -> dict[str, float | None]:
-    recorded = runs.epochs(run_id)
-    return recorded[-1].metrics() if recorded else {}
+    history = None
+    for start, stop in segments(done, epochs, feature_set):
+        if start > done:
+            if (recorder and recorder.stopping) or head.stop_training:
+                break
+            view = view_for_epoch(start, views)
+            if feature_set.train_views[view] is None:
+                note(PHASE)
+                try:
+                    feature_set = prepare_features(config, model, splits, views=[view], ready=feature_set,
+                                                   progress=_extraction_progress(run_id, progress, start + 1))
+                except ExtractionStopped:
+                    return recorded(), True
+        note("training")
+        train_ds = _training_dataset(feature_set, info.num_classes, batch_size=batch_size, seed=train_cfg.seed,
+                                     first_epoch=start, epochs=stop, drop_remainder=drop)
+        history = head.fit(train_ds, steps_per_epoch=batches, validation_data=test_ds, epochs=stop,
+                           initial_epoch=start, callbacks=hooks, verbose=0, shuffle=False)
+    return training.fit_outcome(run_id, history, recorder)

@@ -207,6 +207,19 @@ def test_each_epoch_trains_on_its_view_and_sees_every_image_once():
     assert len({tuple(order) for order in orders}) == 4  # a new order every epoch
 
 
+def test_views_are_extracted_between_the_first_epochs_and_a_cached_run_is_one_fit():
+    def feature_set(cached: list[bool]):
+        entry = features.CachedFeatures("view", np.zeros((2, 1), np.float32), np.arange(2))
+        return features.FeatureSet([entry if there else None for there in cached], entry)
+
+    assert list(features.segments(0, 10, feature_set([True, False, False, False, False]))) == [
+        (0, 1), (1, 2), (2, 3), (3, 4), (4, 10)]
+    assert list(features.segments(0, 10, feature_set([True] * 5))) == [(0, 10)]
+    assert list(features.segments(3, 10, feature_set([True, True, True, True, False]))) == [(3, 4), (4, 10)]
+    assert list(features.segments(0, 4, feature_set([True, False]))) == [(0, 1), (1, 4)]
+    assert list(features.segments(2, 2, feature_set([True]))) == []
+
+
 # ---------------------------------------------------------------------------------------------- the engine
 
 def run_in_this_process(config: RunConfig, callbacks=(), progress=None) -> training.Outcome:
@@ -282,6 +295,36 @@ def test_a_cached_run_saves_a_model_that_is_backbone_plus_head(stopped_cached_ru
     through_the_model = evaluation.predict_split(record.last_model, record.config.data, 32, None)  # Evaluate's
     np.testing.assert_array_equal(through_the_model.labels, cached.labels)
     np.testing.assert_allclose(through_the_model.probabilities, head_on_features, rtol=1e-4, atol=1e-5)
+
+
+def tensorboard_epochs(record) -> list[int]:
+    """The epochs (0-based) whose training loss the run's TensorBoard logs hold."""
+    steps = []
+    for path in sorted((record.tensorboard_dir / "train").glob("events.out.tfevents.*")):
+        for event in tf.compat.v1.train.summary_iterator(str(path)):
+            steps += [event.step for value in event.summary.value if value.tag == "epoch_loss"]
+    return sorted(steps)
+
+
+def test_a_new_run_extracts_each_view_just_before_its_first_epoch_and_a_second_run_extracts_nothing():
+    lines = []
+    config = tiny_config(augment="notebook", epochs=3, views=2)
+    outcome = run_in_this_process(config, progress=lambda done, total, line: lines.append(line))
+    assert outcome.status == "completed", outcome.error
+    shown = [line.split(":")[0] if line.startswith("epoch") else line.split(": ")[-1]
+             for line in dict.fromkeys(lines)]
+    assert shown == ["view 1 of 2 of the 27 training images", "the 9 test images", "epoch 1/3",
+                     "view 2 of 2 of the 27 training images", "epoch 2/3", "epoch 3/3"]
+    record = runs.get_run(outcome.run_id)
+    assert [e.epoch for e in runs.epochs(record.id)] == [1, 2, 3]
+    assert tensorboard_epochs(record) == [0, 1, 2]
+
+    lines.clear()
+    again = run_in_this_process(dataclasses.replace(config, train=dataclasses.replace(config.train,
+                                                                                      learning_rate=1e-3)),
+                                progress=lambda done, total, line: lines.append(line))
+    assert again.status == "completed" and not [line for line in lines if "Extracting" in line]
+    assert [e.epoch for e in runs.epochs(again.run_id)] == [1, 2, 3]
 
 
 def test_a_stop_during_extraction_ends_the_run_and_leaves_no_partial_file():
