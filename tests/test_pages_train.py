@@ -58,11 +58,14 @@ def submit(at: AppTest) -> AppTest:
 
 
 def wait_for(at: AppTest, condition, timeout_s: float = 240) -> None:
+    """Rerun the page until ``condition()`` holds; the condition is checked before each rerun, so the page
+    last rendered shows at least the state it saw (a run may finish between a rerun and the check)."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
+        met = condition()
         at.run()
         assert not at.exception, [e.message for e in at.exception]
-        if condition():
+        if met:
             return
         time.sleep(2)
     raise AssertionError(f"timed out; runs: {[(r.name, r.status, r.error) for r in runs.list_runs()]}")
