@@ -13,7 +13,7 @@ from core.runs import RunConfig
 from dashboard import forms, state
 
 SELECTED = "train_selected_run"
-LIVE_DEMO = {  # a frozen-head run that finishes in about 2 minutes on a 2-core CPU
+LIVE_DEMO = {  # a frozen-head run: ~50 s on an idle 2-core CPU, ~20 s again once its features are cached
     "data": DataConfig(source="demo", max_train_images=540, max_test_images=180),
     "image_size": 96, "epochs": 5, "batch_size": 32, "learning_rate": 1e-2,  # the notebook grid's first row
 }
@@ -68,7 +68,7 @@ def default_run_id() -> str | None:
 def live_panel() -> None:
     run_id = st.session_state.get(SELECTED) or default_run_id()
     if run_id is None:
-        st.info("No runs yet. Launch one below: the **live demo** preset finishes in about two minutes on a laptop.")
+        st.info("No runs yet. Launch one below: the **live demo** preset finishes in about a minute on a laptop.")
         return
     try:
         record, progress = runs.get_run(run_id), runs.progress(run_id)
@@ -129,7 +129,7 @@ def launch_form() -> None:
     st.caption(defaults.description)
     with st.expander("What to look for", expanded=False):
         st.markdown(TEACHING[regime])
-    demo = st.toggle("Live demo preset: the demo dataset at 96 px, 5 epochs, about 2 minutes on a 2-core CPU",
+    demo = st.toggle("Live demo preset: the demo dataset at 96 px, 5 epochs, about a minute on a 2-core CPU",
                      key="train_live_demo", disabled=regime != "frozen",
                      help="For showing a whole run in class. Uses a subset of the demo shapes, not the Data page's choice.")
     demo = demo and regime == "frozen"
