@@ -402,7 +402,8 @@ def prepare_features(config: RunConfig, model: Any, splits: Splits, *, progress:
     wanted = [(source, splits.train, splits.info.num_train, view in required)
               for view, source in enumerate(train_sources)]
     wanted.append((test_source, splits.test, splits.info.num_test, True))
-    found = {source.key: known.get(source.key) or load_entry(source.key) for source, *_ in wanted}
+    found = {source.key: known[source.key] if source.key in known else load_entry(source.key)
+             for source, *_ in wanted}
     missing = [(source, images, count) for source, images, count, needed in wanted
                if needed and found[source.key] is None]
     total = sum(math.ceil(count / EXTRACT_BATCH) for _, _, count in missing)
