@@ -327,6 +327,30 @@ def test_a_new_run_extracts_each_view_just_before_its_first_epoch_and_a_second_r
     assert [e.epoch for e in runs.epochs(again.run_id)] == [1, 2, 3]
 
 
+def test_a_run_stopped_before_a_view_resumes_extracting_only_that_view(monkeypatch):
+    config = tiny_config(augment="notebook", epochs=3, views=2)
+    run_id = runs.create_run(config, runs.FOREGROUND)
+    assert runs.claim_foreground(run_id)
+
+    class StopAfterTheFirstEpoch(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            runs.request_stop(run_id)
+
+    first = training.execute(run_id, callbacks=[StopAfterTheFirstEpoch()])
+    assert first.status == "stopped" and [e.epoch for e in runs.epochs(run_id)] == [1]  # stopped extracting view 2
+
+    monkeypatch.setattr(runs, "kick_queue", lambda: None)  # resume in this process, not a background one
+    runs.resume_run(run_id)
+    assert runs.claim_foreground(run_id)
+    lines = []
+    resumed = training.execute(run_id, progress=lambda done, total, line: lines.append(line))
+    assert resumed.status == "completed", resumed.error
+    extracted = {line.split(": ")[-1] for line in lines if "Extracting" in line}
+    assert extracted == {"view 2 of 2 of the 27 training images"}  # view 1 and the test split were cached
+    record = runs.get_run(run_id)
+    assert [e.epoch for e in runs.epochs(run_id)] == [1, 2, 3] and tensorboard_epochs(record) == [0, 1, 2]
+
+
 def test_a_stop_during_extraction_ends_the_run_and_leaves_no_partial_file():
     run_id = None
 
