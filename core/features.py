@@ -51,7 +51,7 @@ from core.errors import DataUnavailable, RunError
 from core.home import data_home, subdir
 from core.images import SUPPORTED_SUFFIXES
 from core.models import (TOP_K, build_model, compile_model, effective_epochs, effective_image_size,
-                         effective_learning_rate, effective_weight_decay, effective_weights, load_saved_model,
+                         effective_learning_rate, effective_weight_decay, effective_weights,
                          parameter_counts)
 
 if TYPE_CHECKING:
@@ -512,16 +512,11 @@ def _compile_like(model: Any, optimizer: Any) -> None:
 def _models_for(config: RunConfig, run_id: str | None, num_classes: int, done: int,
                 jit_compile: bool | str) -> tuple[Any, Any]:
     """The frozen model (new, or the run's last checkpoint when resuming) and its compiled head."""
-    from core.training import _check_classes
+    from core.training import resumed_model
 
     restored = None
     if done:
-        last = runs.get_run(run_id).last_model
-        if last is None:
-            raise RunError(f"Run {run_id} recorded {done} epoch(s) but its model_last.keras is gone, so it cannot "
-                           "resume. Start a new run.")
-        model = load_saved_model(last, compile=True)
-        _check_classes(model, num_classes, f"The saved model of run {run_id}")
+        model = resumed_model(run_id, done, num_classes)
         restored = getattr(model, "optimizer", None)
     else:
         model = build_model(config.model, num_classes)

@@ -276,18 +276,23 @@ def _check_classes(model: Any, num_classes: int, source: str) -> None:
                           "data source as the run it continues.")
 
 
+def resumed_model(run_id: str, done: int, num_classes: int) -> Any:
+    """The compiled model a run saved after its last recorded epoch (``done``), to continue from."""
+    last = runs.get_run(run_id).last_model
+    if last is None:
+        raise RunError(f"Run {run_id} recorded {done} epoch(s) but its model_last.keras is gone, so it cannot "
+                       "resume. Start a new run.")
+    model = load_saved_model(last, compile=True)
+    _check_classes(model, num_classes, f"The saved model of run {run_id}")
+    return model
+
+
 def _model_for(config: RunConfig, run_id: str | None, num_classes: int, done: int,
                jit_compile: bool | str) -> tuple[Any, list[str] | None]:
     """The compiled model to train, and the layers a fine-tune unfroze (None when not fine-tuning now)."""
     model_cfg = config.model
     if done:
-        last = runs.get_run(run_id).last_model
-        if last is None:
-            raise RunError(f"Run {run_id} recorded {done} epoch(s) but its model_last.keras is gone, so it cannot "
-                           "resume. Start a new run.")
-        model = load_saved_model(last, compile=True)
-        _check_classes(model, num_classes, f"The saved model of run {run_id}")
-        return model, None
+        return resumed_model(run_id, done, num_classes), None
     unfrozen = None
     if model_cfg.regime == "finetune":
         parent = runs.get_run(model_cfg.parent_run_id)
