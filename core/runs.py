@@ -244,6 +244,20 @@ def run_folder(run_id: str) -> Path:
     return data_home() / "runs" / run_id
 
 
+def _enable_wal(db: sqlite3.Connection) -> None:
+    """Switching a new store to WAL needs it to itself, and SQLite answers "locked" at once instead of
+    waiting (no busy handler), so two first connections at once (two tabs, two launches) retry."""
+    deadline = time.monotonic() + BUSY_TIMEOUT_S
+    while True:
+        try:
+            db.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as error:
+            if "locked" not in str(error) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+
+
 @contextlib.contextmanager
 def connect() -> Iterator[sqlite3.Connection]:
     """A short-lived connection; commits on success. Readers never block the writer (WAL)."""
@@ -254,7 +268,7 @@ def connect() -> Iterator[sqlite3.Connection]:
         db.execute("PRAGMA foreign_keys = ON")
         db.execute("PRAGMA synchronous = NORMAL")
         if path not in _ready:
-            db.execute("PRAGMA journal_mode = WAL")
+            _enable_wal(db)
             db.executescript(SCHEMA)
             _ready.add(path)
         yield db
