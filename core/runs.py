@@ -50,6 +50,7 @@ METRICS = ("loss", "accuracy", "top5_accuracy", "val_loss", "val_accuracy", "val
 LAST_MODEL, BEST_MODEL, TENSORBOARD_DIR, WORKER_LOG = (
     "model_last.keras", "model_best.keras", "tensorboard", "worker.log")
 BUSY_TIMEOUT_S = 30.0
+OWNER_ENV = "TRANSFER_LAB_WORKER_OWNER"
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -403,23 +404,31 @@ def running_run() -> RunRecord | None:
 # ---------------------------------------------------------------------------------------------- starting runs
 
 def check_parent(config: RunConfig) -> RunRecord | None:
-    """For a fine-tune: the parent run, which must be a frozen run with a saved model and the same network."""
+    """For a fine-tune: the parent run, which must be a frozen run with a saved model, trained on the same
+    data with the same network (its classes, backbone and image size are what the fine-tune continues)."""
     if config.model.regime != "finetune":
         return None
     parent = get_run(config.model.parent_run_id)
+    named = f"The frozen run “{parent.name}”"
     if parent.regime != "frozen":
-        raise ConfigError(f"Run {parent.id} ({parent.name}) trained the {parent.regime!r} regime; fine-tuning "
-                          "continues a frozen-backbone run.")
+        raise ConfigError(f"“{parent.name}” trained the {parent.regime!r} regime; fine-tuning continues "
+                          "a frozen-backbone run. Pick a frozen run to fine-tune.")
     if parent.last_model is None:
-        raise ConfigError(f"Run {parent.id} ({parent.name}) has no saved model yet: let it finish at least "
-                          "one epoch, then fine-tune it.")
-    parent_model = parent.config.model
+        raise ConfigError(f"{named} has no saved model yet: let it finish at least one epoch, then fine-tune it.")
+    parent_model, parent_data = parent.config.model, parent.config.data
     if parent_model.backbone != config.model.backbone or (
             effective_image_size(parent_model) != effective_image_size(config.model)):
         raise ConfigError(
-            f"Run {parent.id} trained {parent_model.backbone} at {effective_image_size(parent_model)} px; a "
-            f"fine-tune of it must use the same backbone and image size (got {config.model.backbone} at "
-            f"{effective_image_size(config.model)} px). Use finetune_config(...) to copy them.")
+            f"{named} trained {parent_model.backbone} at {effective_image_size(parent_model)} px, and a fine-tune "
+            f"continues that network, so it keeps its backbone and image size (got {config.model.backbone} at "
+            f"{effective_image_size(config.model)} px). Leave them unset and they are taken from the frozen run.")
+    same_data = (parent_data.source, parent_data.test_fraction, parent_data.seed) == (
+        config.data.source, config.data.test_fraction, config.data.seed)
+    if not same_data:
+        raise ConfigError(
+            f"{named} learnt its classes from {parent_data.summary()} (split seed {parent_data.seed}); a fine-tune "
+            f"continues on the same data and split (got {config.data.summary()}, split seed {config.data.seed}). "
+            "Leave the data unset and it is taken from the frozen run.")
     return parent
 
 
@@ -457,11 +466,23 @@ def start_run(config: RunConfig) -> str:
     return run_id
 
 
+def worker_owner() -> str:
+    """'pid:start' of the process that owns the background workers: the app (or script) that started the
+    first of them. A worker that starts the next queued run passes its owner on; when the owner is gone
+    (the app was shut down), workers end their run as interrupted instead of training on unseen."""
+    return os.environ.get(OWNER_ENV) or f"{os.getpid()}:{_process_start_time(os.getpid())}"
+
+
+def owner_alive(owner: str) -> bool:
+    pid, _, started = owner.partition(":")
+    return process_alive(int(pid), None if started in ("", "None") else started) if pid.isdigit() else True
+
+
 def _spawn_worker(run_id: str) -> subprocess.Popen:
     """``python -m core.training --run-id ID``, detached from this process's session, logging to its folder."""
     folder = run_folder(run_id)
     folder.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, "TRANSFER_LAB_HOME": str(data_home()),
+    env = {**os.environ, "TRANSFER_LAB_HOME": str(data_home()), OWNER_ENV: worker_owner(),
            "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH", "")]))}
     with open(folder / WORKER_LOG, "ab") as log:
         return subprocess.Popen([sys.executable, "-m", "core.training", "--run-id", run_id], cwd=ROOT, env=env,

@@ -245,8 +245,12 @@ def test_a_fine_tune_needs_a_frozen_parent_with_a_saved_model_and_the_same_netwo
         runs.create_run(config(regime="finetune", weights=None, parent_run_id=frozen))
     (runs.run_folder(frozen) / runs.LAST_MODEL).write_bytes(b"model")
     runs.finish_run(frozen, runs.COMPLETED)
-    with pytest.raises(ConfigError, match="same backbone and image size"):
+    with pytest.raises(ConfigError, match="keeps its backbone and image size") as refused:
         runs.create_run(config(regime="finetune", weights=None, parent_run_id=frozen, image_size=64))
+    assert "finetune_config" not in str(refused.value) and runs.get_run(frozen).name in str(refused.value)
+    other_data = config(regime="finetune", weights=None, parent_run_id=frozen, image_size=32)
+    with pytest.raises(ConfigError, match="continues on the same data"):
+        runs.create_run(other_data.replace(data=DataConfig(source="folder:/photos")))
     with pytest.raises(RunError, match="no run"):
         runs.create_run(config(regime="finetune", weights=None, parent_run_id="missing"))
     assert [r.id for r in runs.finetune_parents()] == [frozen]
