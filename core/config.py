@@ -90,6 +90,41 @@ class Config:
         """A copy with some fields changed, validated again."""
         return dataclasses.replace(self, **changes)
 
+    def to_query(self) -> str:
+        """The fields that differ from the defaults, as compact JSON: short enough to live in a page's URL,
+        so a browser refresh keeps what the user chose."""
+        default = type(self)().to_dict()
+        changed = {key: value for key, value in self.to_dict().items() if default.get(key) != value}
+        return json.dumps(changed, separators=(",", ":"), sort_keys=True)
+
+    @classmethod
+    def from_query(cls, text: str):
+        """The inverse of ``to_query``; ConfigError for text that is not one (a hand-edited URL)."""
+        try:
+            data = json.loads(text)
+        except ValueError:
+            raise ConfigError(f"{text[:80]!r} is not a saved {cls.__name__}.") from None
+        if not isinstance(data, Mapping):
+            raise ConfigError(f"{text[:80]!r} is not a saved {cls.__name__}.")
+        try:
+            return cls.from_dict(data)
+        except TypeError as error:
+            raise ConfigError(f"{text[:80]!r} is not a saved {cls.__name__}: {error}") from None
+
+
+def log_steps(low: float, high: float, mantissas: tuple[int, ...] = (1, 2, 3, 5)) -> list[float]:
+    """The values a log-scale setting (a learning rate) steps through: 1, 2, 3, 5 per decade, so one step
+    multiplies or divides by about 1.5-2 instead of adding a fixed amount."""
+    steps = [float(f"{m}e{e}") for e in range(math.floor(math.log10(low)), math.ceil(math.log10(high)) + 1)
+             for m in mantissas]
+    return [value for value in steps if low <= value <= high]
+
+
+def format_log_step(value: float) -> str:
+    """1e-4, 3e-5, 0.01 -> 1e-2: how learning rates are written in the notebook."""
+    mantissa, exponent = f"{value:.0e}".split("e")
+    return f"{mantissa}e{int(exponent)}"
+
 
 def _fmt(value: float | None) -> str:
     if value is None:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import csv
 import io
+import re
+import time
 
 from core import runs
 
@@ -16,3 +18,10 @@ def metrics_csv(run_id: str) -> str:
     for record in runs.epochs(run_id):
         writer.writerow([record.epoch, *(record.metrics()[m] for m in runs.METRICS), record.seconds, record.images_per_s])
     return buffer.getvalue()
+
+
+def download_stem(record: runs.RunRecord) -> str:
+    """'frozen-lite0-96px-2026-11-30-1412': a file name made from the run's name and launch time, so a
+    folder of downloads says what each file is (run ids do not)."""
+    slug = re.sub(r"[^a-z0-9]+", "-", record.name.lower()).strip("-")[:60] or record.regime
+    return f"{slug}-{time.strftime('%Y-%m-%d-%H%M', time.localtime(record.created_at))}"

@@ -1,18 +1,20 @@
 """The notebook's learning-rate x weight-decay table as a feature: one frozen run per cell.
 
-A grid is a set of queued runs whose names start with ``grid <id>:``; each cell's numbers come
-from its run's own config and store records, so the table fills in as the queue works through it.
+A grid is a set of queued runs named ``grid <n>: lr <lr>, wd <wd>`` (grids numbered 1, 2, ... in the
+store); each cell's numbers come from its run's own config and store records, so the table fills in as
+the queue works through it.
 """
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 
 import pandas as pd
 
 from core import runs
+from core.config import format_log_step
 from core.errors import ConfigError
+from core.models import effective_image_size
 from core.runs import RunConfig
 
 PREFIX = "grid "
@@ -35,9 +37,9 @@ def launch_grid(base: RunConfig, learning_rates: list[float], weight_decays: lis
         raise ConfigError("Pick at least one learning rate and one weight decay for the grid.")
     if len(learning_rates) * len(weight_decays) > 36:
         raise ConfigError("A grid of more than 36 cells would take too long; pick fewer values.")
-    grid_id = time.strftime("%H%M%S")
+    grid_id = str(1 + max((int(i) for i in grid_ids() if i.isdigit() and len(i) < 6), default=0))
     configs = [
-        base.replace(name=f"{PREFIX}{grid_id}: lr {lr:g}, wd {wd:g}",
+        base.replace(name=f"{PREFIX}{grid_id}: lr {format_log_step(lr)}, wd {wd:g}",
                      train=base.train.replace(learning_rate=lr, weight_decay=wd))
         for lr in sorted(learning_rates, reverse=True) for wd in sorted(weight_decays)
     ]
@@ -57,6 +59,16 @@ def grid_ids() -> list[str]:
     return ids
 
 
+def grid_label(grid_id: str) -> str:
+    """'Grid 2 · 6 cells · EfficientNet-Lite0 96 px · demo': what a grid trained, to tell grids apart."""
+    members = [r for r in runs.list_runs() if r.name.startswith(f"{PREFIX}{grid_id}:")]
+    if not members:
+        return f"Grid {grid_id}"
+    config = members[0].config
+    return (f"Grid {grid_id} · {len(members)} cells · {config.model.backbone} "
+            f"{effective_image_size(config.model)} px · {config.data.summary()}")
+
+
 def grid_cells(grid_id: str) -> list[GridCell]:
     cells = []
     for record in runs.list_runs():
@@ -68,14 +80,17 @@ def grid_cells(grid_id: str) -> list[GridCell]:
 
 
 def grid_table(cells: list[GridCell]) -> pd.DataFrame:
-    """Rows: learning rate (largest first); columns: weight decay; values: best validation accuracy."""
+    """Rows: learning rate (largest first); columns: weight decay; values: best validation accuracy.
+    Every header says what it is (a pivot's axis names do not show in a table)."""
     table = pd.DataFrame(
-        [(f"{c.learning_rate:.0e}", f"{c.weight_decay:g}", c.val_accuracy) for c in cells],
+        [(c.learning_rate, c.weight_decay, c.val_accuracy) for c in cells],
         columns=["learning rate", "weight decay", "accuracy"],
     )
     if table.empty:
         return table
     pivot = table.pivot_table(index="learning rate", columns="weight decay", values="accuracy", aggfunc="max",
                               dropna=False)
-    order = sorted(pivot.index, key=float, reverse=True)
-    return pivot.reindex(index=order, columns=sorted(pivot.columns, key=float))
+    pivot = pivot.reindex(index=sorted(pivot.index, reverse=True), columns=sorted(pivot.columns))
+    pivot.index = [f"learning rate {format_log_step(lr)}" for lr in pivot.index]
+    pivot.columns = [f"weight decay {wd:g}" for wd in pivot.columns]
+    return pivot

@@ -9,6 +9,8 @@ if str(ROOT) not in sys.path:
 
 import streamlit as st  # noqa: E402
 
+from dashboard import state  # noqa: E402
+
 st.set_page_config(page_title="Transfer Lab", page_icon="🐕", layout="wide")
 navigation = st.navigation(
     [
@@ -21,3 +23,4 @@ navigation = st.navigation(
     ]
 )
 navigation.run()
+state.keep_in_url()  # after the page: it may have changed the choices

@@ -1,31 +1,84 @@
-"""The configs the pages share, kept in session state under plain keys.
+"""The choices the pages share (data, augmentation, the run being watched), kept in session state and
+mirrored in the page's URL.
 
-Widget state is dropped when a page is left, so each page copies what the user chose into these
-keys and initialises its widgets from them when it is shown again.
+Widget state is dropped when a page is left, so each page copies what the user chose into these keys
+and initialises its widgets from them when it is shown again. A browser refresh starts a new session:
+the URL's query parameters (``?data=...&augment=...&run=...``) bring the choices back, and a URL
+copied to a second tab opens with the same choices.
 """
 
 import streamlit as st
 
 from core.augment import DEFAULT_PRESET, PRESETS, AugmentConfig
-from core.config import DataConfig
+from core.config import Config, DataConfig
+from core.errors import ConfigError
 
-DATA_CONFIG = "shared.data_config"
+DATA_CONFIG, AUGMENT_CONFIG, WATCHED_RUN = "shared.data_config", "shared.augment_config", "shared.watched_run"
+URL_KEYS = {DATA_CONFIG: "data", AUGMENT_CONFIG: "augment", WATCHED_RUN: "run"}
+DEFAULT_AUGMENT = PRESETS[DEFAULT_PRESET]
+
+
+def _from_url(key: str, cls: type[Config], default: Config) -> Config:
+    """The session's choice; on a new session (a refresh), the one the URL carries."""
+    if key not in st.session_state:
+        text = st.query_params.get(URL_KEYS[key])
+        config = default
+        if text:
+            try:
+                config = PRESETS[text] if cls is AugmentConfig and text in PRESETS else cls.from_query(text)
+            except ConfigError:
+                config = default  # a hand-edited or outdated URL: start from the defaults
+        st.session_state[key] = config
+    return st.session_state[key]
+
+
+def _to_url(key: str, value: str | None) -> None:
+    if value:
+        st.query_params[URL_KEYS[key]] = value
+    elif URL_KEYS[key] in st.query_params:
+        del st.query_params[URL_KEYS[key]]
 
 
 def data_config() -> DataConfig:
-    return st.session_state.get(DATA_CONFIG, DataConfig())
+    return _from_url(DATA_CONFIG, DataConfig, DataConfig())
 
 
 def set_data_config(config: DataConfig) -> None:
     st.session_state[DATA_CONFIG] = config
-
-
-AUGMENT_CONFIG = "shared.augment_config"
+    _to_url(DATA_CONFIG, config.to_query() if config != DataConfig() else None)
 
 
 def augment_config() -> AugmentConfig:
-    return st.session_state.get(AUGMENT_CONFIG, PRESETS[DEFAULT_PRESET])
+    return _from_url(AUGMENT_CONFIG, AugmentConfig, DEFAULT_AUGMENT)
 
 
 def set_augment_config(config: AugmentConfig) -> None:
     st.session_state[AUGMENT_CONFIG] = config
+    preset = next((name for name, values in PRESETS.items() if values == config), None)  # short URLs
+    _to_url(AUGMENT_CONFIG, None if config == DEFAULT_AUGMENT else (preset or config.to_query()))
+
+
+def watched_run() -> str | None:
+    """The run the Train page's live panel shows (None: the running or newest one)."""
+    if WATCHED_RUN not in st.session_state:
+        st.session_state[WATCHED_RUN] = st.query_params.get(URL_KEYS[WATCHED_RUN]) or None
+    return st.session_state[WATCHED_RUN]
+
+
+def watch_run(run_id: str | None) -> None:
+    st.session_state[WATCHED_RUN] = run_id
+    _to_url(WATCHED_RUN, run_id)
+
+
+def keep_in_url() -> None:
+    """Write every choice of this session into the URL: moving to another page starts a URL without them,
+    and a refresh there must still find them."""
+    for key in URL_KEYS:
+        if key in st.session_state:
+            value = st.session_state[key]
+            if key == DATA_CONFIG:
+                set_data_config(value)
+            elif key == AUGMENT_CONFIG:
+                set_augment_config(value)
+            else:
+                watch_run(value)

@@ -101,7 +101,8 @@ def test_launch_shows_progress_then_final_metrics():
     assert tiles["Epochs done"] == "1 of 1"
     assert 0.0 <= float(tiles["Validation accuracy"]) <= 1.0
     assert at.get("plotly_chart")
-    assert any(record.name in m.value and "completed" in m.value for m in at.markdown)
+    assert any(record.name in m.value for m in at.markdown)
+    assert any("green-badge" in m.value and "completed" in m.value for m in at.markdown)  # not red like a failure
 
 
 def test_stop_ends_a_running_run():
@@ -144,3 +145,75 @@ def test_grid_queues_one_run_per_cell():
         (1e-4, 0.0), (1e-4, 0.01), (1e-3, 0.0), (1e-3, 0.01)]
     assert all(r.config.model.regime == "frozen" for r in runs.list_runs())
     assert sum(r.status == runs.QUEUED for r in runs.list_runs()) >= 3
+
+
+# ---------------------------------------------------------------------------------------------- the instructor's journey
+
+def test_learning_rates_step_by_factors_and_launch_with_the_chosen_one():
+    at = open_train()
+    slider = at.select_slider(key="train_frozen_lr")
+    assert slider.value == 1e-4
+    options = [float(o) for o in slider.options]
+    after, before = options[options.index(1e-4) + 1], options[options.index(1e-4) - 1]
+    assert (after, before) == (2e-4, 5e-5)  # '+' multiplies, '-' divides: never 9e-5, 8e-5, ...
+    fill_frozen_form(at)
+    at.select_slider(key="train_frozen_lr").set_value(after)
+    submit(at)
+    [record] = runs.list_runs()
+    assert record.config.train.learning_rate == 2e-4
+
+
+def test_a_fine_tune_takes_its_network_and_data_from_the_frozen_run(tiny_run, transfer_lab_home):
+    """Seen at HEAD: the image size was greyed at 0, so a fine-tune of a 32 px run asked for 224 px and was
+    refused, naming a developer function; and it took the Data page's choice, not the parent's data."""
+    parent_id = tiny_run(transfer_lab_home, name="frozen parent", test_images=18)
+    parent = runs.get_run(parent_id)
+    at = open_train(DataConfig(source="demo", max_train_images=90))  # the Data page now shows something else
+    at.segmented_control(key="train_regime").set_value("finetune").run()
+    assert at.selectbox(key="train_finetune_parent").value == parent_id
+    assert any("the frozen run's" in m.value and parent.config.data.summary() in m.value for m in at.markdown)
+    at.number_input(key="train_finetune_epochs").set_value(1)
+    at.number_input(key="train_finetune_batch").set_value(9)
+    at.button(key="FormSubmitter:train_finetune_form-Launch").click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    child = next(r for r in runs.list_runs() if r.regime == "finetune")
+    assert child.parent_id == parent_id and child.config.data == parent.config.data
+    assert models_size(child) == models_size(parent) == 32 and child.backbone == parent.backbone
+    assert child.config.augment == parent.config.augment
+
+
+def models_size(record) -> int:
+    from core.models import effective_image_size
+    return effective_image_size(record.config.model)
+
+
+def test_choices_survive_a_refresh_through_the_url():
+    """A refresh is a new session: the URL's query parameters bring the Data and Augment choices back."""
+    first = AppTest.from_file(APP, default_timeout=180)
+    first.run()
+    first.session_state["shared.data_config"] = TINY_DATA
+    first.switch_page("app_pages/train.py").run()
+    assert not first.exception
+    carried = dict(first.query_params)
+    assert "data" in carried
+
+    refreshed = AppTest.from_file(APP, default_timeout=180)
+    for key, value in carried.items():
+        refreshed.query_params[key] = value
+    refreshed.switch_page("app_pages/train.py").run()
+    assert not refreshed.exception
+    assert refreshed.session_state["shared.data_config"] == TINY_DATA
+    assert any(TINY_DATA.summary() in m.value for m in refreshed.markdown)
+
+    broken = AppTest.from_file(APP, default_timeout=180)
+    broken.query_params["data"] = "{not json"
+    broken.switch_page("app_pages/train.py").run()
+    assert not broken.exception and broken.session_state["shared.data_config"] == DataConfig()
+
+
+def test_a_run_stopped_before_its_first_epoch_does_not_promise_a_checkpoint():
+    run_id = runs.create_run(runs.RunConfig(data=TINY_DATA))
+    runs.request_stop(run_id)  # queued: stopped at once, no epoch, no checkpoint
+    at = open_train()
+    assert any("no checkpoint yet" in w.value for w in at.warning), [w.value for w in at.warning]
+    assert not any("from its last checkpoint" in w.value for w in at.warning)

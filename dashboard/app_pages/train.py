@@ -5,18 +5,25 @@ import time
 import streamlit as st
 
 from core import export, figures, grid, models, runs
-from core.config import DataConfig, ModelConfig, TrainConfig
+from core.config import DataConfig, ModelConfig, TrainConfig, format_log_step, log_steps
 from core.devices import describe_device
 from core.errors import TransferLabError
 from core.models import BACKBONES, REGIMES
 from core.runs import RunConfig
 from dashboard import forms, state
 
-SELECTED = "train_selected_run"
 LIVE_DEMO = {  # a frozen-head run: ~50 s on an idle 2-core CPU, ~20 s again once its features are cached
     "data": DataConfig(source="demo", max_train_images=540, max_test_images=180),
     "image_size": 96, "epochs": 5, "batch_size": 32, "learning_rate": 1e-2,  # the notebook grid's first row
 }
+LEARNING_RATES = log_steps(1e-6, 0.5)
+STATUS_BADGES = {  # (colour, icon): a failed run must not look like a completed one
+    runs.QUEUED: ("gray", ":material/schedule:"), runs.RUNNING: ("blue", ":material/play_circle:"),
+    runs.COMPLETED: ("green", ":material/check_circle:"), runs.STOPPED: ("orange", ":material/stop_circle:"),
+    runs.FAILED: ("red", ":material/error:"), runs.INTERRUPTED: ("violet", ":material/warning:"),
+}
+STATUS_MARKS = {runs.QUEUED: "⏳", runs.RUNNING: "▶️", runs.COMPLETED: "✅", runs.STOPPED: "⏹️",
+                runs.FAILED: "❌", runs.INTERRUPTED: "⚠️"}
 TEACHING = {
     "scratch": (
         "**What is trained:** every one of the network's ~4 million weights, starting from random values. "
@@ -54,49 +61,65 @@ def weights_label(name: str, available: dict[str, bool]) -> str:
 
 def run_label(record) -> str:
     """Names can repeat; the launch time tells runs apart."""
-    return f"{record.name} · {time.strftime('%d %b %H:%M:%S', time.localtime(record.created_at))}"
+    return f"{record.name} · {time.strftime('%d %b %H:%M', time.localtime(record.created_at))}"
 
 
-def default_run_id() -> str | None:
-    active = runs.running_run() or next(iter(runs.list_runs()), None)
+def status_badge(record) -> None:
+    colour, icon = STATUS_BADGES.get(record.status, ("gray", None))
+    st.badge(record.status, color=colour, icon=icon)
+
+
+def watched_run_id() -> str | None:
+    """The run this browser watches; by default the one training now, else the newest."""
+    chosen = state.watched_run()
+    if chosen:
+        return chosen
+    active = runs.running_run() or next(iter(runs.list_runs(limit=1)), None)
     return active.id if active else None
+
+
+def watch(run_id: str | None) -> None:
+    state.watch_run(run_id)
 
 
 # ------------------------------------------------------------------------------ live panel
 
 @st.fragment(run_every=1.5)
 def live_panel() -> None:
-    run_id = st.session_state.get(SELECTED) or default_run_id()
+    run_id = watched_run_id()
     if run_id is None:
         st.info("No runs yet. Launch one below: the **live demo** preset finishes in about a minute on a laptop.")
         return
     try:
         record, progress = runs.get_run(run_id), runs.progress(run_id)
     except TransferLabError:
-        st.session_state.pop(SELECTED, None)
+        watch(None)  # deleted meanwhile (another tab): show the default next time
         return
-    head, stop = st.columns([5, 1], vertical_alignment="center")
-    head.markdown(f"#### {record.name} · `{record.status}`")
-    head.caption(f"{record.regime} · {record.backbone} · {record.config.data.source} · {record.device or describe_device()}"
+    head, badge, stop = st.columns([6, 1, 1], vertical_alignment="center")
+    head.markdown(f"#### {record.name}")
+    with badge:
+        status_badge(record)
+    head.caption(f"{record.regime} · {record.backbone} · {record.config.data.summary()} · "
+                 f"{record.device or describe_device()}"
                  + (f" · trainable {record.trainable_params:,} of {record.total_params:,} parameters"
                     if record.total_params else ""))
     if record.is_active and stop.button("Stop", icon=":material/stop_circle:", key="train_stop", type="primary"):
         runs.request_stop(run_id)
-        st.toast("Stopping after the current batch; the last checkpoint is kept.")
+        st.toast("Stopping: within a batch while training, at once while the data is prepared.")
     if record.status == runs.QUEUED:
         st.info(f"Queued: position {progress.queue_position} in line. It starts when the run ahead finishes.")
     elif record.status == runs.RUNNING:
         elapsed = time.time() - (record.started_at or time.time())
         remaining = elapsed * (1 - progress.fraction) / progress.fraction if progress.fraction > 0.02 else None
         batches = f" · batch {progress.batch}/{progress.batches}" if progress.batches else ""
+        stopping = " · stopping…" if record.stop_requested else ""
         st.progress(progress.fraction, text=(
             f"{progress.phase.capitalize()} · epoch {max(progress.epoch, 1)} of {progress.epochs}{batches} · "
-            f"{fmt_duration(elapsed)} elapsed · ~{fmt_duration(remaining)} left"))
+            f"{fmt_duration(elapsed)} elapsed · ~{fmt_duration(remaining)} left{stopping}"))
     elif record.status == runs.FAILED:
-        st.error(f"This run failed: {record.error}")
+        st.error(f"This run failed: {record.error}", icon=":material/error:")
     elif record.status in (runs.STOPPED, runs.INTERRUPTED):
-        st.warning(f"This run was {record.status} after {record.epochs_done} epoch(s)."
-                   + (" It can be resumed from its last checkpoint (Runs tab)." if record.can_resume else ""))
+        st.warning(stopped_message(record))
     epochs = runs.epochs(run_id)
     if epochs:
         last = epochs[-1]
@@ -108,6 +131,17 @@ def live_panel() -> None:
         st.plotly_chart(figures.training_curves(epochs, offset=epoch_offset(record)), key="train_live_chart")
     elif record.is_active:
         st.caption("The charts appear after the first epoch.")
+
+
+def stopped_message(record) -> str:
+    message = f"This run was {record.status} after {record.epochs_done} epoch(s)."
+    if record.status == runs.INTERRUPTED and record.error:
+        message = record.error
+    if not record.can_resume:
+        return message
+    if record.epochs_done == 0:
+        return message + " It saved no checkpoint yet: Resume (Runs tab) starts it again from the first epoch."
+    return message + f" Resume (Runs tab) continues from its checkpoint after epoch {record.epochs_done}."
 
 
 def epoch_offset(record) -> int:
@@ -122,6 +156,23 @@ def epoch_offset(record) -> int:
 
 # ------------------------------------------------------------------------------ launch form
 
+def learning_rate_slider(container, default: float, key: str) -> float:
+    """Learning rates move by factors (1e-4 -> 2e-4 -> 3e-4 -> 5e-4 -> 1e-3), not by equal steps."""
+    options = LEARNING_RATES if default in LEARNING_RATES else sorted({*LEARNING_RATES, default})
+    return container.select_slider("Learning rate", options=options, value=default, format_func=format_log_step,
+                                   key=key, help="On a log scale: each step multiplies by about 1.5-2.")
+
+
+def parent_choice(parents: list) -> str:
+    """The frozen run to fine-tune: by default the one being watched, else the newest."""
+    by_id = {p.id: p for p in parents}
+    watched = watched_run_id()
+    default = watched if watched in by_id else parents[0].id
+    return st.selectbox(
+        "Frozen run to fine-tune", list(by_id), index=list(by_id).index(default), key="train_finetune_parent",
+        format_func=lambda pid: f"{run_label(by_id[pid])} (best val. accuracy {by_id[pid].best_val_accuracy or 0:.3f})")
+
+
 def launch_form() -> None:
     regime = st.segmented_control("Regime", list(REGIMES), default=models.DEFAULT_REGIME, key="train_regime",
                                   format_func=lambda name: REGIMES[name].label) or models.DEFAULT_REGIME
@@ -129,58 +180,67 @@ def launch_form() -> None:
     st.caption(defaults.description)
     with st.expander("What to look for", expanded=False):
         st.markdown(TEACHING[regime])
-    demo = st.toggle("Live demo preset: the demo dataset at 96 px, 5 epochs, about a minute on a 2-core CPU",
-                     key="train_live_demo", disabled=regime != "frozen",
-                     help="For showing a whole run in class. Uses a subset of the demo shapes, not the Data page's choice.")
-    demo = demo and regime == "frozen"
-    data_config = LIVE_DEMO["data"] if demo else state.data_config()
-    augment_config = state.augment_config()
+    parent = None
+    if regime == "finetune":
+        parents = runs.finetune_parents()
+        if not parents:
+            st.warning("Fine-tuning continues a finished frozen run, and there is none yet. Train a frozen run first.")
+            return
+        parent = runs.get_run(parent_choice(parents))
+        base = runs.finetune_config(parent.id)
+        data_config, augment_config = base.data, base.augment
+        demo = False
+    else:
+        demo = st.toggle("Live demo preset: the demo dataset at 96 px, 5 epochs, about a minute on a 2-core CPU",
+                         key="train_live_demo", disabled=regime != "frozen",
+                         help="For showing a whole run in class. Uses a subset of the demo shapes, not the Data "
+                              "page's choice.")
+        demo = demo and regime == "frozen"
+        data_config = LIVE_DEMO["data"] if demo else state.data_config()
+        augment_config = state.augment_config()
     cols = st.columns(2)
-    cols[0].markdown(f"**Data:** {data_config.summary()}" + (" *(live demo)*" if demo else ""))
-    cols[0].page_link("app_pages/data.py", label="Change the data", icon=":material/photo_library:")
-    cols[1].markdown(f"**Augmentation:** {augment_config.summary()}")
-    cols[1].page_link("app_pages/augment.py", label="Change the augmentation", icon=":material/auto_awesome:")
+    if parent is not None:
+        cols[0].markdown(f"**Data:** {data_config.summary()} *(the frozen run's: a fine-tune continues on it)*")
+        cols[1].markdown(f"**Augmentation:** {augment_config.summary()} *(the frozen run's)*")
+    else:
+        cols[0].markdown(f"**Data:** {data_config.summary()}" + (" *(live demo)*" if demo else ""))
+        cols[0].page_link("app_pages/data.py", label="Change the data", icon=":material/photo_library:")
+        cols[1].markdown(f"**Augmentation:** {augment_config.summary()}")
+        cols[1].page_link("app_pages/augment.py", label="Change the augmentation", icon=":material/auto_awesome:")
 
     available = models.imagenet_weights_available(include_top=False)
-    parents = runs.finetune_parents() if regime == "finetune" else []
-    if regime == "finetune" and not parents:
-        st.warning("Fine-tuning continues a finished frozen run, and there is none yet. Train a frozen run first.")
-        return
     key = f"train_{regime}{'_demo' if demo else ''}"
     with st.form(f"{key}_form", border=True):
         name = st.text_input("Run name (optional)", key=f"{key}_name")
-        parent_id = None
-        if regime == "finetune":
-            parent_id = st.selectbox(
-                "Frozen run to fine-tune", [p.id for p in parents], key=f"{key}_parent",
-                format_func=lambda pid: next(f"{p.name} (best val. accuracy {p.best_val_accuracy or 0:.3f})"
-                                             for p in parents if p.id == pid))
-            backbone = runs.get_run(parent_id).backbone
+        if parent is not None:
+            backbone, image_size = parent.backbone, parent.config.model.image_size
+            st.text_input("Backbone and image size", disabled=True, key=f"{key}_network_{parent.id}",
+                          value=f"{backbone} · {models.effective_image_size(parent.config.model)} px (the frozen "
+                                "run's: a fine-tune continues its network)")
         else:
-            default_backbone = models.default_backbone()
-            backbone = st.selectbox("Backbone", list(BACKBONES), index=list(BACKBONES).index(default_backbone),
+            backbone = st.selectbox("Backbone", list(BACKBONES), index=list(BACKBONES).index(models.default_backbone()),
                                     format_func=lambda n: weights_label(n, available), key=f"{key}_backbone")
         c1, c2, c3 = st.columns(3)
-        image_size = c1.number_input("Image size (pixels, 0 = the backbone's own)", min_value=0, max_value=600,
-                                     value=LIVE_DEMO["image_size"] if demo else 0, step=8, key=f"{key}_size",
-                                     disabled=regime == "finetune")
-        epochs = c2.number_input("Epochs", min_value=1, max_value=500, value=LIVE_DEMO["epochs"] if demo else defaults.epochs,
-                                 key=f"{key}_epochs")
+        if parent is None:
+            image_size = c1.number_input("Image size (pixels, 0 = the backbone's own)", min_value=0, max_value=600,
+                                         value=LIVE_DEMO["image_size"] if demo else 0, step=8,
+                                         key=f"{key}_size") or None
+        epochs = c2.number_input("Epochs", min_value=1, max_value=500,
+                                 value=LIVE_DEMO["epochs"] if demo else defaults.epochs, key=f"{key}_epochs")
         batch_size = c3.number_input("Batch size", min_value=1, max_value=4096,
                                      value=LIVE_DEMO["batch_size"] if demo else 64, key=f"{key}_batch")
         c4, c5, c6 = st.columns(3)
-        default_lr = LIVE_DEMO["learning_rate"] if demo else defaults.learning_rate
-        learning_rate = c4.number_input("Learning rate", min_value=0.0, value=default_lr, format="%.0e",
-                                        step=default_lr / 10, key=f"{key}_lr")
+        learning_rate = learning_rate_slider(c4, LIVE_DEMO["learning_rate"] if demo else defaults.learning_rate,
+                                             f"{key}_lr")
         weight_decay = c5.number_input("Weight decay (0 = none)", min_value=0.0, value=defaults.weight_decay,
                                        format="%g", step=0.001, key=f"{key}_wd")
         if regime == "scratch":
             weights = "none"
             c6.text_input("Starting weights", value="random (from scratch)", disabled=True, key=f"{key}_weights_fixed")
         elif regime == "frozen":
-            choice = c6.selectbox("Starting weights", ["imagenet", "none"], key=f"{key}_weights",
-                                  format_func={"imagenet": "ImageNet (pretrained)", "none": "random (no pretraining)"}.get)
-            weights = choice
+            weights = c6.selectbox("Starting weights", ["imagenet", "none"], key=f"{key}_weights",
+                                   format_func={"imagenet": "ImageNet (pretrained)",
+                                                "none": "random (no pretraining)"}.get)
         else:
             weights = None
             c6.text_input("Starting weights", value="the frozen run's model", disabled=True, key=f"{key}_weights_fixed")
@@ -208,10 +268,10 @@ def launch_form() -> None:
             name=name,
             data=data_config,
             augment=augment_config,
-            model=ModelConfig(backbone=backbone, regime=regime, weights=weights, image_size=image_size or None,
-                              unfreeze_top_layers=unfreeze_top, unfreeze_from_block=from_block,
-                              parent_run_id=parent_id),
-            train=TrainConfig(epochs=int(epochs), batch_size=int(batch_size), learning_rate=learning_rate,
+            model=ModelConfig(backbone=backbone, regime=regime, weights=weights, image_size=image_size,
+                              unfreeze_top_layers=int(unfreeze_top), unfreeze_from_block=from_block,
+                              parent_run_id=parent.id if parent is not None else None),
+            train=TrainConfig(epochs=int(epochs), batch_size=int(batch_size), learning_rate=float(learning_rate),
                               weight_decay=weight_decay, feature_cache=bool(feature_cache),
                               cached_views=int(cached_views)),
         )
@@ -221,54 +281,78 @@ def launch_form() -> None:
     except TransferLabError as error:
         st.error(str(error))
         return
-    st.session_state[SELECTED] = run_id
+    watch(run_id)
     st.toast(f"Launched {config.display_name()}")
     st.rerun()
 
 
 # ------------------------------------------------------------------------------ runs and comparison
 
+def runs_rows(records: list) -> list[dict]:
+    """One row per run, narrow enough for the page; nothing shows as 'None'."""
+    return [{
+        "run": run_label(r), "regime": r.regime, "data": r.config.data.summary(),
+        "status": f"{STATUS_MARKS.get(r.status, '')} {r.status}",
+        "epochs": f"{r.epochs_done} / {r.epochs_planned}",
+        "best val. acc.": f"{r.best_val_accuracy:.3f}" if r.best_val_accuracy is not None else "–",
+        "time": fmt_duration((r.finished_at or time.time()) - r.started_at if r.started_at else None),
+    } for r in records]
+
+
+@st.fragment(run_every=2.0)
 def runs_tab() -> None:
+    """Follows the store like the live panel: statuses, new grid cells and the buttons they allow."""
     records = runs.list_runs()
     if not records:
         st.info("Runs you launch appear here.")
         return
-    rows = [{
-        "name": r.name, "regime": r.regime, "backbone": r.backbone, "dataset": r.config.data.source,
-        "status": r.status, "best val. accuracy": r.best_val_accuracy,
-        "duration": fmt_duration((r.finished_at or time.time()) - r.started_at if r.started_at else None),
-        "trainable / total parameters": f"{r.trainable_params:,} / {r.total_params:,}" if r.total_params else "–",
-    } for r in records]
-    st.dataframe(rows, hide_index=True, key="train_runs_table",
-                 column_config={"best val. accuracy": st.column_config.NumberColumn(format="%.3f")})
+    st.dataframe(runs_rows(records), hide_index=True, key="train_runs_table", width="stretch",
+                 column_config={
+                     "run": st.column_config.TextColumn(width="medium"),
+                     "epochs": st.column_config.TextColumn(width="small"),
+                     "time": st.column_config.TextColumn(width="small")})
     by_id = {r.id: r for r in records}
-    finished = [r.id for r in records if r.epochs_done][:3]
-    overlay = st.multiselect("Overlay the curves of", list(by_id), default=finished, key="train_compare",
+    if st.session_state.get("train_compare_auto", True):  # until the user picks, the newest runs with curves
+        st.session_state["train_compare"] = [r.id for r in records if r.epochs_done][:3]
+    else:  # the user's choice, minus runs deleted meanwhile
+        st.session_state["train_compare"] = [rid for rid in st.session_state["train_compare"] if rid in by_id]
+    overlay = st.multiselect("Overlay the curves of", list(by_id), key="train_compare",
                              format_func=lambda rid: run_label(by_id[rid]),
+                             on_change=lambda: st.session_state.update(train_compare_auto=False),
                              help="Scratch vs frozen vs fine-tune on the same axes: the lesson of the notebook.")
     if overlay:
-        st.plotly_chart(figures.compare_runs([(run_label(by_id[r]), runs.epochs(r), epoch_offset(by_id[r])) for r in overlay]),
-                        key="train_compare_chart")
-    record = by_id[st.selectbox("Run", list(by_id), format_func=lambda rid: run_label(by_id[rid]), key="train_action_run")]
+        st.plotly_chart(figures.compare_runs([(run_label(by_id[r]), runs.epochs(r), epoch_offset(by_id[r]))
+                                              for r in overlay]), key="train_compare_chart")
+    watched = watched_run_id()
+    chosen = st.selectbox("Run", list(by_id), format_func=lambda rid: run_label(by_id[rid]), key="train_action_run",
+                          index=list(by_id).index(watched) if watched in by_id else 0)
+    run_actions(by_id[chosen])
+
+
+def run_actions(record) -> None:
     actions = st.columns(5)
     if actions[0].button("Watch live", key="train_watch", icon=":material/monitoring:"):
-        st.session_state[SELECTED] = record.id
+        watch(record.id)
         st.rerun()
     if record.can_resume and actions[1].button("Resume", key="train_resume", icon=":material/replay:"):
         try:
             runs.resume_run(record.id)
-            st.session_state[SELECTED] = record.id
-            st.rerun()
         except TransferLabError as error:
             st.error(str(error))
+        else:
+            watch(record.id)
+            st.rerun()
+    stem = export.download_stem(record)
     model_path = record.best_model or record.last_model
-    if model_path:
-        actions[2].download_button("Model (.keras)", model_path.read_bytes(), file_name=f"{record.id}.keras",
-                                   key="train_download_model", icon=":material/download:")
-    actions[3].download_button("Metrics (.csv)", export.metrics_csv(record.id), file_name=f"{record.id}-metrics.csv",
-                               mime="text/csv", key="train_download_metrics", icon=":material/table:")
-    actions[4].download_button("Config (.json)", record.config_json, file_name=f"{record.id}-config.json",
-                               mime="application/json", key="train_download_config", icon=":material/settings:")
+    if model_path:  # read only when clicked: a model is tens of MB
+        actions[2].download_button("Model (.keras)", model_path.read_bytes, file_name=f"{stem}.keras",
+                                   key="train_download_model", icon=":material/download:", on_click="ignore")
+    actions[3].download_button("Metrics (.csv)", lambda: export.metrics_csv(record.id), file_name=f"{stem}-metrics.csv",
+                               mime="text/csv", key="train_download_metrics", icon=":material/table:",
+                               on_click="ignore")
+    actions[4].download_button("Config (.json)", record.config_json, file_name=f"{stem}-config.json",
+                               mime="application/json", key="train_download_config", icon=":material/settings:",
+                               on_click="ignore")
     with st.popover("Delete this run", icon=":material/delete:"):
         st.write(f"Delete **{record.name}** with its models and logs? This cannot be undone.")
         if st.button("Yes, delete it", type="primary", key="train_delete_confirm"):
@@ -277,7 +361,8 @@ def runs_tab() -> None:
             except TransferLabError as error:
                 st.error(str(error))
             else:
-                st.session_state.pop(SELECTED, None)
+                if state.watched_run() == record.id:
+                    watch(None)
                 st.rerun()
 
 
@@ -288,7 +373,7 @@ def grid_tab() -> None:
                 "feature: one frozen run per cell, queued and run one after another on the current data.")
     c1, c2 = st.columns(2)
     lrs = c1.multiselect("Learning rates", [1e-2, 1e-3, 1e-4, 1e-5], default=[1e-2, 1e-3, 1e-4], key="train_grid_lrs",
-                         format_func=lambda v: f"{v:.0e}")
+                         format_func=format_log_step)
     wds = c2.multiselect("Weight decays (0 = none)", [0.0, 0.001, 0.01, 0.1], default=[0.0, 0.01], key="train_grid_wds")
     c3, c4, c5 = st.columns(3)
     epochs = c3.number_input("Epochs per cell", min_value=1, max_value=100, value=3, key="train_grid_epochs")
@@ -306,19 +391,21 @@ def grid_tab() -> None:
             st.session_state["train_grid_shown"] = grid.launch_grid(base, lrs, wds)
         except TransferLabError as error:
             st.error(str(error))
+    grid_results()
+
+
+@st.fragment(run_every=2.0)
+def grid_results() -> None:
     ids = grid.grid_ids()
     if not ids:
         return
-    shown = st.selectbox("Grid", ids, key="train_grid_pick",
-                         index=ids.index(st.session_state.get("train_grid_shown", ids[0])) if st.session_state.get("train_grid_shown") in ids else 0)
-    grid_results(shown)
-
-
-@st.fragment(run_every=2)
-def grid_results(grid_id: str) -> None:
+    shown = st.session_state.get("train_grid_shown")
+    grid_id = st.selectbox("Grid", ids, key="train_grid_pick", format_func=grid.grid_label,
+                           index=ids.index(shown) if shown in ids else 0)
     cells = grid.grid_cells(grid_id)
     done = sum(c.status == runs.COMPLETED for c in cells)
     st.progress(done / len(cells) if cells else 0.0, text=f"{done} of {len(cells)} cells finished")
+    st.caption("Best validation accuracy; rows: learning rate, columns: weight decay.")
     table = grid.grid_table(cells)
     st.dataframe(table.style.highlight_max(axis=None, color="#bbf7d0").format("{:.3f}", na_rep="…"),
                  key=f"train_grid_table_{grid_id}")

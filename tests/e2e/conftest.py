@@ -26,10 +26,16 @@ def free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def app_url(tmp_path_factory):
+def app_home(tmp_path_factory) -> Path:
+    """The data directory of the app under test (its run store, models, logs)."""
+    return tmp_path_factory.mktemp("e2e-home")
+
+
+@pytest.fixture(scope="module")
+def app_url(app_home):
     if not Path(CHROMIUM).exists():
         pytest.skip("Debian's chromium is not installed (apt-get install chromium); .ci/run installs it")
-    home = tmp_path_factory.mktemp("e2e-home")
+    home = app_home
     port = free_port()
     env = {**os.environ, "TRANSFER_LAB_HOME": str(home)}
     log = open(home / "streamlit.log", "w")
