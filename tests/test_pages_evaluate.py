@@ -71,7 +71,8 @@ def three_runs(tmp_path_factory, tiny_run):
     """Two runs tested on the same 27 demo images, and one tested on 18 of them."""
     home = tmp_path_factory.mktemp("compare-home")
     return (home, tiny_run(home, name="frozen on 27", test_images=27),
-            tiny_run(home, name="frozen again on 27", test_images=27), tiny_run(home, name="frozen on 18", test_images=18))
+            tiny_run(home, name="frozen again on 27", test_images=27),
+            tiny_run(home, name="frozen on 18", test_images=18))
 
 
 def test_compare_offers_only_runs_tested_on_the_same_images_with_readable_labels(three_runs, monkeypatch):
