@@ -5,24 +5,29 @@ Every source ends as the same thing: train and test ``tf.data`` pipelines of
 ``DatasetInfo`` with people's class names. This is the only module that imports
 tensorflow_datasets; TensorFlow itself is imported lazily so pages can describe a dataset
 (class names, counts, sample images) without paying for it.
+
+Command line: ``python -m core.data --download stanford_dogs`` downloads and prepares a TFDS dataset
+(the Data page's Download button, from a terminal).
 """
 
 from __future__ import annotations
 
+import argparse
 import os
 import re
 import socket
+import sys
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 from urllib.parse import urlparse
 
 import numpy as np
 
 from core import demo
 from core.config import DataConfig
-from core.errors import DataUnavailable, ImageUnreadable
+from core.errors import DataUnavailable, ImageUnreadable, TransferLabError
 from core.home import subdir
 from core.imagenet import dog_breed_names
 from core.images import SUPPORTED_SUFFIXES, probe_image_file, read_image_file, resize_for_model
@@ -337,7 +342,11 @@ def download_tfds(name: str, progress: Progress | None = None, timeout_s: float 
     """
     import tensorflow_datasets as tfds
 
-    builder = tfds.builder(name, data_dir=str(tfds_data_dirs()[0]))
+    try:
+        builder = tfds.builder(name, data_dir=str(tfds_data_dirs()[0]))
+    except Exception as error:  # noqa: BLE001 - tfds raises several types for unknown names
+        raise DataUnavailable(f"TFDS has no dataset called '{name}'. Try 'stanford_dogs', 'cifar10' or "
+                              "'food101'.") from error
     host = urlparse(builder.info.homepage or "").hostname
     if progress:
         progress(0, 3, f"Checking the connection for {name}")
@@ -351,7 +360,12 @@ def download_tfds(name: str, progress: Progress | None = None, timeout_s: float 
             ) from error
     if progress:
         progress(1, 3, f"Downloading and preparing {name} (this can take a long time)")
-    builder.download_and_prepare()
+    try:
+        builder.download_and_prepare()
+    except Exception as error:  # noqa: BLE001 - network and archive errors come in many types
+        detail = " ".join(str(error).split())[:200]
+        raise DataUnavailable(f"Downloading '{name}' failed ({type(error).__name__}: {detail}). Check the "
+                              "connection and the free disk space, then try again.") from error
     if progress:
         progress(3, 3, f"{name} is ready")
     return Path(builder.data_dir)
@@ -396,3 +410,36 @@ def sample_images(config: DataConfig, count: int = 9, seed: int = 0,
             continue
         samples.append((image, listing.class_names[label]))
     return samples
+
+
+# ---------------------------------------------------------------- command line
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m core.data",
+        description="Download and prepare a TFDS dataset, as the Data page's Download button does: into "
+                    "$TFDS_DATA_DIR when set, else the app's data directory (datasets/tfds). "
+                    f"Known to the app: {', '.join(TFDS_TEST_SPLITS)}.")
+    parser.add_argument("--download", metavar="NAME", required=True,
+                        help="The TFDS dataset to download, e.g. stanford_dogs (about 750 MB).")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Progress lines on stdout; a one-line error on stderr and exit status 2 when offline or unknown."""
+    parser = _parser()
+    args = parser.parse_args(argv)
+
+    def progress(done: int, total: int, message: str) -> None:
+        print(f"[{done}/{total}] {message}", flush=True)
+
+    try:
+        path = download_tfds(args.download, progress=progress)
+    except TransferLabError as error:
+        parser.exit(2, f"{parser.prog}: error: {error}\n")
+    print(f"Ready in {path}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -395,6 +395,44 @@ def compare(metrics_a: Metrics, metrics_b: Metrics) -> list[MetricDelta]:
     return rows
 
 
+def data_split_difference(a: DataConfig, b: DataConfig) -> str | None:
+    """What makes two runs' test images differ, e.g. 'data source demo vs folder:/dogs', or None if nothing.
+
+    Metrics on different test images (another dataset, subset, split seed or test fraction) are not
+    comparable: a difference in accuracy would mostly measure the difference in test sets.
+    """
+    differences = []
+    if a.source != b.source:
+        differences.append(f"data source {a.source} vs {b.source}")
+    if a.max_test_images != b.max_test_images:
+        differences.append(f"test images {a.max_test_images or 'all'} vs {b.max_test_images or 'all'}")
+    if a.source == b.source and _seed_picks_test_images(a) and a.seed != b.seed:
+        differences.append(f"data seed {a.seed} vs {b.seed}")
+    if a.source == b.source and a.kind == "folder" and a.test_fraction != b.test_fraction:
+        differences.append(f"test fraction {a.test_fraction:g} vs {b.test_fraction:g}")
+    return "; ".join(differences) or None
+
+
+def _seed_picks_test_images(config: DataConfig) -> bool:
+    """A folder's split and any demo/folder test subset are drawn with the data seed; TFDS splits are fixed."""
+    return config.kind == "folder" or (config.kind == "demo" and bool(config.max_test_images))
+
+
+def predictions_difference(a: Predictions, b: Predictions) -> str | None:
+    """What shows that two runs' predictions are not over the same test images, or None.
+
+    The check behind ``data_split_difference``: a folder whose files changed between two runs has the
+    same config but other images.
+    """
+    if list(a.class_names) != list(b.class_names):
+        return f"classes differ ({a.num_classes} vs {b.num_classes} classes, or other names)"
+    if a.num_examples != b.num_examples:
+        return f"{a.num_examples:,} vs {b.num_examples:,} test images"
+    if not (np.array_equal(a.labels, b.labels) and np.array_equal(a.indices, b.indices)):
+        return "the test images' labels differ: the images are not the same"
+    return None
+
+
 # ---------------------------------------------------------------- the confusion matrix
 
 def log_confusion(cm: np.ndarray) -> np.ndarray:

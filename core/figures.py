@@ -5,6 +5,7 @@ Pages call these and pass the result to ``st.plotly_chart``; nothing here knows 
 
 from __future__ import annotations
 
+import itertools
 from typing import Any, Mapping, Sequence
 
 import numpy as np
@@ -129,6 +130,7 @@ CURVES = (  # (metric, legend, panel, dashed)
     ("loss", "train loss", 2, False),
     ("val_loss", "validation loss", 2, False),
 )
+MAX_EPOCH_TICKS = 10
 RUN_COLOURS = ("#2563eb", "#dc2626", "#16a34a", "#9333ea", "#ea580c", "#0891b2", "#be185d", "#4d7c0f")
 
 
@@ -145,6 +147,17 @@ def _curve_panels(title_suffix: str = "") -> go.Figure:
     return fig
 
 
+def epoch_tick_step(last_epoch: int) -> int:
+    """The smallest of 1, 2, 5, 10, 20, 50... that puts at most MAX_EPOCH_TICKS ticks up to ``last_epoch``."""
+    steps = (factor * 10 ** power for power in itertools.count() for factor in (1, 2, 5))
+    return next(step for step in steps if last_epoch / step <= MAX_EPOCH_TICKS)
+
+
+def _whole_epoch_ticks(fig: go.Figure, xs: Sequence[int]) -> None:
+    """Epochs are counted, not measured: plotly's own ticks would fall on 1.5, 2.5..."""
+    fig.update_xaxes(tick0=0, dtick=epoch_tick_step(max(xs, default=1)), tickformat="d")
+
+
 def training_curves(epochs: list, offset: int = 0) -> go.Figure:
     """The notebook's two charts for one run: accuracy (and top-5) and loss, per epoch.
 
@@ -157,6 +170,7 @@ def training_curves(epochs: list, offset: int = 0) -> go.Figure:
         colour = TRAIN_COLOUR if not metric.startswith("val_") else TEST_COLOUR
         fig.add_scatter(x=xs, y=[getattr(e, metric) for e in epochs], name=legend, mode="lines+markers",
                         line=dict(color=colour, dash="dot" if dashed else "solid"), row=1, col=panel)
+    _whole_epoch_ticks(fig, xs)
     return fig
 
 
@@ -167,15 +181,18 @@ def compare_runs(runs: list[tuple[str, list, int]]) -> go.Figure:
     so scratch vs frozen vs fine-tune reads as one chart.
     """
     fig = _curve_panels(" (solid: validation, dotted: training)")
+    all_epochs = []
     for index, (name, epochs, offset) in enumerate(runs):
         colour = RUN_COLOURS[index % len(RUN_COLOURS)]
         xs = [offset + e.epoch for e in epochs]
+        all_epochs += xs
         for metric, panel in (("val_accuracy", 1), ("accuracy", 1), ("val_loss", 2), ("loss", 2)):
             training = not metric.startswith("val_")
             fig.add_scatter(x=xs, y=[getattr(e, metric) for e in epochs], mode="lines+markers",
                             name=f"{name} ({'train' if training else 'validation'})", legendgroup=f"run{index}",
                             showlegend=metric in ("val_accuracy", "accuracy"),
                             line=dict(color=colour, dash="dot" if training else "solid"), row=1, col=panel)
+    _whole_epoch_ticks(fig, all_epochs)
     return fig
 
 

@@ -51,6 +51,10 @@ CLASS_NAMES_FILE = "class_names.json"
 """Optional file in a run's folder listing its class names in output order (read before the data source)."""
 MODEL_CACHE_SIZE = 4
 DEFAULT_OPACITY = 0.45
+UNSURE_BELOW = 0.40
+"""A top class under this probability is a guess: with 120 breeds, 40% is already far above chance (0.8%)."""
+UNSURE_MARGIN = 0.10
+"""A top class ahead of the runner-up by less than this (10 percentage points) is a coin toss between the two."""
 
 
 # ---------------------------------------------------------------------------------------------- preprocessing
@@ -349,6 +353,30 @@ class Result:
         if self.error is not None:
             return {"file": self.file, "error": self.error}
         return {"file": self.file, key: [{"label": label, "probability": round(p, 6)} for label, p in self.top]}
+
+
+def unsure_note(result: Result, class_names: Sequence[str]) -> str | None:
+    """A plain sentence when the model is unsure of ``result``, else None.
+
+    Unsure means: the top class has less than ``UNSURE_BELOW`` (40%), or leads the runner-up by less
+    than ``UNSURE_MARGIN`` (10 points). A model always names one of its classes, even for a photo of
+    something else, so a low or contested top probability is the only hint that the answer is a guess.
+    """
+    if not result.top:
+        return None
+    label, probability = result.top[0]
+    runner_up = result.top[1] if len(result.top) > 1 else None
+    if probability >= UNSURE_BELOW and (runner_up is None or probability - runner_up[1] >= UNSURE_MARGIN):
+        return None
+    if probability < UNSURE_BELOW:
+        why = f"its best guess, {label}, gets only {probability:.1%}"
+    else:
+        why = f"{label} ({probability:.1%}) is barely ahead of {runner_up[0]} ({runner_up[1]:.1%})"
+    if tuple(class_names) == tuple(dog_breed_names()):
+        what = f"This may not be a dog, or not one of the {len(class_names)} breeds it knows."
+    else:
+        what = f"This may not show one of its {len(class_names)} classes, or the model needs more training."
+    return f"The model is unsure: {why}. {what}"
 
 
 ImageInput = Any

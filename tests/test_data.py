@@ -1,4 +1,8 @@
+import re
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -7,6 +11,8 @@ from PIL import Image
 from core import data, demo
 from core.config import DataConfig
 from core.errors import DataUnavailable
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def _write(path, colour, mode="RGB", fmt=None, size=(40, 30)):
@@ -149,3 +155,49 @@ def test_tfds_offline_fails_fast_with_a_way_out():
 def test_unknown_tfds_name_is_a_clear_error():
     with pytest.raises(DataUnavailable, match="no dataset called"):
         data.describe(DataConfig(source="tfds:no_such_dataset_xyz"))
+
+
+def _offline(monkeypatch) -> None:
+    """No connection, whatever this machine has: nothing can start a real download."""
+    def refuse(*args, **kwargs):
+        raise OSError("Network is unreachable")
+
+    monkeypatch.setattr(data.socket, "create_connection", refuse)
+
+
+def test_the_suggested_download_command_is_real_and_fails_fast_offline(monkeypatch, capsys):
+    with pytest.raises(DataUnavailable) as not_prepared:
+        data.describe(DataConfig(source="tfds:stanford_dogs"))
+    command = re.search(r"`python -m core\.data ([^`]+)`", str(not_prepared.value)).group(1).split()
+    assert command == ["--download", "stanford_dogs"]
+    _offline(monkeypatch)
+    start = time.monotonic()
+    with pytest.raises(SystemExit) as exit_:
+        data.main(command)
+    assert exit_.value.code == 2 and time.monotonic() - start < 15
+    out, err = capsys.readouterr()
+    assert "[0/3] Checking the connection for stanford_dogs" in out
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("python -m core.data: error: Cannot reach")
+    assert "offline" in lines[0]
+
+
+def test_download_command_reports_progress_and_where_the_data_is(monkeypatch, capsys, tmp_path):
+    def download(name, progress=None):
+        progress(0, 3, f"Checking the connection for {name}")
+        progress(3, 3, f"{name} is ready")
+        return tmp_path / name
+
+    monkeypatch.setattr(data, "download_tfds", download)
+    assert data.main(["--download", "cifar10"]) == 0
+    assert capsys.readouterr().out.splitlines() == [
+        "[0/3] Checking the connection for cifar10", "[3/3] cifar10 is ready", f"Ready in {tmp_path / 'cifar10'}"]
+
+
+def test_download_command_for_an_unknown_dataset_exits_2_with_one_line():
+    result = subprocess.run([sys.executable, "-m", "core.data", "--download", "no_such_dataset_xyz"], cwd=ROOT,
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2
+    errors = [line for line in result.stderr.splitlines() if "error:" in line]
+    assert errors == ["python -m core.data: error: TFDS has no dataset called 'no_such_dataset_xyz'. Try "
+                      "'stanford_dogs', 'cifar10' or 'food101'."]

@@ -336,3 +336,35 @@ def test_test_images_returns_the_split_images_asked_for(demo_home):
     assert evaluation.test_images(CONFIG, SIZE, []) == []
     with pytest.raises(DataUnavailable, match="position"):
         evaluation.test_images(CONFIG, SIZE, [3, 27])
+
+
+@pytest.mark.parametrize("a, b, difference", [
+    (DataConfig(), DataConfig(seed=3), None),  # the demo's whole test split does not depend on the seed
+    (DataConfig(source="tfds:cifar10", max_test_images=50), DataConfig(source="tfds:cifar10", max_test_images=50,
+                                                                        seed=3), None),  # TFDS takes the first 50
+    (DataConfig(), DataConfig(source="folder:/dogs10"), "data source demo vs folder:/dogs10"),
+    (DataConfig(max_test_images=27), DataConfig(), "test images 27 vs all"),
+    (DataConfig(max_test_images=27), DataConfig(max_test_images=27, seed=1), "data seed 0 vs 1"),
+    (DataConfig(source="folder:/dogs10"), DataConfig(source="folder:/dogs10", seed=1), "data seed 0 vs 1"),
+    (DataConfig(source="folder:/dogs10"), DataConfig(source="folder:/dogs10", test_fraction=0.3),
+     "test fraction 0.2 vs 0.3"),
+    (DataConfig(source="tfds:stanford_dogs"), DataConfig(source="demo", max_test_images=9),
+     "data source tfds:stanford_dogs vs demo; test images all vs 9"),
+])
+def test_runs_are_compared_only_on_the_same_test_images(a, b, difference):
+    assert evaluation.data_split_difference(a, b) == difference
+    assert (evaluation.data_split_difference(b, a) is None) == (difference is None)
+
+
+def _predictions(labels, class_names=("a", "b", "c")) -> Predictions:
+    labels = np.asarray(labels, np.int64)
+    probabilities = np.full((len(labels), len(class_names)), 1 / len(class_names), np.float32)
+    return Predictions(probabilities, labels, list(class_names), np.arange(len(labels)))
+
+
+def test_predictions_over_other_images_are_told_apart():
+    same = _predictions([0, 1, 2, 2])
+    assert evaluation.predictions_difference(same, _predictions([0, 1, 2, 2])) is None
+    assert "classes differ" in evaluation.predictions_difference(same, _predictions([0, 1, 2, 2], ("a", "b", "d")))
+    assert evaluation.predictions_difference(same, _predictions([0, 1, 2])) == "4 vs 3 test images"
+    assert "labels differ" in evaluation.predictions_difference(same, _predictions([0, 1, 2, 1]))

@@ -43,6 +43,23 @@ def test_moving_a_slider_changes_grid_and_shared_config(demo_home):
     assert after[0] == before[0] and after[1:] != before[1:]  # same original, new versions
 
 
+def test_the_preset_box_follows_the_sliders_and_any_preset_loads_again(demo_home):
+    at = open_augment()
+    assert at.selectbox(key="augment_preset").value == "notebook"
+    at.slider(key="augment_rotation").set_value(0.4).run()
+    assert at.selectbox(key="augment_preset").value == "custom"  # the box agrees with the summary
+    at.selectbox(key="augment_preset").set_value("notebook").run()  # the preset last picked, picked again
+    assert not at.exception
+    assert at.slider(key="augment_rotation").value == PRESETS["notebook"].rotation
+    assert at.session_state[STATE] == PRESETS["notebook"]
+    assert at.selectbox(key="augment_preset").value == "notebook"
+    assert any("notebook preset" in i.value for i in at.info)
+    at.toggle(key="augment_contrast_on").set_value(False).run()
+    assert at.selectbox(key="augment_preset").value == "custom"
+    at.toggle(key="augment_contrast_on").set_value(True).run()  # back where the preset was: named again
+    assert at.selectbox(key="augment_preset").value == "notebook"
+
+
 def test_preset_none_switches_everything_off(demo_home):
     at = open_augment()
     at.selectbox(key="augment_preset").set_value("none").run()

@@ -8,8 +8,10 @@ import csv
 import io
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
+from PIL import Image
 from streamlit.runtime.memory_media_file_storage import MemoryMediaFileStorage
 from streamlit.testing.v1 import AppTest, app_test
 
@@ -65,6 +67,7 @@ def test_a_dog_photo_gets_its_breed_bars_and_grad_cam(dogs10):
     at.file_uploader(key="classify_uploads").set_value(upload(dogs10 / "test" / SAMOYED)).run()
     assert not at.exception and not at.error
     assert any("**Samoyed**" in m.value for m in at.markdown)
+    assert not at.warning  # p = 0.97: nothing to doubt
     assert image_captions(at) == ["Prediction: Samoyed", "Grad-CAM: evidence for Samoyed"]
     bars = at.get("plotly_chart")
     assert len(bars) == 1 and '"Samoyed"' in bars[0].proto.spec
@@ -75,6 +78,27 @@ def test_a_dog_photo_gets_its_breed_bars_and_grad_cam(dogs10):
     assert not at.exception
     photo, overlaid = image_urls(at)
     assert photo == overlaid  # opacity 0: the photo alone
+
+
+def colour_bars() -> bytes:
+    """A television test pattern: seven vertical colour bars, nothing like a dog."""
+    bars = np.zeros((224, 224, 3), np.uint8)
+    colours = [(192, 192, 192), (192, 192, 0), (0, 192, 192), (0, 192, 0), (192, 0, 192), (192, 0, 0), (0, 0, 192)]
+    for index, colour in enumerate(colours):
+        bars[:, index * 32:(index + 1) * 32] = colour
+    buffer = io.BytesIO()
+    Image.fromarray(bars).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def test_a_test_pattern_gets_its_guess_and_a_plain_word_that_the_model_is_unsure():
+    at = open_classify()
+    at.file_uploader(key="classify_uploads").set_value(("test_pattern.png", colour_bars(), "image/png")).run()
+    assert not at.exception and not at.error
+    assert any("`test_pattern.png`" in m.value for m in at.markdown)  # the guess is still shown
+    warnings = [w.value for w in at.warning]
+    assert len(warnings) == 1
+    assert "The model is unsure" in warnings[0] and "This may not be a dog" in warnings[0]
 
 
 class RecordingStorage(MemoryMediaFileStorage):

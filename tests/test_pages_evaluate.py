@@ -1,5 +1,6 @@
 """The Evaluate page through AppTest, on a tiny run trained in this process."""
 
+import re
 from pathlib import Path
 
 import pytest
@@ -63,3 +64,36 @@ def test_a_run_without_a_saved_model_is_not_offered(trained_home, monkeypatch, t
     app.switch_page("app_pages/evaluate.py").run()
     assert not app.exception
     assert "No run has a saved model yet" in app.info[0].value
+
+
+@pytest.fixture(scope="module")
+def three_runs(tmp_path_factory, tiny_run):
+    """Two runs tested on the same 27 demo images, and one tested on 18 of them."""
+    home = tmp_path_factory.mktemp("compare-home")
+    return (home, tiny_run(home, name="frozen on 27", test_images=27),
+            tiny_run(home, name="frozen again on 27", test_images=27),
+            tiny_run(home, name="frozen on 18", test_images=18))
+
+
+def test_compare_offers_only_runs_tested_on_the_same_images_with_readable_labels(three_runs, monkeypatch):
+    home, first, second, _ = three_runs
+    monkeypatch.setenv("TRANSFER_LAB_HOME", str(home))
+    at = AppTest.from_file(APP, default_timeout=180)
+    at.run()
+    at.switch_page("app_pages/evaluate.py").run()
+    at.selectbox(key="evaluate_run").set_value(first).run()
+    assert not at.exception
+    versus = at.selectbox(key="evaluate_versus")
+    assert len(versus.options) == 2 and versus.options[0] == "(none)"  # the 18-image run is not offered
+    assert re.fullmatch(r"frozen again on 27 · \d\d [A-Z][a-z]{2} \d\d:\d\d:\d\d", versus.options[1])
+    assert any("1 other run(s) were tested on other images" in c.value for c in at.caption)
+    assert not any(m.proto.delta for m in at.metric)
+
+    versus.set_value(second).run()
+    assert not at.exception and not at.error
+    ours = evaluation.compute_metrics(evaluation.run_predictions(first))
+    theirs = evaluation.compute_metrics(evaluation.run_predictions(second))
+    expected = {d.metric: f"{d.delta:+.3f}" for d in evaluation.compare(theirs, ours)}
+    assert {m.label: m.proto.delta for m in at.metric} == expected  # just the number: nothing to cut
+    assert any("this run minus **frozen again on 27 · " in c.value and "same 27 test images" in c.value
+               for c in at.caption)

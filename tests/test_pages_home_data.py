@@ -1,12 +1,15 @@
 """Home and Data pages through Streamlit's AppTest (no browser)."""
 
+import html
 from pathlib import Path
 
 import pytest
+from markdown_it import MarkdownIt
 from streamlit.testing.v1 import AppTest
 
-from core import demo
+from core import data, demo
 from core.config import DataConfig
+from core.errors import DataUnavailable
 
 APP = str(Path(__file__).resolve().parents[1] / "dashboard" / "app.py")
 
@@ -64,3 +67,31 @@ def test_data_page_bad_folder_is_an_error_not_a_crash(tmp_path, demo_home):
     at.text_input(key="data_folder_path").input(str(tmp_path / "missing")).run()
     assert not at.exception
     assert "does not exist" in at.error[0].value
+
+
+def test_data_page_grid_control_shows_the_grid_shown_also_after_another_page(demo_home):
+    at = open_app("data")
+    assert at.segmented_control(key="data_grid").value == "3 × 3" and len(at.get("image")) == 9
+    at.segmented_control(key="data_grid").set_value("5 × 5").run()
+    assert len(at.get("image")) == 25
+    at.switch_page("app_pages/home.py").run()
+    at.switch_page("app_pages/data.py").run()
+    assert not at.exception
+    grid = at.segmented_control(key="data_grid")
+    assert len(at.get("image")) == 25
+    assert grid.value == "5 × 5" and grid.proto.set_value and list(grid.proto.raw_values) == ["5 × 5"]
+    assert grid.proto.required  # clicking the chosen size cannot leave the control empty
+
+
+def test_data_page_error_shows_the_path_and_example_as_typed(tmp_path, demo_home):
+    folder = tmp_path / "my_dogs_" / "*only*"
+    (folder / "beagle").mkdir(parents=True)
+    with pytest.raises(DataUnavailable) as expected:
+        data.describe(DataConfig(source=f"folder:{folder}"))
+    assert "photos/beagle/*.jpg" in str(expected.value)
+    at = open_app("data")
+    at.radio(key="data_source").set_value("My photos (a folder)").run()
+    at.text_input(key="data_folder_path").input(str(folder)).run()
+    assert not at.exception
+    rendered = MarkdownIt("commonmark").render(at.error[0].value)  # as the browser's markdown would show it
+    assert html.unescape(rendered.strip()) == f"<p>{expected.value}</p>"

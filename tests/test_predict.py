@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from core import predict
+from core import imagenet, predict
 from core.errors import ConfigError, RunError
 from core.images import DecodeLimits, decode_image
 from test_images import STORED_FOR_ORIENTATION, encode, noise, png_declaring, quadrants, with_orientation
@@ -505,3 +505,38 @@ def test_predict_module_does_not_import_tensorflow():
     code = "import sys, core.predict; assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules"
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
+
+
+DOGS = imagenet.dog_breed_names()
+
+
+def test_a_low_top_probability_is_called_unsure_with_a_hint_for_dog_models():
+    result = predict.Result("pattern.png", top=(("Shih-Tzu", 0.164), ("Maltese dog", 0.05)))
+    note = predict.unsure_note(result, DOGS)
+    assert note == ("The model is unsure: its best guess, Shih-Tzu, gets only 16.4%. This may not be a dog, "
+                    "or not one of the 120 breeds it knows.")
+
+
+def test_a_top_class_barely_ahead_of_the_next_is_called_unsure():
+    result = predict.Result("x.png", top=(("circle", 0.52), ("ring", 0.45), ("square", 0.03)))
+    note = predict.unsure_note(result, ["circle", "ring", "square"])
+    assert note == ("The model is unsure: circle (52.0%) is barely ahead of ring (45.0%). This may not show one "
+                    "of its 3 classes, or the model needs more training.")
+
+
+@pytest.mark.parametrize("top", [
+    (("Samoyed", 0.97), ("Pomeranian", 0.01)),
+    (("Samoyed", 0.41), ("Pomeranian", 0.30)),  # just above both limits
+    (("Samoyed", 0.45),),  # no runner-up listed (top-1 only)
+])
+def test_a_clear_answer_gets_no_note(top):
+    assert predict.unsure_note(predict.Result("dog.jpg", top=top), DOGS) is None
+
+
+def test_just_under_either_limit_is_unsure():
+    assert predict.unsure_note(predict.Result("a", top=(("a", 0.39), ("b", 0.01))), ["a", "b"])
+    assert predict.unsure_note(predict.Result("a", top=(("a", 0.80), ("b", 0.71))), ["a", "b"])
+
+
+def test_a_file_that_could_not_be_classified_gets_no_note():
+    assert predict.unsure_note(predict.Result("broken.jpg", error="not an image"), DOGS) is None

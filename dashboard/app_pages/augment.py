@@ -8,10 +8,12 @@ from core.augment import PRESETS, TRANSFORMS, AugmentConfig
 from core.errors import TransferLabError
 from core.images import decode_image, resize_for_model
 from dashboard import forms, state
+from dashboard.messages import show_error
 
 PREFIX = "augment"
 PREVIEW_SIZE = 224
 CUSTOM = "custom"
+PRESET_KEY = f"{PREFIX}_preset"
 
 
 @st.cache_data(show_spinner=False)
@@ -28,7 +30,7 @@ def augmented(image: np.ndarray, config: AugmentConfig, one_at_a_time: bool) -> 
 
 
 def apply_preset() -> None:
-    name = st.session_state[f"{PREFIX}_preset"]
+    name = st.session_state[PRESET_KEY]
     if name in PRESETS:
         seed = st.session_state.get(forms.widget_key(PREFIX, "seed"), 0)
         forms.load_into_widgets(PRESETS[name].replace(seed=seed), PREFIX)
@@ -51,7 +53,7 @@ def picture() -> tuple[np.ndarray, str] | None:
         try:
             image = decode_image(upload.getvalue(), upload.name)
         except TransferLabError as error:
-            st.error(str(error))
+            show_error(error)
             return None
         return resize_for_model(image, PREVIEW_SIZE).round().astype(np.uint8), upload.name
     if st.button("Another sample", icon=":material/shuffle:", key=f"{PREFIX}_reshuffle"):
@@ -60,7 +62,7 @@ def picture() -> tuple[np.ndarray, str] | None:
     try:
         return dataset_sample(config, st.session_state.get(f"{PREFIX}_sample_seed", 0))
     except (TransferLabError, IndexError) as error:
-        st.error(f"No sample from {config.source}: {error}. Pick another source on the Data page.")
+        show_error(f"No sample from {config.source}: {error}. Pick another source on the Data page.")
         return None
 
 
@@ -71,10 +73,7 @@ current = state.augment_config()
 controls, results = st.columns([1, 2], gap="large")
 
 with controls:
-    preset_names = [*PRESETS, CUSTOM]
-    st.selectbox("Preset", preset_names, index=preset_names.index(augment.matching_preset(current) or CUSTOM),
-                 key=f"{PREFIX}_preset", on_change=apply_preset,
-                 help="'notebook' is exactly the course notebook's four layers.")
+    preset_slot = st.container()
     seed_cols = st.columns([3, 2], vertical_alignment="bottom")
     seed = forms.render_field(forms.field_named(AugmentConfig, "seed"), current, PREFIX, seed_cols[0])
     seed_cols[1].button("Re-roll", icon=":material/casino:", key=f"{PREFIX}_reroll", on_click=reroll)
@@ -92,8 +91,17 @@ with controls:
 
 try:
     config = AugmentConfig(**values)
+    problem = None
 except TransferLabError as error:
-    results.error(str(error))
+    config, problem = None, error
+# The box names what the sliders do, so it reads 'custom' once they differ from every preset, and picking
+# a preset (even the one last picked) is a change that loads it. Drawn after the sliders, shown above them.
+st.session_state[PRESET_KEY] = (augment.matching_preset(config) if config else None) or CUSTOM
+preset_slot.selectbox("Preset", [*PRESETS, CUSTOM], key=PRESET_KEY, on_change=apply_preset,
+                      help="'notebook' is exactly the course notebook's four layers. Moving a slider away from "
+                           "every preset makes it 'custom'; pick a preset to load its values again.")
+if problem is not None:
+    show_error(problem, results)
     st.stop()
 state.set_augment_config(config)
 

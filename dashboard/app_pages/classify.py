@@ -10,6 +10,7 @@ from PIL import Image
 
 from core import figures, predict, runs
 from core.errors import TransferLabError
+from dashboard.messages import literal, show_error
 
 PREFIX = "classify"
 DOG_BREEDS = "imagenet-dog-breeds"
@@ -116,10 +117,13 @@ def photo_card(index: int, result: predict.Result, name: str, content: bytes, di
                classifier: predict.Classifier, model_key: tuple[str, int], opacity: float) -> None:
     with st.container(border=True):
         if not result.ok:
-            st.error(result.error, icon=":material/broken_image:")
+            show_error(result.error, icon=":material/broken_image:")
             return
         label, probability = result.top[0]
         st.markdown(f"{code(name)} → **{label}** ({probability:.1%})")
+        doubt = predict.unsure_note(result, classifier.class_names)
+        if doubt:
+            st.warning(literal(doubt), icon=":material/help:")
         photo_column, bars_column, evidence_column = st.columns([1, 1.2, 1], gap="medium")
         try:
             photo = shown_photo(digest, name, content)
@@ -132,7 +136,7 @@ def photo_card(index: int, result: predict.Result, name: str, content: bytes, di
             if not heatmap.any():
                 evidence_column.caption("Nothing in this photo raised the score of this class.")
         except TransferLabError as error:
-            st.error(str(error))
+            show_error(error)
 
 
 st.title("Classify")
@@ -155,13 +159,13 @@ with model_column:
     try:
         classifier = dog_classifier() if choice == DOG_BREEDS else run_classifier(choice, *model_key)
     except TransferLabError as error:
-        st.error(str(error))
+        show_error(error)
         st.stop()
     st.caption(f"{classifier.num_classes} classes · input: {classifier.preprocessing_description}.")
     if choice == DOG_BREEDS:
         st.caption("It knows only dog breeds: a photo of anything else still gets the most dog-like breed.")
     for note in classifier.notes:
-        st.warning(note)
+        st.warning(literal(note))
 with photos_column:
     photos = uploaded_photos()
 
@@ -173,7 +177,7 @@ digests = [hashlib.sha256(content).hexdigest() for _, content in photos]
 try:
     results = classified(model_key, tuple((name, d) for (name, _), d in zip(photos, digests)), classifier, photos)
 except TransferLabError as error:
-    st.error(str(error))
+    show_error(error)
     st.stop()
 
 if len(photos) > 1:

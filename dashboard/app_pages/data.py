@@ -6,6 +6,7 @@ from core import data, figures
 from core.config import DataConfig
 from core.errors import TransferLabError
 from dashboard import state
+from dashboard.messages import show_error
 
 SOURCES = {
     "Demo shapes (offline)": "demo",
@@ -15,6 +16,7 @@ SOURCES = {
 }
 OTHER_TFDS = ["cifar10", "cifar100", "food101"]
 GRID_SIZES = {"3 × 3": 9, "4 × 4": 16, "5 × 5": 25}
+DEFAULT_GRID = "3 × 3"
 
 
 @st.cache_data(show_spinner="Reading the dataset…")
@@ -65,7 +67,7 @@ try:
                         seed=current.seed)
     info = describe(config)
 except TransferLabError as error:
-    st.error(str(error))
+    show_error(error)
     if source.startswith("tfds:"):
         name = source.split(":", 1)[1]
         if st.button(f"Download {name} now", key="data_download", icon=":material/download:"):
@@ -75,7 +77,7 @@ except TransferLabError as error:
                 describe.clear()
                 st.rerun()
             except TransferLabError as download_error:
-                st.error(str(download_error))
+                show_error(download_error)
     st.stop()
 
 state.set_data_config(config)
@@ -90,7 +92,11 @@ st.caption(f"Used by the Train page: **{config.summary()}**")
 
 st.subheader("Samples")
 controls = st.columns([2, 1, 3])
-grid = GRID_SIZES[controls[0].segmented_control("Grid", list(GRID_SIZES), default="3 × 3", key="data_grid") or "3 × 3"]
+# required: clicking the chosen size cannot leave the control empty while a grid is shown;
+# persist_state: the size chosen is still the one shown (and the one displayed) after visiting another page.
+grid_choice = controls[0].segmented_control("Grid", list(GRID_SIZES), default=DEFAULT_GRID, required=True,
+                                            persist_state="session", key="data_grid")
+grid = GRID_SIZES[grid_choice or DEFAULT_GRID]
 if controls[1].button("Reshuffle", icon=":material/shuffle:", key="data_reshuffle"):
     st.session_state["data_sample_seed"] = st.session_state.get("data_sample_seed", 0) + 1
 side = int(grid ** 0.5)

@@ -1,18 +1,22 @@
 """Evaluate: how good is a trained model, and where does it fail?"""
 
+import time
+
 import streamlit as st
 
 from core import evaluation, figures, runs
 from core.errors import TransferLabError
 from core.models import effective_image_size
+from dashboard.messages import literal, show_error
 
 NONE = "(none)"
 
 
 def run_label(run_id: str, records: dict) -> str:
+    """Name and launch time (names repeat; the time tells runs apart), and the status unless finished."""
     record = records[run_id]
-    accuracy = f" · best val. {record.best_val_accuracy:.3f}" if record.best_val_accuracy is not None else ""
-    return f"{record.name} ({record.status}{accuracy})"
+    status = "" if record.status == runs.COMPLETED else f" ({record.status})"
+    return f"{record.name} · {time.strftime('%d %b %H:%M:%S', time.localtime(record.created_at))}{status}"
 
 
 def predictions_for(run_id: str, records: dict):
@@ -49,25 +53,42 @@ if not records:
     st.page_link("app_pages/train.py", label="Go to Train", icon=":material/model_training:")
     st.stop()
 
-pick, versus = st.columns(2)
-run_id = pick.selectbox("Run", list(records), format_func=lambda rid: run_label(rid, records), key="evaluate_run")
-other = versus.selectbox("Compare with (optional)", [NONE, *[r for r in records if r != run_id]],
-                         format_func=lambda rid: rid if rid == NONE else run_label(rid, records), key="evaluate_versus",
-                         help="E.g. a frozen run against its fine-tuned child: the notebook's exercise 4-15.")
+run_id = st.selectbox("Run", list(records), format_func=lambda rid: run_label(rid, records), key="evaluate_run")
+test_data = records[run_id].config.data
+differences = {rid: evaluation.data_split_difference(test_data, records[rid].config.data)
+               for rid in records if rid != run_id}
+same_test = [rid for rid, difference in differences.items() if difference is None]
+other = st.selectbox("Compare with (optional; runs tested on the same images)", [NONE, *same_test],
+                     format_func=lambda rid: rid if rid == NONE else run_label(rid, records), key="evaluate_versus",
+                     help="E.g. a frozen run against its fine-tuned child: the notebook's exercise 4-15.")
+if len(same_test) < len(differences):
+    st.caption(f"{len(differences) - len(same_test)} other run(s) were tested on other images (another data "
+               "source or test subset), so their numbers cannot be compared with this run's and are not offered.",
+               help="\n".join(f"- {literal(run_label(rid, records))}: {literal(difference)}"
+                              for rid, difference in differences.items() if difference))
 
 try:
     predictions = predictions_for(run_id, records)
     metrics = evaluation.compute_metrics(predictions)
-    other_metrics = evaluation.compute_metrics(predictions_for(other, records)) if other != NONE else None
+    other_predictions = predictions_for(other, records) if other != NONE else None
 except TransferLabError as error:
-    st.error(str(error))
+    show_error(error)
     st.stop()
 
-headline = metrics.headline()
-deltas = {d.metric: d.delta for d in evaluation.compare(other_metrics, metrics)} if other_metrics else {}
-for col, (label, value) in zip(st.columns(4), headline.items()):
+deltas = {}
+if other_predictions is not None:
+    mismatch = evaluation.predictions_difference(other_predictions, predictions)
+    if mismatch:
+        show_error(f"Not compared with {run_label(other, records)}: {mismatch}. Numbers from different test "
+                   "images cannot be compared, so no differences are shown.")
+    else:
+        compared = evaluation.compare(evaluation.compute_metrics(other_predictions), metrics)
+        deltas = {d.metric: d.delta for d in compared}
+        st.caption(f"Differences below: this run minus **{literal(run_label(other, records))}**, on the same "
+                   f"{predictions.num_examples:,} test images.")
+for col, (label, value) in zip(st.columns(4), metrics.headline().items()):
     delta = deltas.get(label)
-    col.metric(label, f"{value:.3f}", delta=f"{delta:+.3f} vs {records[other].name}" if delta is not None else None)
+    col.metric(label, f"{value:.3f}", delta=f"{delta:+.3f}" if delta is not None else None)
 st.caption(f"{metrics.num_examples:,} test images · {predictions.num_classes} classes · the model saved at the "
            "best validation accuracy (else the last epoch).")
 
@@ -85,7 +106,8 @@ if cell:
     true_class, predicted_class = cell
     examples = evaluation.cell_examples(predictions, true_class, predicted_class)
     names = predictions.class_names
-    st.markdown(f"**{len(examples)} test image(s) of {names[true_class]} predicted as {names[predicted_class]}**")
+    st.markdown(f"**{len(examples)} test image(s) of {literal(names[true_class])} predicted as "
+                f"{literal(names[predicted_class])}**")
     gallery(run_id, [(e.index, f"p({names[predicted_class]}) = {e.predicted_probability:.2f}") for e in examples[:24]])
 
 left, right = st.columns([3, 2])
