@@ -179,7 +179,7 @@ def scan_folder(config: DataConfig) -> FolderListing:
     root = Path(config.location).expanduser()
     if root.is_file():
         raise DataUnavailable(f"{root.name} is a file, not a folder: give the folder that holds one sub-folder "
-                              f"of images per class ({root.parent}/?), or pick the demo dataset.")
+                              f"of images per class (perhaps {root.parent}), or pick the demo dataset.")
     if not root.is_dir():
         raise DataUnavailable(f"The folder {root} does not exist. Check the path, or pick the demo dataset.")
     if (root / "Images").is_dir() and not (root / "train").is_dir():
@@ -319,8 +319,8 @@ def _not_prepared_message(name: str) -> str:
     where = ", ".join(str(d) for d in tfds_data_dirs())
     return (
         f"The TFDS dataset '{name}' is not downloaded on this machine (looked in {where}). "
-        "Connect to the internet and press 'Download' on the Data page (or run "
-        f"`python -m core.data --download {name}`), or point TFDS_DATA_DIR / TRANSFER_LAB_HOME at a "
+        "Connect to the internet and press 'Download' on the Data page (or run `python -c \"from core.data "
+        f"import download_tfds; download_tfds('{name}')\"`), or point TFDS_DATA_DIR / TRANSFER_LAB_HOME at a "
         "prepared copy, or use your own photos with 'folder:/path/to/photos', or the offline 'demo' dataset."
     )
 
@@ -344,15 +344,27 @@ def _tfds_class_names(name: str, info: Any) -> list[str]:
     return [format_class_name(n) for n in names]
 
 
+def _tfds_builder(name: str) -> Any:
+    """TFDS' builder for ``name`` (offline, nothing loaded); an unknown name gets the closest known one."""
+    import difflib
+
+    import tensorflow_datasets as tfds
+
+    try:
+        return tfds.builder(name)
+    except Exception as error:  # noqa: BLE001 - tfds raises several types for unknown names
+        known = [*TFDS_TEST_SPLITS, *tfds.list_builders(with_community_datasets=False)]
+        close = difflib.get_close_matches(name, known, n=1)
+        hint = f"Did you mean 'tfds:{close[0]}'?" if close else "Try 'stanford_dogs', 'cifar10' or 'food101'."
+        raise DataUnavailable(f"TFDS has no dataset called '{name}'. {hint}") from error
+
+
 def _load_tfds(config: DataConfig, image_size: int):
     import tensorflow as tf
     import tensorflow_datasets as tfds
 
     name = config.location
-    try:
-        builder = tfds.builder(name)
-    except Exception as error:  # noqa: BLE001 - tfds raises several types for unknown names
-        raise DataUnavailable(f"TFDS has no dataset called '{name}'. Try 'stanford_dogs', 'cifar10' or 'food101'.") from error
+    builder = _tfds_builder(name)
     test_split = TFDS_TEST_SPLITS.get(name, "test")
     data_dir = _prepared_dir(name) or tfds_data_dirs()[0]
     try:
@@ -416,6 +428,52 @@ def download_tfds(name: str, progress: Progress | None = None, timeout_s: float 
     if progress:
         progress(3, 3, f"{name} is ready")
     return Path(builder.data_dir)
+
+
+# ---------------------------------------------------------------- before a run
+
+def check_source(config: DataConfig) -> list[str]:
+    """Refuse, before a run is created, data the run would fail on; returns the warnings to show.
+
+    Cheap on purpose: the demo set is not drawn, a TFDS dataset is looked up but not loaded, and a folder is
+    listed (headers only) and decoded only until one image of each class decodes in each split.
+    """
+    if config.kind == "demo":
+        return []
+    if config.kind == "tfds":
+        _tfds_builder(config.location)
+        if _prepared_dir(config.location) is None:
+            raise DataUnavailable(_not_prepared_message(config.location))
+        return []
+    listing = scan_folder(config)
+    damaged = _check_decodable(listing)
+    warnings = _listing_info(config, listing).warnings
+    if damaged:
+        warnings.append(f"{damaged} more file(s) have a readable header but damaged data and will be skipped "
+                        "(found while checking a few per class; there may be more).")
+    return warnings
+
+
+def _check_decodable(listing: FolderListing) -> int:
+    """Decode each class's files, split by split, until one decodes; returns how many failed on the way."""
+    failed = 0
+    for split, items in (("training", listing.train), ("test", listing.test)):
+        by_class: dict[int, list[Path]] = {}
+        for path, label in items:
+            by_class.setdefault(label, []).append(path)
+        for label, paths in sorted(by_class.items()):
+            first_error = None
+            for path in paths:
+                try:
+                    read_image_file(path)
+                    break
+                except ImageUnreadable as error:
+                    failed += 1
+                    first_error = first_error or error
+            else:
+                raise DataUnavailable(f"None of the {len(paths)} {split} images of '{listing.class_names[label]}' "
+                                      f"can be decoded; the first: {first_error}")
+    return failed
 
 
 # ---------------------------------------------------------------- the one entry point

@@ -235,3 +235,28 @@ def test_unbalanced_and_empty_classes_are_warned_about(tmp_path):
 def test_balanced_classes_get_no_warning(photo_folder):
     (photo_folder / "red_fox" / "broken.jpg").unlink()
     assert data.describe(DataConfig(source=f"folder:{photo_folder}")).warnings == []
+
+
+# ---------------------------------------------------------------------------------------------- before a run
+
+def test_checking_a_folder_decodes_one_image_per_class_and_split(tmp_path, monkeypatch):
+    for name in ("cat", "dog"):
+        _class_folder(tmp_path, name, good=30)
+    for i in range(24):  # 24 of the 30 cats: the header reads, the data ends early
+        path = tmp_path / "cat" / f"{i}.png"
+        path.write_bytes(path.read_bytes()[:60])
+    decoded = []
+    real = data.read_image_file
+    monkeypatch.setattr(data, "read_image_file", lambda path, *a: decoded.append(path) or real(path, *a))
+    warnings = data.check_source(DataConfig(source=f"folder:{tmp_path}", seed=1))
+    damaged = len(decoded) - 4  # one good image per class in each split; every other decode failed
+    assert 1 <= damaged < 24, decoded
+    assert warnings == [f"{damaged} more file(s) have a readable header but damaged data and will be skipped "
+                        "(found while checking a few per class; there may be more)."]
+
+
+def test_checking_never_draws_the_demo_set_and_knows_tfds_is_not_prepared(transfer_lab_home):
+    assert data.check_source(DataConfig(source="demo")) == []
+    assert not (transfer_lab_home / "datasets").exists() or not any((transfer_lab_home / "datasets").iterdir())
+    with pytest.raises(DataUnavailable, match="not downloaded"):
+        data.check_source(DataConfig(source="tfds:stanford_dogs"))

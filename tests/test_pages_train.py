@@ -144,3 +144,18 @@ def test_grid_queues_one_run_per_cell():
         (1e-4, 0.0), (1e-4, 0.01), (1e-3, 0.0), (1e-3, 0.01)]
     assert all(r.config.model.regime == "frozen" for r in runs.list_runs())
     assert sum(r.status == runs.QUEUED for r in runs.list_runs()) >= 3
+
+
+def test_launch_and_grid_check_the_data_first_and_create_no_run(tmp_path):
+    photo = tmp_path / "dog.jpg"
+    photo.write_bytes(b"\xff\xd8\xff")
+    at = open_train(DataConfig(source=f"folder:{photo}"))
+    fill_frozen_form(at, size=32)
+    submit(at)
+    assert [e.value for e in at.error] == [
+        f"dog.jpg is a file, not a folder: give the folder that holds one sub-folder of images per class "
+        f"(perhaps {tmp_path}), or pick the demo dataset."]
+    at.button(key="train_grid_launch").click().run()
+    assert not at.exception
+    assert any("dog.jpg is a file, not a folder" in e.value for e in at.error)
+    assert runs.list_runs() == []
