@@ -148,7 +148,8 @@ def _test_count(n: int, fraction: float) -> int:
 def _check_classes(root: Path, names: list[str], train: list[tuple[Path, int]], test: list[tuple[Path, int]],
                    skipped: dict[str, int], split_folders: bool) -> None:
     """Refuse classes a model could not learn or be measured on, naming each one and what it holds."""
-    train_counts, test_counts = _counts([l for _, l in train], len(names)), _counts([l for _, l in test], len(names))
+    train_counts = _counts([label for _, label in train], len(names))
+    test_counts = _counts([label for _, label in test], len(names))
     problems = []
     for name, n_train, n_test in zip(names, train_counts, test_counts):
         total = n_train + n_test
