@@ -39,6 +39,11 @@ TFDS_TEST_SPLITS = {"stanford_dogs": "test", "cifar10": "test", "cifar100": "tes
 # Keep decoded uint8 images in memory when the split is smaller than this; stream from disk otherwise.
 CACHE_IN_MEMORY_BYTES = 1_500_000_000
 WNID_FOLDER = re.compile(r"^n\d{8}-(.+)$")
+MIN_IMAGES_PER_CLASS = 2
+"""A class needs one image to train on and one to test on; with fewer it is learned blind or never measured."""
+UNBALANCED_RATIO = 3
+"""Warn when the largest class has more than this many times the training images of the smallest."""
+NAMED_IN_MESSAGES = 5
 
 
 @dataclass(frozen=True)
@@ -59,9 +64,25 @@ class DatasetInfo:
 
     @property
     def warnings(self) -> list[str]:
+        """What a person should know before training on this data: skipped files, classes left out, imbalance."""
+        found = []
         if self.skipped_files:
-            return [f"{self.skipped_files} file(s) could not be read as images and were skipped."]
-        return []
+            found.append(f"{self.skipped_files} file(s) could not be read as images and were skipped.")
+        for counts, split, consequence in ((self.train_counts, "training", "the model cannot learn them"),
+                                           (self.test_counts, "test", "their accuracy is never measured")):
+            empty = [name for name, count in zip(self.class_names, counts) if count == 0]
+            if counts and empty:
+                found.append(f"{len(empty)} of {self.num_classes} classes have no {split} images "
+                              f"({_named(empty)}), so {consequence}: raise the number of {split} images to "
+                              f"at least {self.num_classes}, or use them all.")
+        present = [(count, name) for name, count in zip(self.class_names, self.train_counts) if count]
+        if len(present) > 1:
+            (least, small), (most, big) = min(present), max(present)
+            if most > UNBALANCED_RATIO * least:
+                found.append(f"The classes are unbalanced: '{big}' has {most} training images and '{small}' only "
+                             f"{least}, so the model will favour the big classes; add images to the small ones "
+                             "if you can.")
+        return found
 
 
 @dataclass(frozen=True)
@@ -71,6 +92,11 @@ class Splits:
     train: Any
     test: Any
     info: DatasetInfo
+
+
+def _named(items: list[str]) -> str:
+    shown = ", ".join(f"'{item}'" for item in items[:NAMED_IN_MESSAGES])
+    return shown + (f" and {len(items) - NAMED_IN_MESSAGES} more" if len(items) > NAMED_IN_MESSAGES else "")
 
 
 def format_class_name(folder_name: str) -> str:
@@ -119,31 +145,66 @@ def _balanced_subset(items: list[tuple[Path, int]], limit: int | None, seed: int
     return dealt[:limit] if limit else dealt
 
 
+def _test_count(n: int, fraction: float) -> int:
+    """Test images of a class of ``n``: the fraction, rounded, but at least one and never all of them."""
+    return min(n - 1, max(1, int(round(n * fraction)))) if n >= MIN_IMAGES_PER_CLASS else 0
+
+
+def _check_classes(root: Path, names: list[str], train: list[tuple[Path, int]], test: list[tuple[Path, int]],
+                   skipped: dict[str, int], split_folders: bool) -> None:
+    """Refuse classes a model could not learn or be measured on, naming each one and what it holds."""
+    train_counts = _counts([label for _, label in train], len(names))
+    test_counts = _counts([label for _, label in test], len(names))
+    problems = []
+    for name, n_train, n_test in zip(names, train_counts, test_counts):
+        total = n_train + n_test
+        if total >= MIN_IMAGES_PER_CLASS and n_train and n_test:
+            continue
+        held = f"'{name}' has {total or 'no readable image'}"
+        if split_folders and total:
+            held += f" ({n_train or 'none'} in train, {n_test or 'none'} in test)"
+        if skipped.get(name):
+            held += f" ({skipped[name]} file(s) could not be read)"
+        problems.append(held)
+    if problems:
+        more = f" and {len(problems) - NAMED_IN_MESSAGES} more" if len(problems) > NAMED_IN_MESSAGES else ""
+        where = "in both train/ and test/" if split_folders else "in its folder"
+        raise DataUnavailable(
+            f"Every class of {root} needs at least {MIN_IMAGES_PER_CLASS} readable images {where}, one to train "
+            f"on and one to test on: {', '.join(problems[:NAMED_IN_MESSAGES])}{more}. Add images to these "
+            "folders, or remove them.")
+
+
 def scan_folder(config: DataConfig) -> FolderListing:
     """List a folder source: ``train/`` + ``test/`` sub-trees, else class folders split by seed.
 
     Accepts the Stanford Dogs archive layout (``Images/n02085620-Chihuahua/*.jpg``). Files that are
-    not readable images are skipped and counted, never fatal.
+    not readable images are skipped and counted, never fatal; a class left with fewer than
+    ``MIN_IMAGES_PER_CLASS`` readable images, or none to train or test on, is refused by name.
     """
     root = Path(config.location).expanduser()
+    if root.is_file():
+        raise DataUnavailable(f"{root.name} is a file, not a folder: give the folder that holds one sub-folder "
+                              f"of images per class (perhaps {root.parent}), or pick the demo dataset.")
     if not root.is_dir():
         raise DataUnavailable(f"The folder {root} does not exist. Check the path, or pick the demo dataset.")
     if (root / "Images").is_dir() and not (root / "train").is_dir():
         root = root / "Images"
-    skipped = 0
+    skipped: Counter[str] = Counter()
 
-    def readable(files: list[Path]) -> list[Path]:
-        nonlocal skipped
+    def readable(files: list[Path], name: str) -> list[Path]:
         good = [f for f in files if probe_image_file(f)]
-        skipped += len(files) - len(good)
+        skipped[name] += len(files) - len(good)
         return good
 
-    if (root / "train").is_dir() and (root / "test").is_dir():
+    split_folders = (root / "train").is_dir() and (root / "test").is_dir()
+    if split_folders:
         names = sorted({p.name for split in ("train", "test") for p in _class_folders(root / split)})
         index = {name: i for i, name in enumerate(names)}
         splits = {}
         for split in ("train", "test"):
-            splits[split] = [(f, index[d.name]) for d in _class_folders(root / split) for f in readable(_image_files(d))]
+            splits[split] = [(f, index[d.name]) for d in _class_folders(root / split)
+                             for f in readable(_image_files(d), d.name)]
         train, test = splits["train"], splits["test"]
     else:
         folders = _class_folders(root)
@@ -151,21 +212,22 @@ def scan_folder(config: DataConfig) -> FolderListing:
         rng = np.random.default_rng(config.seed)
         train, test = [], []
         for label, folder in enumerate(folders):
-            files = readable(_image_files(folder))
+            files = readable(_image_files(folder), folder.name)
             order = rng.permutation(len(files))
-            n_test = int(round(len(files) * config.test_fraction)) if len(files) > 1 else 0
+            n_test = _test_count(len(files), config.test_fraction)
             test += [(files[i], label) for i in order[:n_test]]
             train += [(files[i], label) for i in order[n_test:]]
-    if len(names) < 2 or not train:
+    if len(names) < 2:
         raise DataUnavailable(
             f"{root} needs at least two sub-folders of images, one per class "
             "(e.g. photos/beagle/*.jpg, photos/samoyed/*.jpg)."
         )
+    _check_classes(root, names, train, test, skipped, split_folders)
     return FolderListing(
         class_names=[format_class_name(n) for n in names],
         train=_balanced_subset(train, config.max_train_images, config.seed),
         test=_balanced_subset(test, config.max_test_images, config.seed + 1),
-        skipped=skipped,
+        skipped=sum(skipped.values()),
     )
 
 
@@ -264,7 +326,7 @@ def _not_prepared_message(name: str) -> str:
     return (
         f"The TFDS dataset '{name}' is not downloaded on this machine (looked in {where}). "
         "Connect to the internet and press 'Download' on the Data page (or run "
-        f"`python -m core.data --download {name}`), or point TFDS_DATA_DIR / TRANSFER_LAB_HOME at a "
+        f"`python -m core.data --download {name}` in the app's .venv), or point TFDS_DATA_DIR / TRANSFER_LAB_HOME at a "
         "prepared copy, or use your own photos with 'folder:/path/to/photos', or the offline 'demo' dataset."
     )
 
@@ -288,15 +350,27 @@ def _tfds_class_names(name: str, info: Any) -> list[str]:
     return [format_class_name(n) for n in names]
 
 
+def _tfds_builder(name: str) -> Any:
+    """TFDS' builder for ``name`` (offline, nothing loaded); an unknown name gets the closest known one."""
+    import difflib
+
+    import tensorflow_datasets as tfds
+
+    try:
+        return tfds.builder(name)
+    except Exception as error:  # noqa: BLE001 - tfds raises several types for unknown names
+        known = [*TFDS_TEST_SPLITS, *tfds.list_builders(with_community_datasets=False)]
+        close = difflib.get_close_matches(name, known, n=1)
+        hint = f"Did you mean 'tfds:{close[0]}'?" if close else "Try 'stanford_dogs', 'cifar10' or 'food101'."
+        raise DataUnavailable(f"TFDS has no dataset called '{name}'. {hint}") from error
+
+
 def _load_tfds(config: DataConfig, image_size: int):
     import tensorflow as tf
     import tensorflow_datasets as tfds
 
     name = config.location
-    try:
-        builder = tfds.builder(name)
-    except Exception as error:  # noqa: BLE001 - tfds raises several types for unknown names
-        raise DataUnavailable(f"TFDS has no dataset called '{name}'. Try 'stanford_dogs', 'cifar10' or 'food101'.") from error
+    builder = _tfds_builder(name)
     test_split = TFDS_TEST_SPLITS.get(name, "test")
     data_dir = _prepared_dir(name) or tfds_data_dirs()[0]
     try:
@@ -369,6 +443,52 @@ def download_tfds(name: str, progress: Progress | None = None, timeout_s: float 
     if progress:
         progress(3, 3, f"{name} is ready")
     return Path(builder.data_dir)
+
+
+# ---------------------------------------------------------------- before a run
+
+def check_source(config: DataConfig) -> list[str]:
+    """Refuse, before a run is created, data the run would fail on; returns the warnings to show.
+
+    Cheap on purpose: the demo set is not drawn, a TFDS dataset is looked up but not loaded, and a folder is
+    listed (headers only) and decoded only until one image of each class decodes in each split.
+    """
+    if config.kind == "demo":
+        return []
+    if config.kind == "tfds":
+        _tfds_builder(config.location)
+        if _prepared_dir(config.location) is None:
+            raise DataUnavailable(_not_prepared_message(config.location))
+        return []
+    listing = scan_folder(config)
+    damaged = _check_decodable(listing)
+    warnings = _listing_info(config, listing).warnings
+    if damaged:
+        warnings.append(f"{damaged} more file(s) have a readable header but damaged data and will be skipped "
+                        "(found while checking a few per class; there may be more).")
+    return warnings
+
+
+def _check_decodable(listing: FolderListing) -> int:
+    """Decode each class's files, split by split, until one decodes; returns how many failed on the way."""
+    failed = 0
+    for split, items in (("training", listing.train), ("test", listing.test)):
+        by_class: dict[int, list[Path]] = {}
+        for path, label in items:
+            by_class.setdefault(label, []).append(path)
+        for label, paths in sorted(by_class.items()):
+            first_error = None
+            for path in paths:
+                try:
+                    read_image_file(path)
+                    break
+                except ImageUnreadable as error:
+                    failed += 1
+                    first_error = first_error or error
+            else:
+                raise DataUnavailable(f"None of the {len(paths)} {split} images of '{listing.class_names[label]}' "
+                                      f"can be decoded; the first: {first_error}")
+    return failed
 
 
 # ---------------------------------------------------------------- the one entry point

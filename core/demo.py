@@ -11,8 +11,12 @@ The set is written once per size as PNG files in the Stanford Dogs folder layout
 from __future__ import annotations
 
 import math
+import os
+import re
 import shutil
+import socket
 import tempfile
+import time
 from pathlib import Path
 from typing import Callable
 
@@ -25,6 +29,9 @@ DEMO_VERSION = 1
 TRAIN_PER_CLASS = 150
 TEST_PER_CLASS = 50
 SPLIT_SEEDS = {"train": 1, "test": 2}
+STAGING_STALE_AFTER_S = 24 * 3600
+"""A staging folder this old is a leftover even if its process id looks alive (ids are reused); drawing the
+largest set takes minutes."""
 
 Progress = Callable[[int, int, str], None]
 
@@ -145,17 +152,61 @@ def folder_path(size: int) -> Path:
     return subdir("datasets") / f"demo-v{DEMO_VERSION}-{size}px"
 
 
+def _host() -> str:
+    return re.sub(r"[^A-Za-z0-9-]+", "-", socket.gethostname()) or "host"
+
+
+def staging_prefix(root: Path) -> str:
+    """``demo-v1-96px.<host>.<pid>.``: a staging folder names who draws into it, so leftovers can be told apart."""
+    return f"{root.name}.{_host()}.{os.getpid()}."
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # exists, owned by someone else
+        return True
+    return True
+
+
+def remove_stale_staging(root: Path) -> list[Path]:
+    """Delete the staging folders of ``root`` left by drawings that were killed; returns what was removed.
+
+    A folder whose process (on this host) is gone is removed at once; any other one (another host, a name
+    without a process id) only once it is older than ``STAGING_STALE_AFTER_S``.
+    """
+    pattern = re.compile(re.escape(root.name) + r"\.(?:(?P<host>[A-Za-z0-9-]+)\.(?P<pid>\d+)\.)?[^.]+$")
+    removed = []
+    for candidate in root.parent.glob(root.name + ".*"):
+        match = pattern.match(candidate.name)
+        if match is None or not candidate.is_dir() or candidate.is_symlink():
+            continue
+        try:
+            age = time.time() - candidate.stat().st_mtime
+        except OSError:
+            continue
+        gone = match["pid"] is not None and match["host"] == _host() and not _alive(int(match["pid"]))
+        if gone or age > STAGING_STALE_AFTER_S:
+            shutil.rmtree(candidate, ignore_errors=True)
+            removed.append(candidate)
+    return removed
+
+
 def demo_folder(size: int, progress: Progress | None = None) -> Path:
     """The demo set at ``size`` px as a folder with ``train/`` and ``test/``; written on first use.
 
     Writing goes to a temporary folder that is renamed into place at the end, so an interrupted
-    generation never leaves a half-written set that would later be read as complete.
+    generation never leaves a half-written set that would later be read as complete; one killed before it
+    could clean up is removed here, the next time the set is opened or drawn.
     """
     root = folder_path(size)
+    remove_stale_staging(root)
     if (root / "COMPLETE").exists():
         return root
     total = len(CLASS_NAMES) * (TRAIN_PER_CLASS + TEST_PER_CLASS)
-    staging = Path(tempfile.mkdtemp(prefix=root.name + ".", dir=root.parent))
+    staging = Path(tempfile.mkdtemp(prefix=staging_prefix(root), dir=root.parent))
     done = 0
     try:
         for split in SPLIT_SEEDS:

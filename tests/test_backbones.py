@@ -213,6 +213,71 @@ def test_reader_rejects_damaged_and_missing_files(tmp_path):
         read_state_dict(out_of_bounds)
 
 
+def _raw_legacy_file(path: Path, state_pickle: bytes, storages: dict[str, np.ndarray]) -> Path:
+    """A legacy .pth around a state pickle written by hand (for shapes ``pickle`` itself cannot write)."""
+    header = [pickle.dumps(0x1950A86A20F9469CFC6C, protocol=2), pickle.dumps(1001, protocol=2),
+              pickle.dumps({"protocol_version": 1001, "little_endian": True}, protocol=2)]
+    tail = [pickle.dumps(list(storages), protocol=2)]
+    for data in storages.values():
+        tail += [struct.pack("<q", data.size), data.astype(data.dtype.newbyteorder("<")).tobytes()]
+    path.write_bytes(b"".join([*header, state_pickle, *tail]))
+    return path
+
+
+def _nested_lists(depth: int) -> bytes:
+    """A pickle of ``[[[...]]]`` nested ``depth`` deep: EMPTY_LIST pushed ``depth`` times, then APPEND each into
+    the one below (the C unpickler builds it without recursion; walking it recursively overflows)."""
+    return b"\x80\x02" + pickle.EMPTY_LIST * depth + pickle.APPEND * (depth - 1) + pickle.STOP
+
+
+# Hostile tensors: each expands a few stored values into far more elements than the file holds.
+EXPANDING = {
+    # 336 bytes on disk, 2**40 float32 (4 TiB) once expanded: one stored value repeated by stride 0.
+    "stride 0": (_Tensor(_Storage("s0", 1), 0, (2**20, 2**20), (0, 0)), np.zeros(1, np.float32)),
+    # Overlapping rows: 33 x 32 elements read out of a 64-element storage.
+    "overlapping strides": (_Tensor(_Storage("s0", 64), 0, (33, 32), (1, 1)), np.zeros(64, np.float32)),
+}
+
+
+@pytest.mark.parametrize("name", list(EXPANDING))
+def test_reader_refuses_tensors_with_more_elements_than_their_storage(tmp_path, name):
+    tensor, storage = EXPANDING[name]
+    path = _legacy_file(tmp_path / "expands.pth", collections.OrderedDict(w=tensor), {"s0": storage})
+    assert path.stat().st_size < 1000
+    with pytest.raises(WeightsUnavailable, match="more values than the file stores"):
+        read_state_dict(path)
+
+
+def test_reader_refuses_one_storage_repeated_under_thousands_of_names(tmp_path):
+    shared = _Tensor(_Storage("s0", 1024), 0, (1024,), (1,))  # pickled once, then referenced from the memo
+    state = collections.OrderedDict((f"w{i}", shared) for i in range(4096))  # 16 MiB out of a ~40 KiB file
+    path = _legacy_file(tmp_path / "repeats.pth", state, {"s0": np.zeros(1024, np.float32)})
+    with pytest.raises(WeightsUnavailable, match="more values than the file stores"):
+        read_state_dict(path)
+
+
+def test_reader_keeps_a_tensor_shared_by_two_names(tmp_path):
+    """Tied weights (one tensor under two names) are legitimate and stay readable."""
+    tied = _Tensor(_Storage("s0", 6), 0, (2, 3), (3, 1))
+    path = _legacy_file(tmp_path / "tied.pth", collections.OrderedDict(embed=tied, head=tied),
+                        {"s0": np.arange(6, dtype=np.float32)})
+    result = read_state_dict(path)
+    np.testing.assert_array_equal(result["embed"], result["head"])
+
+
+def test_reader_refuses_deeply_nested_state_with_its_own_error(tmp_path):
+    path = _raw_legacy_file(tmp_path / "deep.pth", _nested_lists(200_000), {})
+    with pytest.raises(WeightsUnavailable, match="levels deep"):
+        read_state_dict(path)
+
+
+def test_reader_refuses_absurd_dimension_counts(tmp_path):
+    tensor = _Tensor(_Storage("s0", 1), 0, (1,) * 100, (1,) * 100)
+    path = _legacy_file(tmp_path / "dims.pth", collections.OrderedDict(w=tensor), {"s0": np.zeros(1, np.float32)})
+    with pytest.raises(WeightsUnavailable, match="100 dimensions"):
+        read_state_dict(path)
+
+
 # ------------------------------------------------------------------------------------------- mapping
 
 def test_weight_plan_uses_every_tensor_of_the_file_exactly_once(state_dict):

@@ -201,3 +201,114 @@ def test_download_command_for_an_unknown_dataset_exits_2_with_one_line():
     errors = [line for line in result.stderr.splitlines() if "error:" in line]
     assert errors == ["python -m core.data: error: TFDS has no dataset called 'no_such_dataset_xyz'. Try "
                       "'stanford_dogs', 'cifar10' or 'food101'."]
+
+
+# ---------------------------------------------------------------------------------------------- what a folder must hold
+
+def _class_folder(root, name, good=0, fake=0):
+    (root / name).mkdir(parents=True, exist_ok=True)
+    for i in range(good):
+        _write(root / name / f"{i}.png", (40 * (i % 6), 90, 10), fmt="PNG")
+    for i in range(fake):
+        (root / name / f"fake{i}.jpg").write_text("a text file named like a photo")
+
+
+def test_a_class_with_no_readable_image_is_refused_by_name(tmp_path):
+    _class_folder(tmp_path, "beagle", good=20)
+    _class_folder(tmp_path, "samoyed", fake=3)
+    with pytest.raises(DataUnavailable) as refused:
+        data.describe(DataConfig(source=f"folder:{tmp_path}"))
+    message = str(refused.value)
+    assert "'samoyed' has no readable image" in message and "beagle" not in message
+    assert "3 file(s) could not be read" in message and "\n" not in message
+
+
+def test_one_image_per_class_is_refused_on_the_notebook_and_the_cached_path_alike(tmp_path):
+    for name in ("cat", "dog"):
+        _class_folder(tmp_path, name, good=1)
+    config = DataConfig(source=f"folder:{tmp_path}")
+    with pytest.raises(DataUnavailable, match="at least 2 readable images") as refused:
+        data.describe(config)
+    assert "'cat' has 1" in str(refused.value) and "'dog' has 1" in str(refused.value)
+
+    from core import runs, training
+    from core.augment import PRESETS
+    from core.config import ModelConfig, TrainConfig
+
+    errors = []
+    for cached in (False, True):
+        run = runs.RunConfig(data=config, augment=PRESETS["none"],
+                             model=ModelConfig(regime="frozen", weights="none", image_size=32),
+                             train=TrainConfig(epochs=1, batch_size=2, feature_cache=cached))
+        run_id = runs.create_run(run, runs.FOREGROUND)
+        assert runs.claim_foreground(run_id)
+        training.execute(run_id)
+        record = runs.get_run(run_id)
+        assert record.status == runs.FAILED, (cached, record.status)
+        errors.append(record.error)
+    assert errors[0] == errors[1] and "at least 2 readable images" in errors[0]
+
+
+@pytest.mark.parametrize("fraction", [0.05, 0.2, 0.9])
+def test_two_images_per_class_give_one_to_train_and_one_to_test(tmp_path, fraction):
+    for name in ("cat", "dog", "owl"):
+        _class_folder(tmp_path, name, good=2)
+    info = data.describe(DataConfig(source=f"folder:{tmp_path}", test_fraction=fraction))
+    assert (info.train_counts, info.test_counts) == ([1, 1, 1], [1, 1, 1])
+
+
+def test_train_and_test_subfolders_need_every_class_in_both(tmp_path):
+    for split, names in (("train", ("cat", "dog", "owl")), ("test", ("cat", "dog"))):
+        for name in names:
+            _class_folder(tmp_path / split, name, good=2)
+    with pytest.raises(DataUnavailable, match="'owl' has 2 .* none in test"):
+        data.describe(DataConfig(source=f"folder:{tmp_path}"))
+
+
+def test_a_file_given_as_the_folder_is_called_a_file(tmp_path):
+    photo = tmp_path / "dog.jpg"
+    _write(photo, (10, 20, 30))
+    with pytest.raises(DataUnavailable, match="dog.jpg is a file, not a folder") as refused:
+        data.describe(DataConfig(source=f"folder:{photo}"))
+    assert "does not exist" not in str(refused.value)
+
+
+def test_unbalanced_and_empty_classes_are_warned_about(tmp_path):
+    _class_folder(tmp_path, "beagle", good=30)
+    _class_folder(tmp_path, "pug", good=3)
+    _class_folder(tmp_path, "samoyed", good=10)
+    info = data.describe(DataConfig(source=f"folder:{tmp_path}"))
+    assert any("unbalanced" in w and "beagle" in w and "pug" in w for w in info.warnings), info.warnings
+    subset = data.describe(DataConfig(source=f"folder:{tmp_path}", max_train_images=2, max_test_images=1))
+    empty = [w for w in subset.warnings if "no training images" in w or "no test images" in w]
+    assert len(empty) == 2 and "1 of 3 classes" in empty[0] and "2 of 3 classes" in empty[1], subset.warnings
+
+
+def test_balanced_classes_get_no_warning(photo_folder):
+    (photo_folder / "red_fox" / "broken.jpg").unlink()
+    assert data.describe(DataConfig(source=f"folder:{photo_folder}")).warnings == []
+
+
+# ---------------------------------------------------------------------------------------------- before a run
+
+def test_checking_a_folder_decodes_one_image_per_class_and_split(tmp_path, monkeypatch):
+    for name in ("cat", "dog"):
+        _class_folder(tmp_path, name, good=30)
+    for i in range(24):  # 24 of the 30 cats: the header reads, the data ends early
+        path = tmp_path / "cat" / f"{i}.png"
+        path.write_bytes(path.read_bytes()[:60])
+    decoded = []
+    real = data.read_image_file
+    monkeypatch.setattr(data, "read_image_file", lambda path, *a: decoded.append(path) or real(path, *a))
+    warnings = data.check_source(DataConfig(source=f"folder:{tmp_path}", seed=1))
+    damaged = len(decoded) - 4  # one good image per class in each split; every other decode failed
+    assert 1 <= damaged < 24, decoded
+    assert warnings == [f"{damaged} more file(s) have a readable header but damaged data and will be skipped "
+                        "(found while checking a few per class; there may be more)."]
+
+
+def test_checking_never_draws_the_demo_set_and_knows_tfds_is_not_prepared(transfer_lab_home):
+    assert data.check_source(DataConfig(source="demo")) == []
+    assert not (transfer_lab_home / "datasets").exists() or not any((transfer_lab_home / "datasets").iterdir())
+    with pytest.raises(DataUnavailable, match="not downloaded"):
+        data.check_source(DataConfig(source="tfds:stanford_dogs"))

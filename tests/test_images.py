@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import io
+import os
 import struct
+import threading
 import zlib
 
 import numpy as np
@@ -401,6 +403,33 @@ def test_unreadable_paths(tmp_path):
     with pytest.raises(ImageUnreadable, match="folder"):
         read_image_file(tmp_path)
     assert not probe_image_file(tmp_path / "missing.png")
+
+
+@pytest.mark.parametrize("read", [read_image_file, inspect_image_file, probe_image_file])
+def test_a_named_pipe_is_refused_at_once_not_waited_on(tmp_path, read):
+    """Opening a FIFO for reading waits for a writer forever; only regular files may be opened."""
+    fifo = tmp_path / "photo.jpg"
+    os.mkfifo(fifo)
+    outcome: list = []
+
+    def attempt() -> None:
+        try:
+            outcome.append(read(fifo))
+        except ImageUnreadable as error:
+            outcome.append(error)
+
+    worker = threading.Thread(target=attempt, daemon=True)
+    worker.start()
+    worker.join(timeout=10)
+    if worker.is_alive():  # release the reader blocked in open() so the thread ends, then fail
+        os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+        worker.join(timeout=10)
+        pytest.fail(f"{read.__name__} waited on a named pipe")
+    if read is probe_image_file:
+        assert outcome == [False]
+    else:
+        assert isinstance(outcome[0], ImageUnreadable)
+        assert "photo.jpg cannot be read: it is a named pipe, not a regular file" in str(outcome[0])
 
 
 # --- folder scanning helpers ----------------------------------------------------------------

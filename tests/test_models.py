@@ -1,5 +1,7 @@
 """Backbone and regime tables, model configs, the three regimes' models, and fine-tune unfreezing."""
 
+import re
+
 import numpy as np
 import pytest
 
@@ -196,3 +198,24 @@ def test_missing_imagenet_weights_fail_fast_naming_the_file_and_folder(keras_hom
 def test_a_missing_weights_file_is_reported(tmp_path):
     with pytest.raises(WeightsUnavailable, match="does not exist"):
         build_model(ModelConfig(regime="frozen", weights=str(tmp_path / "nope.h5"), image_size=32), num_classes=2)
+
+
+def test_weights_files_are_checked_by_kind_before_a_run(tmp_path, transfer_lab_home):
+    import keras
+
+    from core.backbones.lite0 import imagenet_source_file
+    from core.models import LITE0, check_weights_file
+
+    tiny = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
+    tiny.save_weights(tmp_path / "mine.weights.h5")
+    tiny.save(tmp_path / "mine.keras")
+    for name in ("mine.weights.h5", "mine.keras"):
+        check_weights_file(tmp_path / name, "EfficientNetB0")  # the right kind; whether it fits shows at build
+    check_weights_file(imagenet_source_file(), LITE0)
+    with pytest.raises(WeightsUnavailable, match=f"only {re.escape(LITE0)} reads"):
+        check_weights_file(imagenet_source_file(), "EfficientNetB0")
+    (tmp_path / "zip.keras").write_bytes(b"PK not really")
+    with pytest.raises(WeightsUnavailable, match="not a .keras archive"):
+        check_weights_file(tmp_path / "zip.keras", "EfficientNetB0")
+    with pytest.raises(WeightsUnavailable, match="is not a file"):
+        check_weights_file(tmp_path, "EfficientNetB0")

@@ -217,3 +217,18 @@ def test_a_run_stopped_before_its_first_epoch_does_not_promise_a_checkpoint():
     at = open_train()
     assert any("no checkpoint yet" in w.value for w in at.warning), [w.value for w in at.warning]
     assert not any("from its last checkpoint" in w.value for w in at.warning)
+
+
+def test_launch_and_grid_check_the_data_first_and_create_no_run(tmp_path):
+    photo = tmp_path / "dog.jpg"
+    photo.write_bytes(b"\xff\xd8\xff")
+    at = open_train(DataConfig(source=f"folder:{photo}"))
+    fill_frozen_form(at, size=32)
+    submit(at)
+    assert [e.value for e in at.error] == [
+        f"dog.jpg is a file, not a folder: give the folder that holds one sub-folder of images per class "
+        f"(perhaps {tmp_path}), or pick the demo dataset."]
+    at.button(key="train_grid_launch").click().run()
+    assert not at.exception
+    assert any("dog.jpg is a file, not a folder" in e.value for e in at.error)
+    assert runs.list_runs() == []

@@ -456,6 +456,18 @@ def test_cli_prints_one_json_line_per_file(bar_run, tmp_path):
     assert lines[2]["top5"][0]["label"] == "horizontal bar"
 
 
+def test_cli_answers_a_named_pipe_with_an_error_line_instead_of_waiting(bar_run, tmp_path):
+    fifo = tmp_path / "pipe.png"
+    os.mkfifo(fifo)
+    good = tmp_path / "good.png"
+    good.write_bytes(png(bar_picture(True, seed=33)[0]))
+    done = run_cli("--run", bar_run, str(fifo), str(good))  # before the fix: killed by the timeout
+    assert done.returncode == 0, done.stderr[-2000:]
+    first, second = (json.loads(line) for line in done.stdout.splitlines())
+    assert first == {"file": str(fifo), "error": "pipe.png cannot be read: it is a named pipe, not a regular file."}
+    assert second["top5"][0]["label"] == "horizontal bar"
+
+
 @pytest.mark.parametrize("argv,message", [
     (["photo.jpg"], "one of the arguments --run --imagenet-dogs is required"),
     (["--run", "x", "--imagenet-dogs", "photo.jpg"], "not allowed with"),

@@ -76,6 +76,90 @@ def test_bad_flags_exit_2_with_a_clear_message(tmp_path, args, words):
     assert not result.stdout.strip()
 
 
+def _png(path: Path, shade: int) -> None:
+    from PIL import Image
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.new("RGB", (24, 24), (shade, 90, 200 - shade)).save(path, format="PNG")
+
+
+def _truncated_jpeg(path: Path) -> None:
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8)).save(buffer, "JPEG")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(buffer.getvalue()[:700])  # the header reads; the data ends early
+
+
+def _folder(tmp: Path, **classes) -> str:
+    """``classes``: name -> what each holds ('good', 'fake', 'truncated' files, 3 of them, or 'empty')."""
+    for name, kind in classes.items():
+        (tmp / "photos" / name).mkdir(parents=True, exist_ok=True)
+        for i in range(3 if kind != "empty" else 0):
+            path = tmp / "photos" / name / f"{i}.{'png' if kind == 'good' else 'jpg'}"
+            if kind == "good":
+                _png(path, 40 * i)
+            elif kind == "fake":
+                path.write_text("a text file named like a photo")
+            else:
+                _truncated_jpeg(path)
+    return f"folder:{tmp / 'photos'}"
+
+
+def _hostile_pth(tmp: Path) -> str:
+    import collections
+
+    from test_backbones import EXPANDING, _legacy_file
+
+    tensor, storage = EXPANDING["stride 0"]
+    return str(_legacy_file(tmp / "tiny.pth", collections.OrderedDict(w=tensor), {"s0": storage}))
+
+
+def _written(tmp: Path, name: str, content: bytes) -> str:
+    (tmp / name).write_bytes(content)
+    return str(tmp / name)
+
+
+# name -> (flags made in a temporary folder, words the one line of error must hold)
+MISTAKES = {
+    "missing folder": (lambda tmp: ["--weights", "none", "--dataset", f"folder:{tmp / 'nope'}"], "does not exist"),
+    "file as folder": (lambda tmp: ["--weights", "none", "--dataset", "folder:" + _written(tmp, "a.jpg", b"x")],
+                       "a.jpg is a file, not a folder"),
+    "misspelt TFDS name": (lambda tmp: ["--weights", "none", "--dataset", "tfds:stanford_dgos"],
+                           "Did you mean 'tfds:stanford_dogs'?"),
+    "missing weights": (lambda tmp: ["--weights", str(tmp / "absent.weights.h5")], "does not exist"),
+    "text as weights": (lambda tmp: ["--weights", _written(tmp, "notes.txt", b"my notes")],
+                        "notes.txt is not a Keras weights file"),
+    "fake HDF5 weights": (lambda tmp: ["--weights", _written(tmp, "mine.weights.h5", b"not hdf5 at all")],
+                          "named like a Keras weights file but is not one"),
+    "hostile .pth": (lambda tmp: ["--backbone", "EfficientNet-Lite0 (offline ImageNet)", "--weights",
+                                  _hostile_pth(tmp)], "more values than the file stores"),
+    "one class": (lambda tmp: ["--weights", "none", "--dataset", _folder(tmp, beagle="good")], "two sub-folders"),
+    "no images": (lambda tmp: ["--weights", "none", "--dataset", _folder(tmp, a="empty", b="empty")],
+                  "'a' has no readable image"),
+    "only fake .jpg files": (lambda tmp: ["--weights", "none", "--dataset", _folder(tmp, a="fake", b="fake")],
+                             "'a' has no readable image (3 file(s) could not be read)"),
+    "only truncated JPEGs": (lambda tmp: ["--weights", "none", "--dataset", _folder(tmp, a="truncated",
+                                                                                    b="truncated")],
+                             "None of the 2 training images of 'a' can be decoded"),
+}
+
+
+@pytest.mark.parametrize("mistake", list(MISTAKES))
+def test_mistakes_found_before_a_run_exit_2_with_one_line_and_no_run(transfer_lab_home, tmp_path, mistake):
+    flags, words = MISTAKES[mistake]
+    result = cli(*flags(tmp_path), "--image-size", "32", "--epochs", "1", home=transfer_lab_home, timeout=300)
+    assert result.returncode == 2, (result.returncode, result.stderr[-3000:])
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith("python -m core.train: error: ") and words in line, line
+    assert not result.stdout.strip()
+    assert runs.list_runs() == []
+    assert not (transfer_lab_home / "datasets").exists() or not any((transfer_lab_home / "datasets").iterdir())
+
+
 def test_flags_become_a_run_config():
     config = build_config(parser().parse_args(
         ["--dataset", "folder:/photos", "--regime", "scratch", "--backbone", "EfficientNetB2", "--epochs", "3",
@@ -119,6 +203,18 @@ def test_a_scratch_run_trains_end_to_end_and_prints_its_result_last(tmp_path, de
     assert (record.name, record.regime, record.status, record.launcher) == ("cli", "scratch", "completed", "foreground")
     assert {name: summary[name] for name in runs.METRICS} == epoch.metrics()
     assert record.trainable_params > 0.98 * record.total_params
+
+
+@pytest.mark.slow
+def test_data_warnings_are_printed_before_training_like_the_data_page_shows_them(transfer_lab_home, tmp_path):
+    source = _folder(tmp_path, cat="good", dog="good")
+    (tmp_path / "photos" / "dog" / "note.jpg").write_text("not a photo")
+    result = cli("--dataset", source, "--regime", "scratch", "--augment", "none", "--image-size", "32",
+                 "--batch-size", "2", "--epochs", "1", home=transfer_lab_home)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert ("python -m core.train: warning: 1 file(s) could not be read as images and were skipped."
+            in result.stderr.splitlines())
+    assert last_json(result.stdout)["status"] == "completed"
 
 
 @pytest.mark.slow

@@ -4,7 +4,7 @@ import time
 
 import streamlit as st
 
-from core import export, figures, grid, models, runs
+from core import export, figures, grid, models, preflight, runs
 from core.config import DataConfig, ModelConfig, TrainConfig, format_log_step, log_steps
 from core.devices import describe_device
 from core.errors import TransferLabError
@@ -275,8 +275,7 @@ def launch_form() -> None:
                               weight_decay=weight_decay, feature_cache=bool(feature_cache),
                               cached_views=int(cached_views)),
         )
-        runs.check_parent(config)
-        models.check_weights(config.model)
+        preflight.check_run(config)
         run_id = runs.start_run(config)
     except TransferLabError as error:
         st.error(str(error))
@@ -387,7 +386,7 @@ def grid_tab() -> None:
             base = RunConfig(data=state.data_config(), augment=state.augment_config(),
                              model=ModelConfig(backbone=backbone, regime="frozen", image_size=image_size or None),
                              train=TrainConfig(epochs=int(epochs), batch_size=32))
-            models.check_weights(base.model)
+            preflight.check_run(base)
             st.session_state["train_grid_shown"] = grid.launch_grid(base, lrs, wds)
         except TransferLabError as error:
             st.error(str(error))
