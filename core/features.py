@@ -165,7 +165,8 @@ class CachedFeatures:
 
 
 def cache_folder() -> Path:
-    return subdir(*CACHE_DIR)
+    """Where the arrays are; created when the first one is written (reading needs no write)."""
+    return data_home().joinpath(*CACHE_DIR)
 
 
 def _entry_paths(key: str) -> tuple[Path, Path]:
@@ -213,6 +214,7 @@ def write_entry(key: str, batches: Iterable[tuple[np.ndarray, np.ndarray]], *, c
                 description: dict[str, Any]) -> CachedFeatures:
     """Stream (features, labels) batches into a new entry: a temporary memory-mapped file, renamed when
     complete, then its metadata. ``capacity`` rows are reserved; fewer may arrive (unreadable images)."""
+    subdir(*CACHE_DIR)
     array_path, meta_path = _entry_paths(key)
     partial = array_path.with_name(f"{key}.partial-{os.getpid()}.npy")
     partial_meta = meta_path.with_name(f"{key}.partial-{os.getpid()}.json")
@@ -246,7 +248,7 @@ def write_entry(key: str, batches: Iterable[tuple[np.ndarray, np.ndarray]], *, c
 
 def cache_size_bytes() -> int:
     """Disk space the feature cache takes (the Home page shows it)."""
-    folder = data_home().joinpath(*CACHE_DIR)
+    folder = cache_folder()
     if not folder.is_dir():
         return 0
     return sum(path.stat().st_size for path in folder.iterdir() if path.is_file())
@@ -262,7 +264,7 @@ def _written_by_live_process(path: Path) -> bool:
 def clear_cache() -> int:
     """Delete every cached feature array (they are rebuilt on demand); returns the bytes freed.
     An array a live process is still writing is left alone."""
-    folder = data_home().joinpath(*CACHE_DIR)
+    folder = cache_folder()
     if not folder.is_dir():
         return 0
     freed = 0

@@ -29,14 +29,15 @@ import sqlite3
 import subprocess
 import sys
 import time
+import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Iterator, Mapping
 
 from core.augment import AugmentConfig
 from core.config import Config, DataConfig, ModelConfig, TrainConfig, setting
-from core.errors import ConfigError, RunError
-from core.home import data_home
+from core.errors import ConfigError, DataHomeUnavailable, RunError
+from core.home import cannot_write, data_home, write_error
 from core.models import effective_epochs, effective_image_size
 
 QUEUED, RUNNING, COMPLETED, STOPPED, FAILED, INTERRUPTED = (
@@ -258,20 +259,73 @@ def _enable_wal(db: sqlite3.Connection) -> None:
             time.sleep(0.05)
 
 
-@contextlib.contextmanager
-def connect() -> Iterator[sqlite3.Connection]:
-    """A short-lived connection; commits on success. Readers never block the writer (WAL)."""
-    path = store_path()
-    db = sqlite3.connect(path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
+# SQLite's primary result codes that mean "this file or its folder cannot be written or grown".
+_WRITE_FAILURES = (sqlite3.SQLITE_READONLY, sqlite3.SQLITE_CANTOPEN, sqlite3.SQLITE_IOERR, sqlite3.SQLITE_FULL,
+                   sqlite3.SQLITE_PERM)
+
+
+def _is_write_failure(error: sqlite3.Error) -> bool:
+    return (getattr(error, "sqlite_errorcode", -1) & 0xFF) in _WRITE_FAILURES
+
+
+def _open(uri: str, *, setup: bool) -> sqlite3.Connection:
+    db = sqlite3.connect(uri, uri=True, timeout=BUSY_TIMEOUT_S, isolation_level=None)
     try:
         db.row_factory = sqlite3.Row
         db.execute("PRAGMA foreign_keys = ON")
-        db.execute("PRAGMA synchronous = NORMAL")
-        if path not in _ready:
+        if setup:
+            db.execute("PRAGMA synchronous = NORMAL")
             _enable_wal(db)
             db.executescript(SCHEMA)
-            _ready.add(path)
+        db.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()  # opens the file (and the WAL) now
+    except BaseException:
+        db.close()
+        raise
+    return db
+
+
+def _open_store(path: Path) -> sqlite3.Connection:
+    """The store, read-write; read-only when its folder cannot be written (read-only, disk full: a WAL reader
+    needs to create files beside it, so then it is opened read-only, else immutable); an empty read-only
+    store when there is none and none can be made. Writes through a read-only one fail (SQLITE_READONLY)."""
+    uri = "file:" + urllib.parse.quote(str(path))
+    try:
+        db = _open(uri, setup=path not in _ready)
+    except sqlite3.Error as error:
+        if not _is_write_failure(error):
+            raise
+    else:
+        _ready.add(path)
+        return db
+    if path.is_file():
+        for mode in ("mode=ro", "immutable=1"):
+            with contextlib.suppress(sqlite3.Error):
+                return _open(f"{uri}?{mode}", setup=False)
+        raise _unwritable(path)
+    db = _open(":memory:", setup=True)
+    db.execute("PRAGMA query_only = ON")
+    return db
+
+
+def _unwritable(path: Path) -> DataHomeUnavailable:
+    return write_error() or DataHomeUnavailable(
+        f"The run store {path} cannot be opened for writing: check the disk holding it or point TRANSFER_LAB_HOME "
+        "at a folder you can write, then try again.")
+
+
+@contextlib.contextmanager
+def connect() -> Iterator[sqlite3.Connection]:
+    """A short-lived connection; commits on success. Readers never block the writer (WAL). When the data
+    directory cannot be written (read-only, disk full) reading still works, and a write raises
+    ``DataHomeUnavailable`` naming the folder and the fix."""
+    path = store_path()
+    db = _open_store(path)
+    try:
         yield db
+    except sqlite3.Error as error:
+        if _is_write_failure(error):
+            raise _unwritable(path) from error
+        raise
     finally:
         db.close()
 
@@ -291,7 +345,9 @@ def _transaction(db: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
     try:
         yield db
     except BaseException:
-        db.execute("ROLLBACK")
+        if db.in_transaction:  # SQLite has already rolled back after some errors (a full disk)
+            with contextlib.suppress(sqlite3.Error):
+                db.execute("ROLLBACK")
         raise
     db.execute("COMMIT")
 
@@ -299,7 +355,12 @@ def _transaction(db: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
 @contextlib.contextmanager
 def _queue_lock() -> Iterator[None]:
     """Machine-wide: only one process at a time decides what trains next."""
-    with open(data_home() / "runs.lock", "a+") as handle:
+    path = data_home() / "runs.lock"
+    try:
+        handle = open(path, "a+")
+    except OSError as error:
+        raise cannot_write(path.parent, error) from error
+    with handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
         try:
             yield
@@ -446,7 +507,11 @@ def create_run(config: RunConfig, launcher: str = BACKGROUND) -> str:
             (run_id, config.display_name(), config.model.regime, config.model.backbone,
              config.model.parent_run_id, config.to_json(), QUEUED, launcher, now, now,
              effective_epochs(config.model, config.train), *owner))
-    run_folder(run_id).mkdir(parents=True, exist_ok=True)
+    folder = run_folder(run_id)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise cannot_write(folder, error) from error
     return run_id
 
 
@@ -577,10 +642,14 @@ def _interrupt_dead_runs() -> list[str]:
 
 def reconcile() -> list[str]:
     """Call when a page loads: mark runs whose process is gone as interrupted, start the next queued run.
-    Returns the ids newly marked interrupted."""
-    with _queue_lock():
-        dead = _interrupt_dead_runs()
-    kick_queue()
+    Returns the ids newly marked interrupted. When the data directory cannot be written (read-only, disk
+    full) nothing can be marked or started, and it returns [] so that the runs can still be listed."""
+    try:
+        with _queue_lock():
+            dead = _interrupt_dead_runs()
+        kick_queue()
+    except DataHomeUnavailable:
+        return []
     return dead
 
 

@@ -8,7 +8,8 @@ and the final epoch's metrics. An instructor can train on a GPU machine while th
 at the same ``$TRANSFER_LAB_HOME``, watches. If another run is training, this one waits its turn.
 In a multi-worker cluster (``TF_CONFIG``) start the same command on every worker; the chief records.
 
-Exit codes: 0 completed or stopped, 1 failed, 2 bad flags or settings, 130 interrupted.
+Exit codes: 0 completed or stopped, 1 failed, 2 bad flags or settings (or a data directory that cannot be
+written), 130 interrupted.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from typing import Any, Sequence
 
 from core.augment import DEFAULT_PRESET, PRESETS
 from core.config import DATA_SOURCE_HELP, MIXED_PRECISION_CHOICES, DataConfig, ModelConfig, TrainConfig
-from core.errors import ConfigError, RunError
+from core.errors import TransferLabError
 from core.models import BACKBONES, REGIMES, WEIGHT_CHOICES_HELP
 from core import runs
 from core.runs import METRICS, RunConfig, finetune_config
@@ -118,12 +119,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
         config = build_config(args)
-    except (ConfigError, RunError) as error:
+    except TransferLabError as error:  # bad settings, a missing run, an unusable data directory
         print(f"python -m core.train: error: {error}", file=sys.stderr)
         return 2
     try:
         runs.check_parent(config)
-    except (ConfigError, RunError) as error:
+    except TransferLabError as error:
         print(f"python -m core.train: error: {error}", file=sys.stderr)
         return 2
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -136,7 +137,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(json.dumps({"run_id": None, "status": runs.INTERRUPTED}), flush=True)
         return 130
-    except (ConfigError, RunError) as error:
+    except TransferLabError as error:
         print(f"python -m core.train: error: {error}", file=sys.stderr)
         return 2
     result = {"run_id": outcome.run_id, "status": outcome.status,
