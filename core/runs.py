@@ -30,6 +30,7 @@ import subprocess
 import sys
 import time
 import urllib.parse
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Iterator, Mapping
@@ -50,6 +51,8 @@ BACKGROUND, FOREGROUND = "background", "foreground"  # who runs it: a spawned wo
 METRICS = ("loss", "accuracy", "top5_accuracy", "val_loss", "val_accuracy", "val_top5_accuracy")
 LAST_MODEL, BEST_MODEL, TENSORBOARD_DIR, WORKER_LOG = (
     "model_last.keras", "model_best.keras", "tensorboard", "worker.log")
+PARTIAL = "partial-"  # a checkpoint being written: partial-model_last.keras, renamed when complete
+EPOCH_NOTE = "transfer_lab_epoch.json"  # inside a checkpoint's .keras archive: the epoch it holds, its metrics
 BUSY_TIMEOUT_S = 30.0
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -626,17 +629,20 @@ def _dead_runs(db: sqlite3.Connection) -> list[str]:
 
 def _interrupt_dead_runs() -> list[str]:
     with connect() as db:
-        if not _dead_runs(db):
-            return []
-        with _transaction(db):
-            dead = _dead_runs(db)
-            for run_id in dead:
-                done = db.execute("SELECT COUNT(*) FROM epochs WHERE run_id = ?", (run_id,)).fetchone()[0]
-                db.execute("UPDATE runs SET status = ?, finished_at = ?, phase = '', error = ? WHERE id = ?",
-                           (INTERRUPTED, time.time(),
-                            f"The training process ended unexpectedly after {done} finished epoch(s) (killed, out "
-                            "of memory, or the machine restarted). Resume the run to continue from its last "
-                            "checkpoint.", run_id))
+        candidates = _dead_runs(db)
+    if not candidates:
+        return []
+    for run_id in candidates:
+        sync_checkpoint(run_id)  # killed between saving a checkpoint and recording its epoch
+    with connect() as db, _transaction(db):
+        dead = _dead_runs(db)
+        for run_id in dead:
+            done = db.execute("SELECT COUNT(*) FROM epochs WHERE run_id = ?", (run_id,)).fetchone()[0]
+            db.execute("UPDATE runs SET status = ?, finished_at = ?, phase = '', error = ? WHERE id = ?",
+                       (INTERRUPTED, time.time(),
+                        f"The training process ended unexpectedly after {done} finished epoch(s) (killed, out "
+                        "of memory, or the machine restarted). Resume the run to continue from its last "
+                        "checkpoint.", run_id))
     return dead
 
 
@@ -747,6 +753,43 @@ def record_epoch(run_id: str, epoch: int, metrics: Mapping[str, Any], *, seconds
                    f"recorded_at) VALUES ({', '.join('?' * (len(METRICS) + 5))})",
                    (run_id, epoch, *(_number(metrics.get(name)) for name in METRICS), seconds, images_per_s,
                     time.time()))
+
+
+def epoch_note(epoch: int, metrics: Mapping[str, Any], *, seconds: float | None = None,
+               images_per_s: float | None = None, best: bool = False) -> dict[str, Any]:
+    """What a checkpoint carries about itself (``EPOCH_NOTE``): the 1-based epoch it holds, that epoch's metrics
+    and timing as ``record_epoch`` takes them, and whether it is also the run's best model."""
+    return {"epoch": int(epoch), "metrics": {name: _number(metrics.get(name)) for name in METRICS},
+            "seconds": _number(seconds), "images_per_s": _number(images_per_s), "best": bool(best)}
+
+
+def checkpoint_note(path: Path) -> dict[str, Any] | None:
+    """The note inside a saved checkpoint; None when there is no file, no note (saved before notes existed)
+    or the file is not a complete archive."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            note = json.loads(archive.read(EPOCH_NOTE))
+    except (OSError, KeyError, ValueError, zipfile.BadZipFile):
+        return None
+    return note if isinstance(note, dict) and isinstance(note.get("epoch"), int) else None
+
+
+def sync_checkpoint(run_id: str) -> int | None:
+    """Make the store agree with the run's last checkpoint. A checkpoint is saved (model and note in one renamed
+    file) before its epoch is recorded, so a process killed between the two leaves the checkpoint one epoch
+    ahead: record that epoch from the note (and put its best model in place when it was the best), so a resume
+    continues after the epoch the model holds instead of training it again. Returns the epoch recorded."""
+    folder = run_folder(run_id)
+    note = checkpoint_note(folder / LAST_MODEL)
+    if note is None or note["epoch"] != len(epochs(run_id)) + 1:
+        return None
+    partial_best = folder / f"{PARTIAL}{BEST_MODEL}"
+    if note.get("best") and (checkpoint_note(partial_best) or {}).get("epoch") == note["epoch"]:
+        with contextlib.suppress(FileNotFoundError):  # another process got there first
+            os.replace(partial_best, folder / BEST_MODEL)
+    record_epoch(run_id, note["epoch"], note["metrics"], seconds=note.get("seconds"),
+                 images_per_s=note.get("images_per_s"))
+    return note["epoch"]
 
 
 def finish_run(run_id: str, status: str, error: str | None = None) -> None:

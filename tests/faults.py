@@ -6,6 +6,7 @@
 - ``run_full``: a subprocess in which nothing can grow a file: C code (SQLite) meets the kernel's file size
   limit set to 0 (``RLIMIT_FSIZE``, so its writes fail like a full disk's: SQLite reports "disk I/O error"),
   and Python's ``open`` meets ``DiskFull`` with no budget (ENOSPC).
+- ``kill_after_replacing``: a SIGKILL at an exact point of a subprocess (``run_python``).
 - ``run_as_reader``: a subprocess that cannot write a folder ``make_read_only`` made read-only: as root it runs
   without the capabilities that override file modes, so the kernel refuses its writes (EACCES).
 """
@@ -63,6 +64,10 @@ class DiskFull:
         """From now on only ``budget`` more bytes fit."""
         self.budget.left = budget
 
+    def free(self) -> None:
+        """Room again, without limit."""
+        self.budget.left = None
+
     def _covers(self, file) -> bool:
         if not isinstance(file, (str, bytes, os.PathLike)):
             return False
@@ -97,6 +102,30 @@ def _environment(home: Path, extra: dict | None = None) -> dict:
                 "PYTHONPATH": os.pathsep.join([str(ROOT), str(TESTS)])})
     env.update(extra or {})
     return env
+
+
+def kill_after_replacing(name: str, times: int) -> None:
+    """SIGKILL this process right after the ``times``-th ``os.replace`` onto a file called ``name``: the
+    moment a renamed file is in place and nothing after it has run."""
+    import signal
+
+    real = os.replace
+    seen = [0]
+
+    def replace(source, target, *args, **kwargs):
+        real(source, target, *args, **kwargs)
+        if os.path.basename(os.fsdecode(target)) == name:
+            seen[0] += 1
+            if seen[0] == times:
+                os.kill(os.getpid(), signal.SIGKILL)
+
+    os.replace = replace
+
+
+def run_python(code: str, home: Path, timeout: float = 600) -> subprocess.CompletedProcess:
+    """``python -c code`` with this checkout and the test helpers importable, writing into ``home``."""
+    return subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=_environment(home), capture_output=True,
+                          text=True, timeout=timeout)
 
 
 def fill_the_disk(home: str | Path) -> None:
