@@ -67,8 +67,8 @@ def cannot_write(path: Path, error: BaseException | None = None, *, then: str = 
         return DataHomeUnavailable(f"The data directory {path} cannot be created because {blocker} is a file, "
                                    f"not a folder: point TRANSFER_LAB_HOME at a folder you can write, then {then}.")
     if code in FULL:
-        return DataHomeUnavailable(f"The disk is full: free space in {_existing(path)} {ELSEWHERE} on another "
-                                   f"disk, then {then} ({os.strerror(code)}).")
+        return DataHomeUnavailable(f"The disk is full: free space in {_existing(path)} or point TRANSFER_LAB_HOME "
+                                   f"at a folder on another disk, then {then} ({os.strerror(code)}).")
     if code in READ_ONLY:
         return DataHomeUnavailable(f"The data directory {_existing(path)} is read-only: its runs can be viewed but "
                                    f"nothing new can be saved; make it writable {ELSEWHERE}, then {then} "

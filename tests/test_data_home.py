@@ -84,7 +84,11 @@ def reader_home(tmp_path):
 
 
 @pytest.mark.parametrize("case", ["a file", "under a file", "read-only"])
-def test_the_train_command_line_exits_2_with_one_sentence(case, reader_home):
+def test_the_command_lines_exit_2_with_one_sentence(case, reader_home):
+    from PIL import Image
+
+    photo = reader_home / "photo.png"
+    Image.new("RGB", (8, 8)).save(photo)
     if case == "a file":
         target = reader_home / "home"
         target.write_text("")
@@ -99,8 +103,13 @@ def test_the_train_command_line_exits_2_with_one_sentence(case, reader_home):
     error_lines = [line for line in result.stderr.splitlines() if line.startswith("python -m core.train: error:")]
     assert len(error_lines) == 1, result.stderr[-3000:]
     one_sentence(result.stderr, target)
-    assert {"a file": "is a file, not a folder", "under a file": "is a file, not a folder",
-            "read-only": "is read-only"}[case] in error_lines[0]
+    expected = {"a file": "is a file, not a folder", "under a file": "is a file, not a folder",
+                "read-only": "is read-only"}[case]
+    assert expected in error_lines[0]
+    if case != "read-only":  # a read-only data directory without runs has no run to classify with
+        predicted = faults.run_as_reader(["-m", "core.predict", "--run", "some-run", str(photo)], target)
+        assert predicted.returncode == 2 and expected in predicted.stderr, predicted.stderr[-3000:]
+        one_sentence(predicted.stderr, target)
 
 
 @pytest.mark.slow
