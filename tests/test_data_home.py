@@ -133,6 +133,7 @@ def test_a_read_only_copy_of_a_home_with_a_run_still_classifies_and_shows_its_ru
     assert shown.returncode == 0, shown.stderr[-3000:]
     page = json.loads(shown.stdout.strip().splitlines()[-1])
     assert not page["exceptions"] and not page["errors"], page
+    assert page["home"] == {"exceptions": [], "errors": [], "cache": True}
     assert {"trained-before-read-only", "finished-before-the-disk-filled", "orphaned-worker"} <= set(page["runs"])
     assert any("is read-only" in text and str(reader_home) in text for text in page["warnings"]), page
     assert page["write"].startswith("DataHomeUnavailable: The data directory") and "read-only" in page["write"]
@@ -149,13 +150,15 @@ from core.errors import TransferLabError
 
 at = AppTest.from_file("dashboard/app.py", default_timeout=120)
 at.run()
+home = {"exceptions": [e.message for e in at.exception], "errors": [e.value for e in at.error],
+        "cache": any("stored backbone features" in m.value for m in at.markdown)}
 at.switch_page("app_pages/train.py").run()
 try:
     runs.create_run(runs.get_run(runs.list_runs()[0].id).config)
     write = "written"
 except TransferLabError as error:
     write = f"{type(error).__name__}: {error}"
-print(json.dumps({"exceptions": [e.message for e in at.exception], "errors": [e.value for e in at.error],
+print(json.dumps({"home": home, "exceptions": [e.message for e in at.exception], "errors": [e.value for e in at.error],
                   "warnings": [w.value for w in at.warning], "write": write,
                   "runs": list(at.dataframe[0].value["name"]) if at.dataframe else []}))
 """
@@ -178,6 +181,7 @@ def test_a_full_disk_still_lists_the_runs_and_every_write_says_free_space(transf
     assert shown.returncode == 0, shown.stderr[-3000:]
     page = json.loads(shown.stdout.strip().splitlines()[-1])
     assert not page["exceptions"] and not page["errors"], page
+    assert page["home"] == {"exceptions": [], "errors": [], "cache": True}
     assert set(page["runs"]) == {"finished-before-the-disk-filled", "orphaned-worker"}
     assert any(f"The disk is full: free space in {transfer_lab_home}" in text for text in page["warnings"]), page
     assert page["write"].startswith(f"DataHomeUnavailable: The disk is full: free space in {transfer_lab_home}")
