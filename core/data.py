@@ -28,7 +28,7 @@ import numpy as np
 from core import demo
 from core.config import DataConfig
 from core.errors import DataUnavailable, ImageUnreadable, TransferLabError
-from core.home import subdir
+from core.home import data_home
 from core.imagenet import dog_breed_names
 from core.images import SUPPORTED_SUFFIXES, probe_image_file, read_image_file, resize_for_model
 
@@ -316,7 +316,7 @@ def tfds_data_dirs() -> list[Path]:
     dirs = []
     if os.environ.get("TFDS_DATA_DIR"):
         dirs.append(Path(os.environ["TFDS_DATA_DIR"]).expanduser())
-    dirs.append(subdir("datasets", "tfds"))
+    dirs.append(data_home() / "datasets" / "tfds")  # not created here: a read-only data directory is searched too
     dirs.append(Path("~/tensorflow_datasets").expanduser())
     return dirs
 

@@ -27,3 +27,8 @@ class WeightsUnavailable(TransferLabError):
 
 class RunError(TransferLabError):
     """A training run cannot be started, found, resumed or stopped as asked."""
+
+
+class DataHomeUnavailable(TransferLabError):
+    """The data directory cannot be created or written: a file stands in its way, it is read-only, or its
+    disk is full. Reading what it already holds keeps working where it can."""

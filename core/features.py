@@ -165,7 +165,8 @@ class CachedFeatures:
 
 
 def cache_folder() -> Path:
-    return subdir(*CACHE_DIR)
+    """Where the arrays are; created when the first one is written (reading needs no write)."""
+    return data_home().joinpath(*CACHE_DIR)
 
 
 def _entry_paths(key: str) -> tuple[Path, Path]:
@@ -213,6 +214,7 @@ def write_entry(key: str, batches: Iterable[tuple[np.ndarray, np.ndarray]], *, c
                 description: dict[str, Any]) -> CachedFeatures:
     """Stream (features, labels) batches into a new entry: a temporary memory-mapped file, renamed when
     complete, then its metadata. ``capacity`` rows are reserved; fewer may arrive (unreadable images)."""
+    subdir(*CACHE_DIR)
     array_path, meta_path = _entry_paths(key)
     partial = array_path.with_name(f"{key}.partial-{os.getpid()}.npy")
     partial_meta = meta_path.with_name(f"{key}.partial-{os.getpid()}.json")
@@ -246,7 +248,7 @@ def write_entry(key: str, batches: Iterable[tuple[np.ndarray, np.ndarray]], *, c
 
 def cache_size_bytes() -> int:
     """Disk space the feature cache takes (the Home page shows it)."""
-    folder = data_home().joinpath(*CACHE_DIR)
+    folder = cache_folder()
     if not folder.is_dir():
         return 0
     return sum(path.stat().st_size for path in folder.iterdir() if path.is_file())
@@ -262,7 +264,7 @@ def _written_by_live_process(path: Path) -> bool:
 def clear_cache() -> int:
     """Delete every cached feature array (they are rebuilt on demand); returns the bytes freed.
     An array a live process is still writing is left alone."""
-    folder = data_home().joinpath(*CACHE_DIR)
+    folder = cache_folder()
     if not folder.is_dir():
         return 0
     freed = 0
@@ -549,31 +551,6 @@ def _cache_keras_saving_skipsets() -> None:
             global_state.set_global_attribute(name, saving_lib.get_attr_skipset(obj_type))
 
 
-def _checkpoint(model: Any, head: Any, folder: Path, best_val_accuracy: float | None) -> Any:
-    """Like the engine's EpochCheckpoint, but it saves the whole frozen model while the head trains."""
-    import keras
-
-    _cache_keras_saving_skipsets()
-    best = {"value": best_val_accuracy}
-
-    def on_epoch_end(epoch: int, logs: dict | None = None) -> None:
-        if head.stop_training:
-            return  # the epoch was cut short by a stop: keep the previous checkpoint
-        partial = folder / f"partial-{runs.LAST_MODEL}"
-        model.save(partial)
-        score = (logs or {}).get("val_accuracy")
-        improved = score is not None and (best["value"] is None or float(score) > best["value"])
-        partial_best = folder / f"partial-{runs.BEST_MODEL}"
-        if improved:
-            best["value"] = float(score)
-            shutil.copyfile(partial, partial_best)
-        os.replace(partial, folder / runs.LAST_MODEL)
-        if improved:
-            os.replace(partial_best, folder / runs.BEST_MODEL)
-
-    return keras.callbacks.LambdaCallback(on_epoch_end=on_epoch_end)
-
-
 def _extraction_progress(run_id: str | None, progress: Progress | None, epoch: int) -> Progress:
     """Forwards extraction progress to the caller and to the run store (throttled, under the 1-based
     ``epoch`` it precedes), and turns a stop request into ``ExtractionStopped`` within one batch."""
@@ -607,7 +584,7 @@ def train_on_features(config: RunConfig, run_id: str | None, strategy: Any, devi
     import keras
     import tensorflow as tf
 
-    from core import devices, training
+    from core import checkpoints, devices, training
     from core.data import load_splits
 
     model_cfg, train_cfg = config.model, config.train
@@ -620,7 +597,7 @@ def train_on_features(config: RunConfig, run_id: str | None, strategy: Any, devi
     note("loading data")
     splits = load_splits(config.data, effective_image_size(model_cfg), progress=progress)
     info = splits.info
-    done = len(runs.epochs(run_id)) if run_id else 0
+    done = checkpoints.epochs_done(run_id) if run_id else 0
     epochs = effective_epochs(model_cfg, train_cfg)
     if stop_asked():
         return recorded(), True
@@ -656,7 +633,9 @@ def train_on_features(config: RunConfig, run_id: str | None, strategy: Any, devi
         runs.record_setup(run_id, device=f"{shown_device}, cached features", total_params=total,
                           trainable_params=trainable)
         recorder = training.RunRecorder(run_id, num_train=num_train, batch_size=batch_size, batches=batches)
-        hooks += [_checkpoint(model, head, folder, runs.get_run(run_id).best_val_accuracy), recorder,
+        _cache_keras_saving_skipsets()
+        hooks += [training.EpochCheckpoint(folder, runs.get_run(run_id).best_val_accuracy, saves=model,
+                                           timing=recorder.epoch_timing), recorder,
                   *training.tensorboard_logger(folder / runs.TENSORBOARD_DIR)]
     if progress is not None:
         hooks.append(training.EpochReporter(progress, epochs))

@@ -29,14 +29,16 @@ import sqlite3
 import subprocess
 import sys
 import time
+import urllib.parse
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Iterator, Mapping
 
 from core.augment import AugmentConfig
 from core.config import Config, DataConfig, ModelConfig, TrainConfig, setting
-from core.errors import ConfigError, RunError
-from core.home import data_home
+from core.errors import ConfigError, DataHomeUnavailable, RunError
+from core.home import cannot_write, data_home, write_error
 from core.models import effective_epochs, effective_image_size
 
 QUEUED, RUNNING, COMPLETED, STOPPED, FAILED, INTERRUPTED = (
@@ -49,6 +51,8 @@ BACKGROUND, FOREGROUND = "background", "foreground"  # who runs it: a spawned wo
 METRICS = ("loss", "accuracy", "top5_accuracy", "val_loss", "val_accuracy", "val_top5_accuracy")
 LAST_MODEL, BEST_MODEL, TENSORBOARD_DIR, WORKER_LOG = (
     "model_last.keras", "model_best.keras", "tensorboard", "worker.log")
+PARTIAL = "partial-"  # a checkpoint being written: partial-model_last.keras, renamed when complete
+EPOCH_NOTE = "transfer_lab_epoch.json"  # inside a checkpoint's .keras archive: the epoch it holds, its metrics
 BUSY_TIMEOUT_S = 30.0
 OWNER_ENV = "TRANSFER_LAB_WORKER_OWNER"
 ROOT = Path(__file__).resolve().parents[1]
@@ -259,20 +263,73 @@ def _enable_wal(db: sqlite3.Connection) -> None:
             time.sleep(0.05)
 
 
-@contextlib.contextmanager
-def connect() -> Iterator[sqlite3.Connection]:
-    """A short-lived connection; commits on success. Readers never block the writer (WAL)."""
-    path = store_path()
-    db = sqlite3.connect(path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
+# SQLite's primary result codes that mean "this file or its folder cannot be written or grown".
+_WRITE_FAILURES = (sqlite3.SQLITE_READONLY, sqlite3.SQLITE_CANTOPEN, sqlite3.SQLITE_IOERR, sqlite3.SQLITE_FULL,
+                   sqlite3.SQLITE_PERM)
+
+
+def _is_write_failure(error: sqlite3.Error) -> bool:
+    return (getattr(error, "sqlite_errorcode", -1) & 0xFF) in _WRITE_FAILURES
+
+
+def _open(uri: str, *, setup: bool) -> sqlite3.Connection:
+    db = sqlite3.connect(uri, uri=True, timeout=BUSY_TIMEOUT_S, isolation_level=None)
     try:
         db.row_factory = sqlite3.Row
         db.execute("PRAGMA foreign_keys = ON")
-        db.execute("PRAGMA synchronous = NORMAL")
-        if path not in _ready:
+        if setup:
+            db.execute("PRAGMA synchronous = NORMAL")
             _enable_wal(db)
             db.executescript(SCHEMA)
-            _ready.add(path)
+        db.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()  # opens the file (and the WAL) now
+    except BaseException:
+        db.close()
+        raise
+    return db
+
+
+def _open_store(path: Path) -> sqlite3.Connection:
+    """The store, read-write; read-only when its folder cannot be written (read-only, disk full: a WAL reader
+    needs to create files beside it, so then it is opened read-only, else immutable); an empty read-only
+    store when there is none and none can be made. Writes through a read-only one fail (SQLITE_READONLY)."""
+    uri = "file:" + urllib.parse.quote(str(path))
+    try:
+        db = _open(uri, setup=path not in _ready)
+    except sqlite3.Error as error:
+        if not _is_write_failure(error):
+            raise
+    else:
+        _ready.add(path)
+        return db
+    if path.is_file():
+        for mode in ("mode=ro", "immutable=1"):
+            with contextlib.suppress(sqlite3.Error):
+                return _open(f"{uri}?{mode}", setup=False)
+        raise _unwritable(path)
+    db = _open(":memory:", setup=True)
+    db.execute("PRAGMA query_only = ON")
+    return db
+
+
+def _unwritable(path: Path) -> DataHomeUnavailable:
+    return write_error() or DataHomeUnavailable(
+        f"The run store {path} cannot be opened for writing: check the disk holding it or point TRANSFER_LAB_HOME "
+        "at a folder you can write, then try again.")
+
+
+@contextlib.contextmanager
+def connect() -> Iterator[sqlite3.Connection]:
+    """A short-lived connection; commits on success. Readers never block the writer (WAL). When the data
+    directory cannot be written (read-only, disk full) reading still works, and a write raises
+    ``DataHomeUnavailable`` naming the folder and the fix."""
+    path = store_path()
+    db = _open_store(path)
+    try:
         yield db
+    except sqlite3.Error as error:
+        if _is_write_failure(error):
+            raise _unwritable(path) from error
+        raise
     finally:
         db.close()
 
@@ -292,7 +349,9 @@ def _transaction(db: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
     try:
         yield db
     except BaseException:
-        db.execute("ROLLBACK")
+        if db.in_transaction:  # SQLite has already rolled back after some errors (a full disk)
+            with contextlib.suppress(sqlite3.Error):
+                db.execute("ROLLBACK")
         raise
     db.execute("COMMIT")
 
@@ -300,7 +359,12 @@ def _transaction(db: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
 @contextlib.contextmanager
 def _queue_lock() -> Iterator[None]:
     """Machine-wide: only one process at a time decides what trains next."""
-    with open(data_home() / "runs.lock", "a+") as handle:
+    path = data_home() / "runs.lock"
+    try:
+        handle = open(path, "a+")
+    except OSError as error:
+        raise cannot_write(path.parent, error) from error
+    with handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
         try:
             yield
@@ -455,7 +519,11 @@ def create_run(config: RunConfig, launcher: str = BACKGROUND) -> str:
             (run_id, config.display_name(), config.model.regime, config.model.backbone,
              config.model.parent_run_id, config.to_json(), QUEUED, launcher, now, now,
              effective_epochs(config.model, config.train), *owner))
-    run_folder(run_id).mkdir(parents=True, exist_ok=True)
+    folder = run_folder(run_id)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise cannot_write(folder, error) from error
     return run_id
 
 
@@ -582,26 +650,33 @@ def _dead_runs(db: sqlite3.Connection) -> list[str]:
 
 def _interrupt_dead_runs() -> list[str]:
     with connect() as db:
-        if not _dead_runs(db):
-            return []
-        with _transaction(db):
-            dead = _dead_runs(db)
-            for run_id in dead:
-                done = db.execute("SELECT COUNT(*) FROM epochs WHERE run_id = ?", (run_id,)).fetchone()[0]
-                db.execute("UPDATE runs SET status = ?, finished_at = ?, phase = '', error = ? WHERE id = ?",
-                           (INTERRUPTED, time.time(),
-                            f"The training process ended unexpectedly after {done} finished epoch(s) (killed, out "
-                            "of memory, or the machine restarted). Resume the run to continue from its last "
-                            "checkpoint.", run_id))
+        candidates = _dead_runs(db)
+    if not candidates:
+        return []
+    for run_id in candidates:
+        sync_checkpoint(run_id)  # killed between saving a checkpoint and recording its epoch
+    with connect() as db, _transaction(db):
+        dead = _dead_runs(db)
+        for run_id in dead:
+            done = db.execute("SELECT COUNT(*) FROM epochs WHERE run_id = ?", (run_id,)).fetchone()[0]
+            db.execute("UPDATE runs SET status = ?, finished_at = ?, phase = '', error = ? WHERE id = ?",
+                       (INTERRUPTED, time.time(),
+                        f"The training process ended unexpectedly after {done} finished epoch(s) (killed, out "
+                        "of memory, or the machine restarted). Resume the run to continue from its last "
+                        "checkpoint.", run_id))
     return dead
 
 
 def reconcile() -> list[str]:
     """Call when a page loads: mark runs whose process is gone as interrupted, start the next queued run.
-    Returns the ids newly marked interrupted."""
-    with _queue_lock():
-        dead = _interrupt_dead_runs()
-    kick_queue()
+    Returns the ids newly marked interrupted. When the data directory cannot be written (read-only, disk
+    full) nothing can be marked or started, and it returns [] so that the runs can still be listed."""
+    try:
+        with _queue_lock():
+            dead = _interrupt_dead_runs()
+        kick_queue()
+    except DataHomeUnavailable:
+        return []
     return dead
 
 
@@ -699,6 +774,43 @@ def record_epoch(run_id: str, epoch: int, metrics: Mapping[str, Any], *, seconds
                    f"recorded_at) VALUES ({', '.join('?' * (len(METRICS) + 5))})",
                    (run_id, epoch, *(_number(metrics.get(name)) for name in METRICS), seconds, images_per_s,
                     time.time()))
+
+
+def epoch_note(epoch: int, metrics: Mapping[str, Any], *, seconds: float | None = None,
+               images_per_s: float | None = None, best: bool = False) -> dict[str, Any]:
+    """What a checkpoint carries about itself (``EPOCH_NOTE``): the 1-based epoch it holds, that epoch's metrics
+    and timing as ``record_epoch`` takes them, and whether it is also the run's best model."""
+    return {"epoch": int(epoch), "metrics": {name: _number(metrics.get(name)) for name in METRICS},
+            "seconds": _number(seconds), "images_per_s": _number(images_per_s), "best": bool(best)}
+
+
+def checkpoint_note(path: Path) -> dict[str, Any] | None:
+    """The note inside a saved checkpoint; None when there is no file, no note (saved before notes existed)
+    or the file is not a complete archive."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            note = json.loads(archive.read(EPOCH_NOTE))
+    except (OSError, KeyError, ValueError, zipfile.BadZipFile):
+        return None
+    return note if isinstance(note, dict) and isinstance(note.get("epoch"), int) else None
+
+
+def sync_checkpoint(run_id: str) -> int | None:
+    """Make the store agree with the run's last checkpoint. A checkpoint is saved (model and note in one renamed
+    file) before its epoch is recorded, so a process killed between the two leaves the checkpoint one epoch
+    ahead: record that epoch from the note (and put its best model in place when it was the best), so a resume
+    continues after the epoch the model holds instead of training it again. Returns the epoch recorded."""
+    folder = run_folder(run_id)
+    note = checkpoint_note(folder / LAST_MODEL)
+    if note is None or note["epoch"] != len(epochs(run_id)) + 1:
+        return None
+    partial_best = folder / f"{PARTIAL}{BEST_MODEL}"
+    if note.get("best") and (checkpoint_note(partial_best) or {}).get("epoch") == note["epoch"]:
+        with contextlib.suppress(FileNotFoundError):  # another process got there first
+            os.replace(partial_best, folder / BEST_MODEL)
+    record_epoch(run_id, note["epoch"], note["metrics"], seconds=note.get("seconds"),
+                 images_per_s=note.get("images_per_s"))
+    return note["epoch"]
 
 
 def finish_run(run_id: str, status: str, error: str | None = None) -> None:

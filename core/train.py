@@ -12,7 +12,8 @@ Settings, weights and data are checked before the run is created (``core.preflig
 there is one line on stderr, exit code 2, and no run in the store; warnings about the data (skipped files,
 unbalanced classes) are printed to stderr before training starts.
 
-Exit codes: 0 completed or stopped, 1 failed, 2 bad flags, settings, weights or data, 130 interrupted.
+Exit codes: 0 completed or stopped, 1 failed, 2 bad flags, settings, weights or data (or a data
+directory that cannot be written), 130 interrupted.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from typing import Any, Sequence
 
 from core.augment import DEFAULT_PRESET, PRESETS
 from core.config import DATA_SOURCE_HELP, MIXED_PRECISION_CHOICES, DataConfig, ModelConfig, TrainConfig
-from core.errors import ConfigError, RunError, TransferLabError
+from core.errors import TransferLabError
 from core.models import BACKBONES, REGIMES, WEIGHT_CHOICES_HELP
 from core.preflight import check_run
 from core import runs
@@ -123,7 +124,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
         config = build_config(args)
-    except (ConfigError, RunError) as error:
+    except TransferLabError as error:  # bad settings, a missing run, an unusable data directory
         print(f"python -m core.train: error: {error}", file=sys.stderr)
         return 2
     try:
@@ -143,7 +144,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(json.dumps({"run_id": None, "status": runs.INTERRUPTED}), flush=True)
         return 130
-    except (ConfigError, RunError) as error:
+    except TransferLabError as error:
         print(f"python -m core.train: error: {error}", file=sys.stderr)
         return 2
     result = {"run_id": outcome.run_id, "status": outcome.status,

@@ -5,7 +5,8 @@ A run trains in its own process (``python -m core.training --run-id ID``, starte
 ``execute``. One ``model.fit(epochs=N)`` does the whole run, with callbacks that
 
 - save ``model_last.keras`` after every epoch and ``model_best.keras`` on the best validation
-  accuracy (written to a temporary file and renamed, so a killed process never leaves half a model);
+  accuracy, with the epoch they hold (``core.checkpoints``: written to a temporary file and renamed, so a
+  killed process never leaves half a model, and the store and the checkpoint agree after any kill);
 - record each epoch's metrics and the live progress in the run store, and stop within one batch
   when the store says so (``RunRecorder``);
 - write TensorBoard event logs (scalars only, to keep it light).
@@ -22,7 +23,6 @@ import argparse
 import importlib.util
 import math
 import os
-import shutil
 import signal
 import sys
 import threading
@@ -36,10 +36,11 @@ from typing import Any, Callable, Sequence
 import keras
 import tensorflow as tf
 
-from core import devices, features, runs
+from core import checkpoints, devices, features, runs
 from core.augment import build_augmenter
 from core.data import Splits, load_splits
 from core.errors import ConfigError, RunError, TransferLabError
+from core.home import FULL, READ_ONLY, cannot_write, home_path
 from core.models import (build_model, compile_model, effective_epochs, effective_image_size,
                          effective_learning_rate, effective_weight_decay, load_saved_model, parameter_counts,
                          unfreeze_for_finetune)
@@ -184,30 +185,32 @@ class RunRecorder(keras.callbacks.Callback):
     def _speed(self) -> float | None:
         return self._images / self._train_seconds if self._train_seconds > 0 else None
 
+    def epoch_timing(self) -> tuple[float, float | None]:
+        """The current epoch's seconds so far and training speed, as ``on_epoch_end`` records them."""
+        return time.perf_counter() - self._started, self._speed()
+
 
 class EpochCheckpoint(keras.callbacks.Callback):
-    """``model_last.keras`` after every finished epoch, ``model_best.keras`` on the best val_accuracy."""
+    """``model_last.keras`` after every finished epoch, ``model_best.keras`` on the best val_accuracy, each with
+    the note of the epoch it holds (``core.checkpoints``). ``saves``: the model to save when it is not the one
+    ``fit`` trains (the cached-features path trains a head and saves the whole model); ``timing``: the epoch's
+    (seconds, images/s) for the note, usually ``RunRecorder.epoch_timing``."""
 
-    def __init__(self, folder: Path, best_val_accuracy: float | None = None):
+    def __init__(self, folder: Path, best_val_accuracy: float | None = None, *, saves: Any = None,
+                 timing: Callable[[], tuple[float | None, float | None]] | None = None):
         super().__init__()
         self.folder = folder
         self.best = best_val_accuracy
+        self.saves = saves
+        self.timing = timing
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         if self.model.stop_training:
             return  # the epoch was cut short by a stop: keep the previous checkpoint
-        last = self.folder / runs.LAST_MODEL
-        partial = self.folder / f"partial-{runs.LAST_MODEL}"
-        self.model.save(partial)
-        score = (logs or {}).get("val_accuracy")
-        improved = score is not None and (self.best is None or float(score) > self.best)
-        partial_best = self.folder / f"partial-{runs.BEST_MODEL}"
-        if improved:
-            self.best = float(score)
-            shutil.copyfile(partial, partial_best)
-        os.replace(partial, last)
-        if improved:
-            os.replace(partial_best, self.folder / runs.BEST_MODEL)
+        seconds, images_per_s = self.timing() if self.timing else (None, None)
+        self.best = checkpoints.save(self.model if self.saves is None else self.saves, self.folder, epoch=epoch + 1,
+                                     metrics=logs or {}, best_val_accuracy=self.best, seconds=seconds,
+                                     images_per_s=images_per_s)
 
 
 class EpochReporter(keras.callbacks.Callback):
@@ -326,7 +329,7 @@ def train(config: RunConfig, run_id: str | None, strategy: Any, device: str, *,
     image_size = effective_image_size(model_cfg)
     splits: Splits = load_splits(config.data, image_size, progress=progress)
     info = splits.info
-    done = len(runs.epochs(run_id)) if run_id else 0
+    done = checkpoints.epochs_done(run_id) if run_id else 0
     epochs = effective_epochs(model_cfg, train_cfg)
     if stop_asked():
         return last_recorded(run_id), True
@@ -354,7 +357,8 @@ def train(config: RunConfig, run_id: str | None, strategy: Any, device: str, *,
         runs.record_setup(run_id, device=shown_device, total_params=total, trainable_params=trainable,
                           unfrozen_layers=unfrozen)
         recorder = RunRecorder(run_id, num_train=info.num_train, batch_size=train_cfg.batch_size, batches=batches)
-        hooks += [EpochCheckpoint(folder, runs.get_run(run_id).best_val_accuracy), recorder,
+        hooks += [EpochCheckpoint(folder, runs.get_run(run_id).best_val_accuracy, timing=recorder.epoch_timing),
+                  recorder,
                   *tensorboard_logger(folder / runs.TENSORBOARD_DIR)]
     if progress is not None:
         hooks.append(EpochReporter(progress, epochs))
@@ -389,6 +393,9 @@ def friendly_error(error: BaseException, config: RunConfig | None = None) -> str
     """One or two sentences for the run list."""
     if isinstance(error, TransferLabError):
         return str(error)
+    if isinstance(error, OSError) and error.errno in FULL + READ_ONLY:
+        where = Path(error.filename).parent if isinstance(error.filename, str) else home_path()
+        return str(cannot_write(where, error, then="resume the run"))
     text = str(error).strip()
     if isinstance(error, MemoryError) or type(error).__name__ == "ResourceExhaustedError" or "OOM" in text:
         what = ""

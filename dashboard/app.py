@@ -9,6 +9,8 @@ if str(ROOT) not in sys.path:
 
 import streamlit as st  # noqa: E402
 
+from core.errors import DataHomeUnavailable  # noqa: E402
+from core.home import write_problem  # noqa: E402
 from dashboard import state  # noqa: E402
 
 st.set_page_config(page_title="Transfer Lab", page_icon="🐕", layout="wide")
@@ -22,5 +24,13 @@ navigation = st.navigation(
         st.Page("app_pages/classify.py", title="Classify", icon=":material/pets:", url_path="classify"),
     ]
 )
-navigation.run()
+# A data directory that is read-only, full or a file: said on every page, which still shows what it can read.
+problem = write_problem()
+if problem:
+    st.warning(problem, icon=":material/warning:")
+try:
+    navigation.run()
+except DataHomeUnavailable as error:
+    if str(error) != problem:
+        st.error(str(error))
 state.keep_in_url()  # after the page: it may have changed the choices

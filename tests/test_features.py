@@ -3,7 +3,6 @@ decides the numbers, damaged entries are rebuilt, and a cached frozen run lands 
 model that behaves like backbone + head. Lite0 with random weights at 32 px on a few dozen demo images."""
 
 import dataclasses
-import os
 from pathlib import Path
 
 import numpy as np
