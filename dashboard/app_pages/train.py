@@ -11,6 +11,7 @@ from core.errors import TransferLabError
 from core.models import BACKBONES, REGIMES
 from core.runs import RunConfig
 from dashboard import forms, state
+from dashboard.messages import show_error
 
 LIVE_DEMO = {  # a frozen-head run: ~50 s on an idle 2-core CPU, ~20 s again once its features are cached
     "data": DataConfig(source="demo", max_train_images=540, max_test_images=180),
@@ -117,7 +118,7 @@ def live_panel() -> None:
             f"{progress.phase.capitalize()} · epoch {max(progress.epoch, 1)} of {progress.epochs}{batches} · "
             f"{fmt_duration(elapsed)} elapsed · ~{fmt_duration(remaining)} left{stopping}"))
     elif record.status == runs.FAILED:
-        st.error(f"This run failed: {record.error}", icon=":material/error:")
+        show_error(f"This run failed: {record.error}", icon=":material/error:")
     elif record.status in (runs.STOPPED, runs.INTERRUPTED):
         st.warning(stopped_message(record))
     epochs = runs.epochs(run_id)
@@ -278,7 +279,7 @@ def launch_form() -> None:
         preflight.check_run(config)
         run_id = runs.start_run(config)
     except TransferLabError as error:
-        st.error(str(error))
+        show_error(error)
         return
     watch(run_id)
     st.toast(f"Launched {config.display_name()}")
@@ -298,49 +299,71 @@ def runs_rows(records: list) -> list[dict]:
     } for r in records]
 
 
-@st.fragment(run_every=2.0)
 def runs_tab() -> None:
-    """Follows the store like the live panel: statuses, new grid cells and the buttons they allow."""
+    """The table, the overlaid curves and the buttons follow the store like the live panel (fragments that
+    refresh); the pickers stay outside them, so a refresh never closes a list someone is choosing from."""
+    records = runs.list_runs()
+    if not records:
+        runs_table()
+        return
+    by_id = {r.id: r for r in records}
+    runs_table()
+    if any(rid not in by_id for rid in st.session_state.get("train_compare", [])):  # deleted in another tab
+        st.session_state["train_compare"] = [rid for rid in st.session_state["train_compare"] if rid in by_id]
+    st.multiselect("Overlay the curves of", list(by_id), key="train_compare", format_func=lambda rid: run_label(by_id[rid]),
+                   placeholder="The three newest runs with curves (pick runs to compare others)",
+                   help="Scratch vs frozen vs fine-tune on the same axes: the lesson of the notebook.")
+    compare_chart()
+    if st.session_state.get("train_action_run") not in by_id:  # first time, or its run was deleted
+        watched = watched_run_id()
+        st.session_state["train_action_run"] = watched if watched in by_id else records[0].id
+    chosen = st.selectbox("Run", list(by_id), format_func=lambda rid: run_label(by_id[rid]), key="train_action_run")
+    run_actions(chosen)
+    delete_button(by_id[chosen])
+
+
+@st.fragment(run_every=2.0)
+def runs_table() -> None:
     records = runs.list_runs()
     if not records:
         st.info("Runs you launch appear here.")
         return
     st.dataframe(runs_rows(records), hide_index=True, key="train_runs_table", width="stretch",
-                 column_config={
-                     "run": st.column_config.TextColumn(width="medium"),
-                     "epochs": st.column_config.TextColumn(width="small"),
-                     "time": st.column_config.TextColumn(width="small")})
-    by_id = {r.id: r for r in records}
-    if st.session_state.get("train_compare_auto", True):  # until the user picks, the newest runs with curves
-        st.session_state["train_compare"] = [r.id for r in records if r.epochs_done][:3]
-    else:  # the user's choice, minus runs deleted meanwhile
-        st.session_state["train_compare"] = [rid for rid in st.session_state["train_compare"] if rid in by_id]
-    overlay = st.multiselect("Overlay the curves of", list(by_id), key="train_compare",
-                             format_func=lambda rid: run_label(by_id[rid]),
-                             on_change=lambda: st.session_state.update(train_compare_auto=False),
-                             help="Scratch vs frozen vs fine-tune on the same axes: the lesson of the notebook.")
+                 column_config={"run": st.column_config.TextColumn(width="medium"),
+                                "epochs": st.column_config.TextColumn(width="small"),
+                                "time": st.column_config.TextColumn(width="small")})
+
+
+@st.fragment(run_every=2.0)
+def compare_chart() -> None:
+    """The picked runs' curves, or the three newest runs with curves: never an empty chart while runs have some."""
+    by_id = {r.id: r for r in runs.list_runs()}
+    picked = [rid for rid in st.session_state.get("train_compare", []) if rid in by_id]
+    overlay = picked or [rid for rid, r in by_id.items() if r.epochs_done][:3]
     if overlay:
         st.plotly_chart(figures.compare_runs([(run_label(by_id[r]), runs.epochs(r), epoch_offset(by_id[r]))
                                               for r in overlay]), key="train_compare_chart")
-    watched = watched_run_id()
-    chosen = st.selectbox("Run", list(by_id), format_func=lambda rid: run_label(by_id[rid]), key="train_action_run",
-                          index=list(by_id).index(watched) if watched in by_id else 0)
-    run_actions(by_id[chosen])
 
 
-def run_actions(record) -> None:
+@st.fragment(run_every=2.0)
+def run_actions(run_id: str) -> None:
+    """What the chosen run allows now: Resume appears when it stops, the model once an epoch has saved it."""
+    try:
+        record = runs.get_run(run_id)
+    except TransferLabError:
+        return
     actions = st.columns(5)
     if actions[0].button("Watch live", key="train_watch", icon=":material/monitoring:"):
         watch(record.id)
-        st.rerun()
+        st.rerun(scope="app")
     if record.can_resume and actions[1].button("Resume", key="train_resume", icon=":material/replay:"):
         try:
             runs.resume_run(record.id)
         except TransferLabError as error:
-            st.error(str(error))
+            show_error(error)
         else:
             watch(record.id)
-            st.rerun()
+            st.rerun(scope="app")
     stem = export.download_stem(record)
     model_path = record.best_model or record.last_model
     if model_path:  # read only when clicked: a model is tens of MB
@@ -352,13 +375,16 @@ def run_actions(record) -> None:
     actions[4].download_button("Config (.json)", record.config_json, file_name=f"{stem}-config.json",
                                mime="application/json", key="train_download_config", icon=":material/settings:",
                                on_click="ignore")
+
+
+def delete_button(record) -> None:
     with st.popover("Delete this run", icon=":material/delete:"):
         st.write(f"Delete **{record.name}** with its models and logs? This cannot be undone.")
         if st.button("Yes, delete it", type="primary", key="train_delete_confirm"):
             try:
                 runs.delete_run(record.id)
             except TransferLabError as error:
-                st.error(str(error))
+                show_error(error)
             else:
                 if state.watched_run() == record.id:
                     watch(None)
@@ -389,18 +415,18 @@ def grid_tab() -> None:
             preflight.check_run(base)
             st.session_state["train_grid_shown"] = grid.launch_grid(base, lrs, wds)
         except TransferLabError as error:
-            st.error(str(error))
-    grid_results()
-
-
-@st.fragment(run_every=2.0)
-def grid_results() -> None:
+            show_error(error)
     ids = grid.grid_ids()
     if not ids:
         return
-    shown = st.session_state.get("train_grid_shown")
-    grid_id = st.selectbox("Grid", ids, key="train_grid_pick", format_func=grid.grid_label,
-                           index=ids.index(shown) if shown in ids else 0)
+    shown = st.session_state.pop("train_grid_shown", None)  # a grid just queued is shown once
+    if shown in ids or st.session_state.get("train_grid_pick") not in ids:
+        st.session_state["train_grid_pick"] = shown if shown in ids else ids[0]
+    grid_results(st.selectbox("Grid", ids, key="train_grid_pick", format_func=grid.grid_label))
+
+
+@st.fragment(run_every=2.0)
+def grid_results(grid_id: str) -> None:
     cells = grid.grid_cells(grid_id)
     done = sum(c.status == runs.COMPLETED for c in cells)
     st.progress(done / len(cells) if cells else 0.0, text=f"{done} of {len(cells)} cells finished")

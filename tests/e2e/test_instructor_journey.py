@@ -24,6 +24,15 @@ def field(page, label: str):
     return box
 
 
+def value_of(page, label: str) -> str | None:
+    """The value in the one input labelled ``label``; None while a rerun shows two (old and new form)."""
+    box = page.get_by_label(label, exact=True)
+    try:
+        return box.input_value(timeout=1_000) if box.count() == 1 else None
+    except Exception:  # replaced between the count and the read
+        return None
+
+
 def set_number(page, label: str, value: int) -> None:
     box = field(page, label)
     box.fill(str(value))
@@ -33,8 +42,14 @@ def set_number(page, label: str, value: int) -> None:
 def choose(page, label: str, option: str) -> None:
     """A Streamlit selectbox: open the one labelled ``label``, pick the first option containing ``option``."""
     box = page.locator('[data-testid="stSelectbox"]').filter(has=page.get_by_text(label, exact=True)).first
-    box.locator("input").first.click()
-    page.locator('[role="option"]').filter(has_text=option).first.click()
+    entry = box.locator("input").first
+    entry.click()
+    wanted = page.locator('[role="option"]').filter(has_text=option).first
+    try:
+        wanted.wait_for(timeout=3_000)
+    except Exception:  # the box kept the focus from a previous choice: clicking again does not open it
+        entry.press("ArrowDown")
+    wanted.click(timeout=15_000)
 
 
 def run_named(name: str) -> runs.RunRecord:
@@ -103,10 +118,13 @@ def journey(app_url, page, browser, tmp_path) -> None:
     # Train: the live demo preset, 2 epochs.
     page.get_by_role("link", name="Train").first.click()
     page.get_by_text("No runs yet").wait_for(timeout=60_000)
-    assert page.get_by_text("light preset").count()  # the Augment choice reached the Train page
+    page.get_by_text("light preset").first.wait_for(timeout=30_000)  # the Augment choice reached the Train page
     page.locator('[data-testid="stCheckbox"]').filter(has_text="Live demo preset").locator("label").first.click()
+    size = "Image size (pixels, 0 = the backbone's own)"
+    wait_until(lambda: value_of(page, size) == "96", 30, "the live demo's settings in the form")
     field(page, "Run name (optional)").fill("class demo")
     set_number(page, "Epochs", 2)
+    assert value_of(page, size) == "96" and value_of(page, "Run name (optional)") == "class demo"
     page.get_by_role("button", name="Launch").click()
     page.get_by_text("class demo").first.wait_for(timeout=30_000)
     frozen = run_named("class demo")
@@ -119,7 +137,7 @@ def journey(app_url, page, browser, tmp_path) -> None:
     page.reload()
     page.get_by_text("class demo").first.wait_for(timeout=60_000)
     page.get_by_text("demo, ≤90 train, ≤45 test").first.wait_for(timeout=30_000)
-    assert page.get_by_text("light preset").count()
+    page.get_by_text("light preset").first.wait_for(timeout=30_000)
     page.wait_for_function(f"({POINTS})().length > 0 && ({POINTS})()[0].length > 0 && "
                            f"({POINTS})()[0][0].length >= 1", timeout=300_000)  # the chart gains its first point
     other.wait_for_function(f"({POINTS})().length > 0 && ({POINTS})()[0].length > 0", timeout=60_000)
@@ -163,6 +181,10 @@ def journey(app_url, page, browser, tmp_path) -> None:
     page.get_by_role("button", name="Resume").wait_for(timeout=15_000)  # the runs tab followed the store
     wait_until(lambda: not runs.process_alive(first_pid), 20, f"the stopped worker {first_pid} to exit")
 
+    # The overlay follows the runs with curves by itself: live chart, then the frozen and fine-tune runs overlaid.
+    overlaid = ("() => Array.from(document.querySelectorAll('.js-plotly-plot'))"
+                ".some(plot => new Set((plot.data || []).map(trace => trace.legendgroup)).size >= 2)")
+    page.wait_for_function(overlaid, timeout=30_000)
     wait_until(lambda: runs.get_run(second.id).status == runs.RUNNING, 30, "the queued run to start")
     watch_and_stop(page, "second to stop")
     wait_until(lambda: not runs.get_run(second.id).is_active, 60, "the second run to stop")
@@ -174,8 +196,9 @@ def journey(app_url, page, browser, tmp_path) -> None:
     page.get_by_role("link", name="Evaluate").first.click()
     page.get_by_text("Confusion matrix").wait_for(timeout=120_000)
     choose(page, "Run", "class demo, fine-tuned")
-    choose(page, "Compare with", "class demo")
-    page.get_by_text("vs class demo").first.wait_for(timeout=120_000)
+    choose(page, "Compare with (optional; runs tested on the same images)", "class demo ·")
+    page.get_by_text("this run minus").first.wait_for(timeout=120_000)  # deltas against the frozen parent
+    assert page.locator('[data-testid="stMetricDelta"]').count() == 4
     shot(page, tmp_path, "4-evaluate")
 
     # Classify: an uploaded photo, with the fine-tuned run.
@@ -183,11 +206,12 @@ def journey(app_url, page, browser, tmp_path) -> None:
     rng = np.random.default_rng(1)
     Image.fromarray(rng.integers(0, 255, (120, 120, 3), dtype=np.uint8)).save(photo)
     page.get_by_role("link", name="Classify").first.click()
-    page.get_by_text("Grad-CAM opacity").wait_for(timeout=120_000)
+    page.get_by_text("Upload one or more photos").wait_for(timeout=120_000)
     choose(page, "Model", "class demo, fine-tuned")
     page.locator('[data-testid="stFileUploaderDropzoneInput"]').set_input_files(str(photo))
-    page.get_by_text("shape.png").first.wait_for(timeout=120_000)
+    page.get_by_text("Grad-CAM opacity").wait_for(timeout=120_000)
     page.locator('[data-testid="stImage"] img').first.wait_for(timeout=120_000)
+    assert page.get_by_text("shape.png").count()
     shot(page, tmp_path, "5-classify")
 
     # Nothing left running: every run has ended and no worker process of any run remains.
