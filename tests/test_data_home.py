@@ -160,7 +160,7 @@ except TransferLabError as error:
     write = f"{type(error).__name__}: {error}"
 print(json.dumps({"home": home, "exceptions": [e.message for e in at.exception], "errors": [e.value for e in at.error],
                   "warnings": [w.value for w in at.warning], "write": write,
-                  "runs": list(at.dataframe[0].value["name"]) if at.dataframe else []}))
+                  "runs": [label.rsplit(" · ", 1)[0] for label in at.dataframe[0].value["run"]] if at.dataframe else []}))
 """
 
 
