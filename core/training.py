@@ -282,12 +282,12 @@ def _check_classes(model: Any, num_classes: int, source: str) -> None:
 
 def resumed_model(run_id: str, done: int, num_classes: int) -> Any:
     """The compiled model a run saved after its last recorded epoch (``done``), to continue from."""
-    last = runs.get_run(run_id).last_model
-    if last is None:
-        raise RunError(f"Run {run_id} recorded {done} epoch(s) but its model_last.keras is gone, so it cannot "
+    record = runs.get_run(run_id)
+    if record.last_model is None:
+        raise RunError(f"“{record.name}” recorded {done} epoch(s) but its model_last.keras is gone, so it cannot "
                        "resume. Start a new run.")
-    model = load_saved_model(last, compile=True)
-    _check_classes(model, num_classes, f"The saved model of run {run_id}")
+    model = load_saved_model(record.last_model, compile=True)
+    _check_classes(model, num_classes, f"The saved model of “{record.name}”")
     return model
 
 
@@ -301,9 +301,9 @@ def _model_for(config: RunConfig, run_id: str | None, num_classes: int, done: in
     if model_cfg.regime == "finetune":
         parent = runs.get_run(model_cfg.parent_run_id)
         if parent.last_model is None:
-            raise RunError(f"The frozen run {parent.id} has no saved model to fine-tune.")
+            raise RunError(f"The frozen run “{parent.name}” has no saved model to fine-tune.")
         model = load_saved_model(parent.last_model, compile=False)
-        _check_classes(model, num_classes, f"The frozen run {parent.id}")
+        _check_classes(model, num_classes, f"The frozen run “{parent.name}”")
         unfrozen = unfreeze_for_finetune(model, model_cfg.unfreeze_top_layers, model_cfg.unfreeze_from_block)
     else:
         model = build_model(model_cfg, num_classes)
