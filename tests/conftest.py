@@ -32,6 +32,21 @@ def demo_home(shared_demo_home, monkeypatch) -> Path:
     return shared_demo_home
 
 
+@pytest.fixture
+def demo_32_linked(demo_home, transfer_lab_home, monkeypatch) -> Path:
+    """The 32 px demo set, drawn once per session and linked into this test's own data directory."""
+    from core import demo
+
+    folder = demo.folder_path(32)
+    shared = demo_home / "datasets" / folder.name
+    if not shared.exists():
+        demo.demo_folder(32)
+    monkeypatch.setenv("TRANSFER_LAB_HOME", str(transfer_lab_home))
+    (transfer_lab_home / "datasets").mkdir(exist_ok=True)
+    (transfer_lab_home / "datasets" / folder.name).symlink_to(shared, target_is_directory=True)
+    return transfer_lab_home
+
+
 @pytest.fixture(scope="session")
 def dogs10() -> Path:
     if not DOGS10.is_dir():

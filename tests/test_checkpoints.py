@@ -10,7 +10,7 @@ import signal
 import pytest
 
 import faults
-from core import demo, runs
+from core import runs
 from core.augment import PRESETS
 from core.config import DataConfig, ModelConfig, TrainConfig
 from core.models import LITE0
@@ -37,15 +37,8 @@ def tiny_config(feature_cache: bool, epochs: int) -> RunConfig:
 
 
 @pytest.fixture(autouse=True)
-def demo_32_in_every_home(demo_home, transfer_lab_home, monkeypatch):
-    """The 32 px demo set is drawn once per session and linked into each test's data directory."""
-    folder = demo.folder_path(32)
-    shared = demo_home / "datasets" / folder.name
-    if not shared.exists():
-        demo.demo_folder(32)
-    monkeypatch.setenv("TRANSFER_LAB_HOME", str(transfer_lab_home))
-    (transfer_lab_home / "datasets").mkdir(exist_ok=True)
-    (transfer_lab_home / "datasets" / folder.name).symlink_to(shared, target_is_directory=True)
+def demo_32_in_every_home(demo_32_linked):
+    """Every test here trains on the 32 px demo set, drawn once per session."""
 
 
 def optimizer_steps(path) -> int:

@@ -28,15 +28,8 @@ def tiny_config(*, augment: str = "none", epochs: int = 2, views: int = 2, **tra
 
 
 @pytest.fixture(autouse=True)
-def demo_32_in_every_home(demo_home, transfer_lab_home, monkeypatch):
-    """The 32 px demo set is drawn once per session and linked into each test's data directory."""
-    folder = demo.folder_path(32)
-    shared = demo_home / "datasets" / folder.name
-    if not shared.exists():
-        demo.demo_folder(32)
-    monkeypatch.setenv("TRANSFER_LAB_HOME", str(transfer_lab_home))
-    (transfer_lab_home / "datasets").mkdir(exist_ok=True)
-    (transfer_lab_home / "datasets" / folder.name).symlink_to(shared, target_is_directory=True)
+def demo_32_in_every_home(demo_32_linked):
+    """Every test here trains on the 32 px demo set, drawn once per session."""
 
 
 @pytest.fixture(scope="module")

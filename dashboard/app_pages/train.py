@@ -79,10 +79,6 @@ def watched_run_id() -> str | None:
     return active.id if active else None
 
 
-def watch(run_id: str | None) -> None:
-    state.watch_run(run_id)
-
-
 # ------------------------------------------------------------------------------ live panel
 
 @st.fragment(run_every=1.5)
@@ -94,7 +90,7 @@ def live_panel() -> None:
     try:
         record, progress = runs.get_run(run_id), runs.progress(run_id)
     except TransferLabError:
-        watch(None)  # deleted meanwhile (another tab): show the default next time
+        state.watch_run(None)  # deleted meanwhile (another tab): show the default next time
         return
     head, badge, stop = st.columns([6, 1, 1], vertical_alignment="center")
     head.markdown(f"#### {record.name}")
@@ -281,7 +277,7 @@ def launch_form() -> None:
     except TransferLabError as error:
         show_error(error)
         return
-    watch(run_id)
+    state.watch_run(run_id)
     st.toast(f"Launched {config.display_name()}")
     st.rerun()
 
@@ -354,7 +350,7 @@ def run_actions(run_id: str) -> None:
         return
     actions = st.columns(5)
     if actions[0].button("Watch live", key="train_watch", icon=":material/monitoring:"):
-        watch(record.id)
+        state.watch_run(record.id)
         st.rerun(scope="app")
     if record.can_resume and actions[1].button("Resume", key="train_resume", icon=":material/replay:"):
         try:
@@ -362,7 +358,7 @@ def run_actions(run_id: str) -> None:
         except TransferLabError as error:
             show_error(error)
         else:
-            watch(record.id)
+            state.watch_run(record.id)
             st.rerun(scope="app")
     stem = export.download_stem(record)
     model_path = record.best_model or record.last_model
@@ -387,7 +383,7 @@ def delete_button(record) -> None:
                 show_error(error)
             else:
                 if state.watched_run() == record.id:
-                    watch(None)
+                    state.watch_run(None)
                 st.rerun()
 
 
