@@ -101,7 +101,7 @@ def journey(app_url, page, browser, tmp_path) -> None:
     page.get_by_text("Samples").wait_for(timeout=60_000)
     images = page.locator('[data-testid="stImage"] img')
     images.first.wait_for(timeout=60_000)
-    assert images.count() >= 9
+    wait_until(lambda: images.count() >= 9, 60, "the 3 x 3 grid of samples")  # they appear one by one
     captions = page.locator('[data-testid="stImageCaption"]').all_inner_texts()
     assert captions and set(captions) <= set(demo.CLASS_NAMES)
     page.get_by_text("Subset for quick runs").click()
