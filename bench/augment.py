@@ -22,7 +22,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
 
-from core.augment import PRESETS, build_augmenter, preview  # noqa: E402
+from core.augment import build_augmenter, preview  # noqa: E402
+from core.config import AUGMENT_PRESETS
 
 SIZE = 224
 NUM_CLASSES = 10
@@ -33,11 +34,11 @@ def preview_median_s(repeats: int = 7) -> tuple[float, float]:
     image = np.random.default_rng(0).integers(0, 256, (SIZE, SIZE, 3), dtype=np.uint8)
     results = []
     for name in ("notebook", "strong"):
-        preview(image, PRESETS[name])
+        preview(image, AUGMENT_PRESETS[name])
         times = []
         for _ in range(repeats):
             start = time.perf_counter()
-            preview(image, PRESETS[name], 9)
+            preview(image, AUGMENT_PRESETS[name], 9)
             times.append(time.perf_counter() - start)
         results.append(statistics.median(times))
     return results[0], results[1]
@@ -49,7 +50,7 @@ def pipeline_img_per_s(preset: str, images: int = 512, batch: int = 64, epochs: 
 
     pixels = np.random.default_rng(1).integers(0, 256, (images, SIZE, SIZE, 3), dtype=np.uint8)
     labels = np.zeros(images, dtype=np.int32)
-    augmenter = build_augmenter(PRESETS[preset])
+    augmenter = build_augmenter(AUGMENT_PRESETS[preset])
     ds = (tf.data.Dataset.from_tensor_slices((pixels, labels)).batch(batch)
           .map(lambda x, y: (augmenter(x, training=True), y), num_parallel_calls=tf.data.AUTOTUNE)
           .prefetch(tf.data.AUTOTUNE))

@@ -14,8 +14,9 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Mapping
 
+from core.catalog import (ALL_TRANSFORMS_OFF, AUGMENT_PRESET_CHANGES, BACKBONES, DEFAULT_BACKBONE, DEFAULT_REGIME,
+                          FLIP_MODES, REGIMES, SWITCH, TRANSFORMS, WEIGHT_CHOICES_HELP, Regime)
 from core.errors import ConfigError
-from core.models import BACKBONES, DEFAULT_BACKBONE, DEFAULT_REGIME, REGIMES, WEIGHT_CHOICES_HELP
 
 
 def setting(default: Any, label: str, help: str = "", *, min: float | None = None,
@@ -182,9 +183,122 @@ class DataConfig(Config):
         return ", ".join(parts)
 
 
+# ------------------------------------------------------------------------------- augmentation
+
+@dataclass(frozen=True)
+class AugmentConfig(Config):
+    """Which random transformations are applied to training images, and how strongly.
+
+    The defaults are the notebook's four layers. A transformation that is switched off, or whose
+    strength is at its neutral value (0, or factor 1 for down-sampling), leaves images untouched.
+    """
+
+    rotation_on: bool = setting(
+        True, "Rotation", "Turn each image by a random angle.", choices=SWITCH, group="rotation")
+    rotation: float = setting(
+        0.15, "Rotation amount (fraction of a full turn)",
+        "0.15 turns each image by up to ±54° (0.15 × 360°) either way; corners are filled by reflection.",
+        min=0.0, max=0.5, step=0.01, group="rotation")
+    translation_on: bool = setting(
+        True, "Translation", "Shift each image up/down and left/right by a random amount.",
+        choices=SWITCH, group="translation")
+    translation_height: float = setting(
+        0.1, "Vertical shift (fraction of the height)", "0.1 moves the picture up or down by up to 10%.",
+        min=0.0, max=0.5, step=0.01, group="translation")
+    translation_width: float = setting(
+        0.1, "Horizontal shift (fraction of the width)", "0.1 moves the picture left or right by up to 10%.",
+        min=0.0, max=0.5, step=0.01, group="translation")
+    zoom_on: bool = setting(
+        False, "Crop and resize (zoom)", "Cut out a smaller centre part and stretch it back to full size.",
+        choices=SWITCH, group="zoom")
+    zoom: float = setting(
+        0.2, "Zoom amount (fraction cropped away)",
+        "0.2 keeps between 80% and 100% of each side, then resizes back to the original size.",
+        min=0.0, max=0.9, step=0.05, group="zoom")
+    flip_on: bool = setting(
+        True, "Flip", "Mirror the image half of the time.", choices=SWITCH, group="flip")
+    flip_mode: str = setting(
+        "horizontal_and_vertical", "Flip direction",
+        "'horizontal' mirrors left-right; 'vertical' turns upside down; 'both' (Keras' default) does "
+        "both together, a 180° turn.", choices=FLIP_MODES, group="flip")
+    contrast_on: bool = setting(
+        True, "Contrast", "Make each image randomly flatter or punchier.", choices=SWITCH, group="contrast")
+    contrast: float = setting(
+        0.1, "Contrast amount", "0.1 multiplies each image's contrast by a random factor from 0.9 to 1.1.",
+        min=0.0, max=1.0, step=0.05, group="contrast")
+    channel_shift_on: bool = setting(
+        False, "Per-channel brightness", "Move the red, green and blue histograms by separate random amounts.",
+        choices=SWITCH, group="channel_shift")
+    channel_shift: float = setting(
+        20.0, "Channel shift (pixel values)",
+        "20 adds a random amount between -20 and +20 (out of 255) to each colour channel separately.",
+        min=0.0, max=100.0, step=1.0, group="channel_shift")
+    downsample_on: bool = setting(
+        False, "Down-sample and resize", "Shrink the image, then enlarge it back: it loses detail.",
+        choices=SWITCH, group="downsample")
+    downsample_factor: float = setting(
+        2.0, "Down-sample factor (at most)",
+        "2 shrinks each image by a random factor between 1 and 2 before resizing it back; 1 does nothing.",
+        min=1.0, max=8.0, step=0.5, group="downsample")
+    noise_on: bool = setting(
+        False, "Gaussian noise", "Add random grain to every pixel.", choices=SWITCH, group="noise")
+    noise_std: float = setting(
+        10.0, "Noise strength (std, pixel values)",
+        "10 adds noise with a standard deviation of 10 (out of 255) to every pixel and channel.",
+        min=0.0, max=100.0, step=1.0, group="noise")
+    seed: int = setting(
+        0, "Augmentation seed", "The same seed gives the same previews.", min=0, max=2**31 - 1, step=1)
+
+    def validate(self) -> None:
+        for row in TRANSFORMS:
+            value = getattr(self, row.switch)
+            if not isinstance(value, bool):
+                raise ConfigError(f"{_label(row.switch)} must be switched on (True) or off (False) (got {value!r}).")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int):
+            raise ConfigError(f"{_label('seed')} must be a whole number (got {self.seed!r}).")
+
+    @property
+    def active_transforms(self) -> list:
+        """The catalog rows that change images with these settings, in pipeline order."""
+        return [row for row in TRANSFORMS if row.is_active(self)]
+
+    def enabled_transforms(self) -> list[str]:
+        """Human names of the transformations that change images, in pipeline order."""
+        return [row.name for row in self.active_transforms]
+
+    def only(self, switch: str) -> AugmentConfig:
+        """These settings with every transformation but the one behind ``switch`` turned off."""
+        return dataclasses.replace(self, **{**ALL_TRANSFORMS_OFF, switch: True})
+
+    def recipe(self) -> tuple:
+        """What the settings actually do: the active transformations and their strengths (seed aside)."""
+        return tuple((row.key, tuple(getattr(self, f) for f in row.strengths + row.options))
+                     for row in self.active_transforms)
+
+    def matching_preset(self) -> str | None:
+        """The preset that does the same thing (ignoring the seed and switched-off sliders)."""
+        recipe = self.recipe()
+        return next((name for name, preset in AUGMENT_PRESETS.items() if preset.recipe() == recipe), None)
+
+    def summary(self) -> str:
+        """One line, e.g. 'notebook preset: rotation 0.15, translation 0.1/0.1, flip both, contrast 0.1'."""
+        parts = [row.describe(self) for row in self.active_transforms]
+        preset = self.matching_preset()
+        return f"{preset + ' preset' if preset else 'custom'}: {', '.join(parts) or 'no augmentation'}"
+
+
+def _label(name: str) -> str:
+    return AugmentConfig.__dataclass_fields__[name].metadata["label"]
+
+
+
+AUGMENT_PRESETS: dict[str, AugmentConfig] = {
+    name: AugmentConfig(**changes) for name, changes in AUGMENT_PRESET_CHANGES.items()}
+"""The catalog's augmentation presets as configs; 'notebook' (the course notebook's four layers) is the default."""
+
+
 # ------------------------------------------------------------------------------- model and training
-# The backbone and regime tables live in core.models (TensorFlow-free at import); the choices below
-# come from them, so adding a backbone is one row there.
+# The choices below come from the catalog's tables, so adding a backbone is one row there.
 
 MIXED_PRECISION_CHOICES = ("off", "mixed_float16", "mixed_bfloat16")
 
@@ -242,6 +356,16 @@ class ModelConfig(Config):
             raise ConfigError(f"Only fine-tuning continues another run: clear 'Frozen run to fine-tune' "
                               f"(got {self.parent_run_id!r}) or choose the finetune regime.")
 
+    @property
+    def effective_image_size(self) -> int:
+        """The input size a run uses: the configured one, else the backbone's native resolution."""
+        return self.image_size or BACKBONES[self.backbone].resolution
+
+    @property
+    def effective_weights(self) -> str | None:
+        """'imagenet', 'none', a path, or None for fine-tuning (weights come from the parent run)."""
+        return self.weights if self.weights is not None else REGIMES[self.regime].weights
+
     def summary(self) -> str:
         parts = [self.backbone, REGIMES[self.regime].label.lower()]
         if self.image_size:
@@ -254,7 +378,7 @@ class ModelConfig(Config):
 
 @dataclass(frozen=True)
 class TrainConfig(Config):
-    """How long and how fast to train. ``None`` means "the regime's default" (see core.models.REGIMES)."""
+    """How long and how fast to train. ``None`` means "the regime's default" (``RunConfig.effective_*``)."""
 
     epochs: int | None = setting(None, "Epochs", "Passes over the training images. Empty: the regime's "
                                  "default (the notebook's 30, or 10 for fine-tuning).", min=1, max=1000,
@@ -300,3 +424,44 @@ class TrainConfig(Config):
         if self.mixed_precision != "off":
             parts.append(self.mixed_precision)
         return ", ".join(parts)
+
+
+# ------------------------------------------------------------------------------- a whole run
+
+@dataclass(frozen=True)
+class RunConfig(Config):
+    """Everything that defines a run; stored with it as JSON."""
+
+    nested: ClassVar[Mapping[str, type]] = {
+        "data": DataConfig, "augment": AugmentConfig, "model": ModelConfig, "train": TrainConfig}
+
+    name: str = setting("", "Run name", "Shown in the run list. Empty: made from the settings.")
+    data: DataConfig = field(default_factory=DataConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def validate(self) -> None:
+        if len(self.name) > 200:
+            raise ConfigError(f"Run name must be at most 200 characters (got {len(self.name)}).")
+
+    def display_name(self) -> str:
+        return self.name.strip() or (
+            f"{self.model.regime} {self.model.backbone} {self.model.effective_image_size}px")
+
+    @property
+    def regime_defaults(self) -> Regime:
+        """The catalog row of this run's regime: where the defaults below come from."""
+        return REGIMES[self.model.regime]
+
+    @property
+    def effective_learning_rate(self) -> float:
+        return self.train.learning_rate if self.train.learning_rate is not None else self.regime_defaults.learning_rate
+
+    @property
+    def effective_weight_decay(self) -> float:
+        return self.train.weight_decay if self.train.weight_decay is not None else self.regime_defaults.weight_decay
+
+    @property
+    def effective_epochs(self) -> int:
+        return self.train.epochs if self.train.epochs is not None else self.regime_defaults.epochs

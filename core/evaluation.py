@@ -574,9 +574,9 @@ def run_model_path(run_id: str) -> Path:
 
 def run_predictions(run_id: str, progress: Progress | None = None) -> Predictions:
     """Predictions of a run's saved model over its own test split, cached next to the model."""
-    from core import models, runs
+    from core import runs
 
     config = runs.get_run(run_id).config
     model_path = run_model_path(run_id)
-    return predict_split(model_path, config.data, models.effective_image_size(config.model),
+    return predict_split(model_path, config.data, config.model.effective_image_size,
                          cache_path_for(model_path), progress)

@@ -45,14 +45,13 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Sequence
 import numpy as np
 
 from core import demo, runs
-from core.augment import AugmentConfig, build_augmenter, enabled_transforms
-from core.config import DataConfig
+from core.augment import build_augmenter
+from core.config import AugmentConfig, DataConfig
 from core.errors import DataUnavailable, RunError
 from core.home import data_home, subdir
 from core.images import SUPPORTED_SUFFIXES
-from core.models import (TOP_K, build_model, compile_model, effective_epochs, effective_image_size,
-                         effective_learning_rate, effective_weight_decay, effective_weights,
-                         parameter_counts)
+from core.models import build_model, compile_model, parameter_counts
+from core.catalog import TOP_K
 
 if TYPE_CHECKING:
     from core.data import Splits
@@ -77,7 +76,7 @@ class ExtractionStopped(Exception):
 # ---------------------------------------------------------------------------------------------- keys
 
 def is_augmenting(augment: AugmentConfig | None) -> bool:
-    return augment is not None and bool(enabled_transforms(augment))
+    return augment is not None and bool(augment.enabled_transforms())
 
 
 @dataclass(frozen=True)
@@ -370,7 +369,7 @@ def view_count(config: RunConfig) -> int:
     epoch e uses view e mod K), else one."""
     if not is_augmenting(config.augment):
         return 1
-    return min(config.train.cached_views, effective_epochs(config.model, config.train))
+    return min(config.train.cached_views, config.effective_epochs)
 
 
 def feature_sources(config: RunConfig, model: Any) -> tuple[list[FeatureSource], FeatureSource]:
@@ -380,8 +379,8 @@ def feature_sources(config: RunConfig, model: Any) -> tuple[list[FeatureSource],
 
     augmenting = is_augmenting(config.augment)
     common = dict(data=config.data, backbone=config.model.backbone,
-                  weights=weights_identity(model, effective_weights(config.model)),
-                  image_size=effective_image_size(config.model), data_fingerprint=data_fingerprint(config.data),
+                  weights=weights_identity(model, config.model.effective_weights),
+                  image_size=config.model.effective_image_size, data_fingerprint=data_fingerprint(config.data),
                   compute_dtype=keras.config.dtype_policy().compute_dtype)
     views = view_count(config)
     train = [FeatureSource(split="train", augment=view_augment(config.augment, view) if augmenting else None,
@@ -523,8 +522,8 @@ def _models_for(config: RunConfig, run_id: str | None, num_classes: int, done: i
     else:
         model = build_model(config.model, num_classes)
     head = head_model(model)
-    compile_model(head, effective_learning_rate(config.model, config.train),
-                  effective_weight_decay(config.model, config.train), jit_compile=jit_compile)
+    compile_model(head, config.effective_learning_rate,
+                  config.effective_weight_decay, jit_compile=jit_compile)
     if restored is not None and restored.built:
         targets, sources = head.optimizer.variables, restored.variables
         if [v.shape for v in targets] == [v.shape for v in sources]:
@@ -595,10 +594,10 @@ def train_on_features(config: RunConfig, run_id: str | None, strategy: Any, devi
     precision = devices.apply_precision(train_cfg.mixed_precision)
     keras.utils.set_random_seed(train_cfg.seed)
     note("loading data")
-    splits = load_splits(config.data, effective_image_size(model_cfg), progress=progress)
+    splits = load_splits(config.data, model_cfg.effective_image_size, progress=progress)
     info = splits.info
     done = checkpoints.epochs_done(run_id) if run_id else 0
-    epochs = effective_epochs(model_cfg, train_cfg)
+    epochs = config.effective_epochs
     if stop_asked():
         return recorded(), True
 

@@ -12,10 +12,8 @@ from dataclasses import dataclass
 import pandas as pd
 
 from core import runs
-from core.config import format_log_step
+from core.config import format_log_step, RunConfig
 from core.errors import ConfigError
-from core.models import effective_image_size
-from core.runs import RunConfig
 
 PREFIX = "grid "
 
@@ -66,7 +64,7 @@ def grid_label(grid_id: str) -> str:
         return f"Grid {grid_id}"
     config = members[0].config
     return (f"Grid {grid_id} · {len(members)} cells · {config.model.backbone} "
-            f"{effective_image_size(config.model)} px · {config.data.summary()}")
+            f"{config.model.effective_image_size} px · {config.data.summary()}")
 
 
 def grid_cells(grid_id: str) -> list[GridCell]:

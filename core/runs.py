@@ -31,15 +31,13 @@ import sys
 import time
 import urllib.parse
 import zipfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar, Iterator, Mapping
+from typing import Any, Iterator, Mapping
 
-from core.augment import AugmentConfig
-from core.config import Config, DataConfig, ModelConfig, TrainConfig, setting
+from core.config import RunConfig, TrainConfig
 from core.errors import ConfigError, DataHomeUnavailable, RunError
 from core.home import cannot_write, data_home, write_error
-from core.models import effective_epochs, effective_image_size
 
 QUEUED, RUNNING, COMPLETED, STOPPED, FAILED, INTERRUPTED = (
     "queued", "running", "completed", "stopped", "failed", "interrupted")
@@ -56,30 +54,6 @@ EPOCH_NOTE = "transfer_lab_epoch.json"  # inside a checkpoint's .keras archive: 
 BUSY_TIMEOUT_S = 30.0
 OWNER_ENV = "TRANSFER_LAB_WORKER_OWNER"
 ROOT = Path(__file__).resolve().parents[1]
-
-
-# ---------------------------------------------------------------------------------------------- the config
-
-@dataclass(frozen=True)
-class RunConfig(Config):
-    """Everything that defines a run; stored with it as JSON."""
-
-    nested: ClassVar[Mapping[str, type]] = {
-        "data": DataConfig, "augment": AugmentConfig, "model": ModelConfig, "train": TrainConfig}
-
-    name: str = setting("", "Run name", "Shown in the run list. Empty: made from the settings.")
-    data: DataConfig = field(default_factory=DataConfig)
-    augment: AugmentConfig = field(default_factory=AugmentConfig)
-    model: ModelConfig = field(default_factory=ModelConfig)
-    train: TrainConfig = field(default_factory=TrainConfig)
-
-    def validate(self) -> None:
-        if len(self.name) > 200:
-            raise ConfigError(f"Run name must be at most 200 characters (got {len(self.name)}).")
-
-    def display_name(self) -> str:
-        return self.name.strip() or (
-            f"{self.model.regime} {self.model.backbone} {effective_image_size(self.model)}px")
 
 
 # ---------------------------------------------------------------------------------------------- records
@@ -481,11 +455,11 @@ def check_parent(config: RunConfig) -> RunRecord | None:
         raise ConfigError(f"{named} has no saved model yet: let it finish at least one epoch, then fine-tune it.")
     parent_model, parent_data = parent.config.model, parent.config.data
     if parent_model.backbone != config.model.backbone or (
-            effective_image_size(parent_model) != effective_image_size(config.model)):
+            parent_model.effective_image_size != config.model.effective_image_size):
         raise ConfigError(
-            f"{named} trained {parent_model.backbone} at {effective_image_size(parent_model)} px, and a fine-tune "
+            f"{named} trained {parent_model.backbone} at {parent_model.effective_image_size} px, and a fine-tune "
             f"continues that network, so it keeps its backbone and image size (got {config.model.backbone} at "
-            f"{effective_image_size(config.model)} px). Leave them unset and they are taken from the frozen run.")
+            f"{config.model.effective_image_size} px). Leave them unset and they are taken from the frozen run.")
     same_data = (parent_data.source, parent_data.test_fraction, parent_data.seed) == (
         config.data.source, config.data.test_fraction, config.data.seed)
     if not same_data:
@@ -518,7 +492,7 @@ def create_run(config: RunConfig, launcher: str = BACKGROUND) -> str:
             "queued_at, epochs_planned, pid, pid_started) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (run_id, config.display_name(), config.model.regime, config.model.backbone,
              config.model.parent_run_id, config.to_json(), QUEUED, launcher, now, now,
-             effective_epochs(config.model, config.train), *owner))
+             config.effective_epochs, *owner))
     folder = run_folder(run_id)
     try:
         folder.mkdir(parents=True, exist_ok=True)
@@ -837,11 +811,10 @@ def wait_until_finished(run_id: str, timeout_s: float = 600.0, poll_s: float = 0
 
 def config_summary(config: RunConfig) -> dict[str, Any]:
     """The numbers a run will really use, with regime defaults filled in (for pages and the CLI)."""
-    from core.models import effective_learning_rate, effective_weight_decay, effective_weights
 
     return {"backbone": config.model.backbone, "regime": config.model.regime,
-            "image_size": effective_image_size(config.model), "weights": effective_weights(config.model),
-            "epochs": effective_epochs(config.model, config.train), "batch_size": config.train.batch_size,
-            "learning_rate": effective_learning_rate(config.model, config.train),
-            "weight_decay": effective_weight_decay(config.model, config.train)}
+            "image_size": config.model.effective_image_size, "weights": config.model.effective_weights,
+            "epochs": config.effective_epochs, "batch_size": config.train.batch_size,
+            "learning_rate": config.effective_learning_rate,
+            "weight_decay": config.effective_weight_decay}
 

@@ -24,13 +24,13 @@ import os
 import sys
 from typing import Any, Sequence
 
-from core.augment import DEFAULT_PRESET, PRESETS
-from core.config import DATA_SOURCE_HELP, MIXED_PRECISION_CHOICES, DataConfig, ModelConfig, TrainConfig
+from core.config import (AUGMENT_PRESETS, DATA_SOURCE_HELP, MIXED_PRECISION_CHOICES, DataConfig, ModelConfig, RunConfig,
+                         TrainConfig)
 from core.errors import TransferLabError
-from core.models import BACKBONES, REGIMES, WEIGHT_CHOICES_HELP
 from core.preflight import check_run
 from core import runs
-from core.runs import METRICS, RunConfig, finetune_config
+from core.runs import METRICS, finetune_config
+from core.catalog import BACKBONES, DEFAULT_AUGMENT_PRESET, REGIMES, WEIGHT_CHOICES_HELP
 
 # flag -> (config section, field); a flag left out keeps the default (or, for a fine-tune, the parent's value).
 FLAGS: dict[str, tuple[str, str]] = {
@@ -58,8 +58,8 @@ def parser() -> argparse.ArgumentParser:
     data.add_argument("--max-train-images", type=int, metavar="N", help="Use at most N training images.")
     data.add_argument("--max-test-images", type=int, metavar="N", help="Use at most N test images.")
     data.add_argument("--data-seed", type=int, metavar="N", help="Fixes the split and the subset (default 0).")
-    data.add_argument("--augment", choices=sorted(PRESETS), metavar="PRESET",
-                      help=f"Augmentation preset: {', '.join(sorted(PRESETS))} (default {DEFAULT_PRESET}).")
+    data.add_argument("--augment", choices=sorted(AUGMENT_PRESETS), metavar="PRESET",
+                      help=f"Augmentation preset: {', '.join(sorted(AUGMENT_PRESETS))} (default {DEFAULT_AUGMENT_PRESET}).")
     model = p.add_argument_group("model")
     model.add_argument("--backbone", choices=list(BACKBONES), metavar="NAME",
                        help=f"One of {', '.join(BACKBONES)} (default EfficientNetB0).")
@@ -99,7 +99,7 @@ def build_config(args: argparse.Namespace) -> RunConfig:
     for flag, (section, name) in FLAGS.items():
         if flag in given:
             sections[section][name] = given[flag]
-    augment = PRESETS[given.get("augment", DEFAULT_PRESET)]
+    augment = AUGMENT_PRESETS[given.get("augment", DEFAULT_AUGMENT_PRESET)]
     if base is None:
         return RunConfig(name=given.get("name", ""), data=DataConfig(**sections["data"]),
                          augment=augment, model=ModelConfig(**sections["model"]),

@@ -41,10 +41,8 @@ from core.augment import build_augmenter
 from core.data import Splits, load_splits
 from core.errors import ConfigError, RunError, TransferLabError
 from core.home import FULL, READ_ONLY, cannot_write, home_path
-from core.models import (build_model, compile_model, effective_epochs, effective_image_size,
-                         effective_learning_rate, effective_weight_decay, load_saved_model, parameter_counts,
-                         unfreeze_for_finetune)
-from core.runs import RunConfig
+from core.models import build_model, compile_model, load_saved_model, parameter_counts, unfreeze_for_finetune
+from core.config import RunConfig
 
 Progress = Callable[[int, int, str], None]
 
@@ -307,8 +305,7 @@ def _model_for(config: RunConfig, run_id: str | None, num_classes: int, done: in
         unfrozen = unfreeze_for_finetune(model, model_cfg.unfreeze_top_layers, model_cfg.unfreeze_from_block)
     else:
         model = build_model(model_cfg, num_classes)
-    compile_model(model, effective_learning_rate(model_cfg, config.train),
-                  effective_weight_decay(model_cfg, config.train), jit_compile=jit_compile)
+    compile_model(model, config.effective_learning_rate, config.effective_weight_decay, jit_compile=jit_compile)
     return model, unfrozen
 
 
@@ -326,11 +323,11 @@ def train(config: RunConfig, run_id: str | None, strategy: Any, device: str, *,
     precision = devices.apply_precision(train_cfg.mixed_precision)
     keras.utils.set_random_seed(train_cfg.seed)
     note("loading data")
-    image_size = effective_image_size(model_cfg)
+    image_size = model_cfg.effective_image_size
     splits: Splits = load_splits(config.data, image_size, progress=progress)
     info = splits.info
     done = checkpoints.epochs_done(run_id) if run_id else 0
-    epochs = effective_epochs(model_cfg, train_cfg)
+    epochs = config.effective_epochs
     if stop_asked():
         return last_recorded(run_id), True
 
@@ -400,7 +397,7 @@ def friendly_error(error: BaseException, config: RunConfig | None = None) -> str
     if isinstance(error, MemoryError) or type(error).__name__ == "ResourceExhaustedError" or "OOM" in text:
         what = ""
         if config is not None:
-            what = (f" training {config.model.backbone} at {effective_image_size(config.model)} px with batch size "
+            what = (f" training {config.model.backbone} at {config.model.effective_image_size} px with batch size "
                     f"{config.train.batch_size}")
         return f"Ran out of memory{what}. Lower the batch size or the image size, then resume or start again."
     first = text.splitlines()[0] if text else ""

@@ -9,13 +9,13 @@ copied to a second tab opens with the same choices.
 
 import streamlit as st
 
-from core.augment import DEFAULT_PRESET, PRESETS, AugmentConfig
-from core.config import Config, DataConfig
+from core.config import AUGMENT_PRESETS, AugmentConfig, Config, DataConfig
 from core.errors import ConfigError
+from core.catalog import DEFAULT_AUGMENT_PRESET
 
 DATA_CONFIG, AUGMENT_CONFIG, WATCHED_RUN = "shared.data_config", "shared.augment_config", "shared.watched_run"
 URL_KEYS = {DATA_CONFIG: "data", AUGMENT_CONFIG: "augment", WATCHED_RUN: "run"}
-DEFAULT_AUGMENT = PRESETS[DEFAULT_PRESET]
+DEFAULT_AUGMENT = AUGMENT_PRESETS[DEFAULT_AUGMENT_PRESET]
 
 
 def _from_url(key: str, cls: type[Config], default: Config) -> Config:
@@ -25,7 +25,7 @@ def _from_url(key: str, cls: type[Config], default: Config) -> Config:
         config = default
         if text:
             try:
-                config = PRESETS[text] if cls is AugmentConfig and text in PRESETS else cls.from_query(text)
+                config = AUGMENT_PRESETS[text] if cls is AugmentConfig and text in AUGMENT_PRESETS else cls.from_query(text)
             except ConfigError:
                 config = default  # a hand-edited or outdated URL: start from the defaults
         st.session_state[key] = config
@@ -54,7 +54,7 @@ def augment_config() -> AugmentConfig:
 
 def set_augment_config(config: AugmentConfig) -> None:
     st.session_state[AUGMENT_CONFIG] = config
-    preset = next((name for name, values in PRESETS.items() if values == config), None)  # short URLs
+    preset = next((name for name, values in AUGMENT_PRESETS.items() if values == config), None)  # short URLs
     _to_url(AUGMENT_CONFIG, None if config == DEFAULT_AUGMENT else (preset or config.to_query()))
 
 

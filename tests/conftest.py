@@ -1,3 +1,4 @@
+from core.config import RunConfig
 """Shared fixtures: every test writes into its own data directory, never the developer's."""
 
 import os
@@ -69,7 +70,7 @@ def train_tiny_run(home: Path, *, name: str, test_images: int) -> str:
 
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("TRANSFER_LAB_HOME", str(home))
-        config = runs.RunConfig(name=name,
+        config = RunConfig(name=name,
                                 data=DataConfig(source="demo", max_train_images=36, max_test_images=test_images),
                                 augment=PRESETS["none"],
                                 model=ModelConfig(regime="frozen", weights="none", image_size=32),

@@ -11,9 +11,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from core.augment import (DEFAULT_PRESET, PRESETS, TEACHING_NOTES, TRANSFORMS, AugmentConfig, augment_batch,
-                          build_augmenter, enabled_transforms, matching_preset, preview, preview_each_transform)
+from core.augment import augment_batch, build_augmenter, preview, preview_each_transform
 from core.errors import ConfigError, ImageUnreadable
+from core.catalog import DEFAULT_AUGMENT_PRESET, TEACHING_NOTES, TRANSFORMS
+from core.config import AUGMENT_PRESETS, AugmentConfig
 
 REPO = Path(__file__).resolve().parents[1]
 ALL_OFF = {row.switch: False for row in TRANSFORMS}
@@ -25,8 +26,8 @@ STRONGEST = AugmentConfig(rotation=0.5, translation_height=0.5, translation_widt
 def only(key: str, **strengths: object) -> AugmentConfig:
     """A config with one transformation switched on, at the strong preset's strength unless given."""
     row = next(r for r in TRANSFORMS if r.key == key)
-    values = {f: getattr(PRESETS["strong"], f) for f in row.strengths + row.options}
-    return dataclasses.replace(PRESETS["strong"], **{**ALL_OFF, row.switch: True, **values, **strengths})
+    values = {f: getattr(AUGMENT_PRESETS["strong"], f) for f in row.strengths + row.options}
+    return dataclasses.replace(AUGMENT_PRESETS["strong"], **{**ALL_OFF, row.switch: True, **values, **strengths})
 
 
 @pytest.fixture(scope="module")
@@ -54,26 +55,26 @@ def test_config_module_imports_without_tensorflow() -> None:
 
 
 def test_default_config_is_the_notebook_preset() -> None:
-    assert DEFAULT_PRESET == "notebook"
-    assert AugmentConfig() == PRESETS["notebook"]
-    assert enabled_transforms(AugmentConfig()) == ["Rotation", "Translation", "Flip", "Contrast"]
+    assert DEFAULT_AUGMENT_PRESET == "notebook"
+    assert AugmentConfig() == AUGMENT_PRESETS["notebook"]
+    assert AugmentConfig().enabled_transforms() == ["Rotation", "Translation", "Flip", "Contrast"]
     assert AugmentConfig().summary() == "notebook preset: rotation 0.15, translation 0.1/0.1, flip both, contrast 0.1"
 
 
 def test_every_preset_is_recognised_and_described() -> None:
-    for name, cfg in PRESETS.items():
-        assert matching_preset(cfg) == name
+    for name, cfg in AUGMENT_PRESETS.items():
+        assert cfg.matching_preset() == name
         assert cfg.summary().startswith(f"{name} preset: ")
-    assert PRESETS["none"].summary() == "none preset: no augmentation"
-    assert enabled_transforms(PRESETS["none"]) == []
+    assert AUGMENT_PRESETS["none"].summary() == "none preset: no augmentation"
+    assert AUGMENT_PRESETS["none"].enabled_transforms() == []
 
 
 def test_preset_match_ignores_seed_and_sliders_of_switched_off_transforms() -> None:
-    assert matching_preset(PRESETS["notebook"].replace(seed=99, zoom=0.7, noise_std=50.0)) == "notebook"
-    assert matching_preset(PRESETS["notebook"].replace(rotation_on=False, rotation=0.0)) is None
-    assert matching_preset(PRESETS["none"].replace(rotation_on=True, rotation=0.0)) == "none"
-    custom = PRESETS["notebook"].replace(rotation=0.2)
-    assert matching_preset(custom) is None
+    assert AUGMENT_PRESETS["notebook"].replace(seed=99, zoom=0.7, noise_std=50.0).matching_preset() == "notebook"
+    assert AUGMENT_PRESETS["notebook"].replace(rotation_on=False, rotation=0.0).matching_preset() is None
+    assert AUGMENT_PRESETS["none"].replace(rotation_on=True, rotation=0.0).matching_preset() == "none"
+    custom = AUGMENT_PRESETS["notebook"].replace(rotation=0.2)
+    assert custom.matching_preset() is None
     assert custom.summary() == "custom: rotation 0.2, translation 0.1/0.1, flip both, contrast 0.1"
 
 
@@ -90,7 +91,7 @@ def test_impossible_values_are_rejected_naming_the_field(field: str, value: obje
 
 
 def test_config_survives_json_and_rejects_unknown_settings() -> None:
-    cfg = PRESETS["strong"].replace(seed=5)
+    cfg = AUGMENT_PRESETS["strong"].replace(seed=5)
     assert AugmentConfig.from_json(cfg.to_json()) == cfg
     with pytest.raises(ConfigError, match="blur"):
         AugmentConfig.from_dict({"blur": 3})
@@ -124,7 +125,7 @@ def test_every_transformation_has_a_one_sentence_teaching_note() -> None:
 def test_notebook_preset_builds_exactly_the_notebook_layers() -> None:
     import keras
 
-    layers = build_augmenter(PRESETS["notebook"]).layers
+    layers = build_augmenter(AUGMENT_PRESETS["notebook"]).layers
     assert type(layers[-1]).__name__ == "ClipPixels"
     rotation, translation, flip, contrast = layers[:-1]
     assert isinstance(rotation, keras.layers.RandomRotation) and rotation.factor == (-0.15, 0.15)
@@ -152,7 +153,7 @@ def test_each_transformation_is_the_exact_identity_when_off_or_at_strength_zero(
         assert np.array_equal(run(neutral, images), images.astype(np.float32))
 
 
-@pytest.mark.parametrize("cfg", [*PRESETS.values(), STRONGEST], ids=[*PRESETS, "strongest"])
+@pytest.mark.parametrize("cfg", [*AUGMENT_PRESETS.values(), STRONGEST], ids=[*AUGMENT_PRESETS, "strongest"])
 def test_output_is_float_pixels_of_the_same_shape(cfg: AugmentConfig, images: np.ndarray) -> None:
     extremes = np.concatenate([images, np.zeros_like(images[:1]), np.full_like(images[:1], 255)])
     out = run(cfg, extremes)
@@ -161,7 +162,7 @@ def test_output_is_float_pixels_of_the_same_shape(cfg: AugmentConfig, images: np
 
 
 def test_same_seed_gives_the_same_augmentation_and_another_seed_does_not(images: np.ndarray) -> None:
-    cfg = PRESETS["strong"].replace(seed=3)
+    cfg = AUGMENT_PRESETS["strong"].replace(seed=3)
     assert np.array_equal(run(cfg, images), run(cfg, images))
     assert not np.array_equal(run(cfg, images), run(cfg.replace(seed=4), images))
 
@@ -173,7 +174,7 @@ def test_switching_one_transformation_does_not_change_what_the_others_draw(image
 
 
 def test_one_augmenter_takes_batches_of_any_size_and_resolution(images: np.ndarray) -> None:
-    augmenter = build_augmenter(PRESETS["strong"])
+    augmenter = build_augmenter(AUGMENT_PRESETS["strong"])
     assert augment_batch(augmenter, images[:2, :32, :32]).shape == (2, 32, 32, 3)
     assert augment_batch(augmenter, images).shape == images.shape
 
@@ -211,7 +212,7 @@ def test_downsampling_removes_fine_detail(images: np.ndarray) -> None:
 def test_training_pipeline_map_augments_batches_in_graph_mode(images: np.ndarray) -> None:
     import tensorflow as tf
 
-    augmenter = build_augmenter(PRESETS["strong"])
+    augmenter = build_augmenter(AUGMENT_PRESETS["strong"])
     labels = np.arange(len(images))
     ds = (tf.data.Dataset.from_tensor_slices((images, labels)).batch(4)
           .map(lambda x, y: (augmenter(x, training=True), y), num_parallel_calls=tf.data.AUTOTUNE))
@@ -227,7 +228,7 @@ def test_augmenter_inside_a_model_trains_saves_and_loads(images: np.ndarray, tmp
     import keras
 
     inputs = keras.Input((40, 48, 3))
-    x = build_augmenter(PRESETS["strong"])(inputs)
+    x = build_augmenter(AUGMENT_PRESETS["strong"])(inputs)
     x = keras.layers.GlobalAveragePooling2D()(x)
     model = keras.Model(inputs, keras.layers.Dense(2, activation="softmax")(x))
     model.compile("adam", "categorical_crossentropy")
@@ -243,7 +244,7 @@ def test_augmenter_inside_a_model_trains_saves_and_loads(images: np.ndarray, tmp
 def test_a_saved_model_with_augmentation_loads_in_a_new_process(images: np.ndarray, tmp_path: Path) -> None:
     import keras
 
-    model = keras.Sequential([keras.Input((40, 48, 3)), build_augmenter(PRESETS["strong"]),
+    model = keras.Sequential([keras.Input((40, 48, 3)), build_augmenter(AUGMENT_PRESETS["strong"]),
                               keras.layers.GlobalAveragePooling2D()])
     path = tmp_path / "model.keras"
     model.save(path)
@@ -259,15 +260,15 @@ def test_a_saved_model_with_augmentation_loads_in_a_new_process(images: np.ndarr
 
 def test_preview_gives_n_reproducible_uint8_pictures(images: np.ndarray) -> None:
     picture = images[0]
-    shown = preview(picture, PRESETS["strong"], 5)
+    shown = preview(picture, AUGMENT_PRESETS["strong"], 5)
     assert len(shown) == 5 and all(p.dtype == np.uint8 and p.shape == picture.shape for p in shown)
-    assert all(np.array_equal(a, b) for a, b in zip(shown, preview(picture, PRESETS["strong"], 5)))
+    assert all(np.array_equal(a, b) for a, b in zip(shown, preview(picture, AUGMENT_PRESETS["strong"], 5)))
     assert len({p.tobytes() for p in shown}) == 5
     assert len(preview(picture)) == 9
 
 
 def test_preview_without_augmentation_returns_the_picture_unchanged(images: np.ndarray) -> None:
-    assert all(np.array_equal(p, images[0]) for p in preview(images[0], PRESETS["none"], 3))
+    assert all(np.array_equal(p, images[0]) for p in preview(images[0], AUGMENT_PRESETS["none"], 3))
 
 
 def test_preview_accepts_grey_pictures_and_explains_unusable_input(images: np.ndarray) -> None:
@@ -282,9 +283,9 @@ def test_preview_accepts_grey_pictures_and_explains_unusable_input(images: np.nd
 
 def test_one_at_a_time_preview_labels_each_enabled_transformation(images: np.ndarray) -> None:
     picture = images[0]
-    shown = preview_each_transform(picture, PRESETS["strong"])
-    assert [label for label, _ in shown] == enabled_transforms(PRESETS["strong"])
+    shown = preview_each_transform(picture, AUGMENT_PRESETS["strong"])
+    assert [label for label, _ in shown] == AUGMENT_PRESETS["strong"].enabled_transforms()
     for label, version in shown:
         assert version.dtype == np.uint8 and version.shape == picture.shape
         assert not np.array_equal(version, picture), label
-    assert preview_each_transform(picture, PRESETS["none"]) == []
+    assert preview_each_transform(picture, AUGMENT_PRESETS["none"]) == []

@@ -11,10 +11,8 @@ import pytest
 
 import faults
 from core import runs
-from core.augment import PRESETS
-from core.config import DataConfig, ModelConfig, TrainConfig
-from core.models import LITE0
-from core.runs import RunConfig
+from core.config import AUGMENT_PRESETS, DataConfig, ModelConfig, RunConfig, TrainConfig
+from core.catalog import LITE0
 
 keras = pytest.importorskip("keras")
 training = pytest.importorskip("core.training")
@@ -30,7 +28,7 @@ QUICK_PATHS = [pytest.param("full backbone", marks=pytest.mark.slow), "cached fe
 
 def tiny_config(feature_cache: bool, epochs: int) -> RunConfig:
     return RunConfig(data=DataConfig(source="demo", max_train_images=TRAIN_IMAGES, max_test_images=8),
-                     augment=PRESETS["none"],
+                     augment=AUGMENT_PRESETS["none"],
                      model=ModelConfig(backbone=LITE0, regime="frozen", weights="none", image_size=32),
                      train=TrainConfig(epochs=epochs, batch_size=BATCH, learning_rate=1e-2,
                                        feature_cache=feature_cache, cached_views=1))

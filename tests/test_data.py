@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from core import data, demo
-from core.config import DataConfig
+from core.config import DataConfig, RunConfig
 from core.errors import DataUnavailable
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -237,7 +237,7 @@ def test_one_image_per_class_is_refused_on_the_notebook_and_the_cached_path_alik
 
     errors = []
     for cached in (False, True):
-        run = runs.RunConfig(data=config, augment=PRESETS["none"],
+        run = RunConfig(data=config, augment=PRESETS["none"],
                              model=ModelConfig(regime="frozen", weights="none", image_size=32),
                              train=TrainConfig(epochs=1, batch_size=2, feature_cache=cached))
         run_id = runs.create_run(run, runs.FOREGROUND)

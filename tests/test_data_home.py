@@ -13,10 +13,8 @@ import pytest
 
 import faults
 from core import home, runs
-from core.augment import PRESETS
-from core.config import DataConfig, ModelConfig, TrainConfig
+from core.config import AUGMENT_PRESETS, DataConfig, ModelConfig, RunConfig, TrainConfig
 from core.errors import DataHomeUnavailable
-from core.runs import RunConfig
 
 TRAIN_ARGS = ["-m", "core.train", "--dataset", "demo", "--regime", "frozen", "--weights", "none",
               "--image-size", "32", "--epochs", "1", "--max-train-images", "8", "--max-test-images", "8"]
@@ -24,7 +22,7 @@ TRAIN_ARGS = ["-m", "core.train", "--dataset", "demo", "--regime", "frozen", "--
 
 def config(name: str) -> RunConfig:
     return RunConfig(name=name, data=DataConfig(source="demo", max_train_images=16, max_test_images=8),
-                     augment=PRESETS["none"], model=ModelConfig(regime="frozen", weights="none", image_size=32),
+                     augment=AUGMENT_PRESETS["none"], model=ModelConfig(regime="frozen", weights="none", image_size=32),
                      train=TrainConfig(epochs=3, batch_size=8))
 
 

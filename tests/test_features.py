@@ -9,10 +9,8 @@ import numpy as np
 import pytest
 
 from core import demo, features, runs
-from core.augment import PRESETS
-from core.config import DataConfig, ModelConfig, TrainConfig
-from core.models import LITE0
-from core.runs import RunConfig
+from core.config import AUGMENT_PRESETS, DataConfig, ModelConfig, RunConfig, TrainConfig
+from core.catalog import LITE0
 
 tf = pytest.importorskip("tensorflow")
 keras = pytest.importorskip("keras")
@@ -22,7 +20,7 @@ TINY_DATA = DataConfig(source="demo", max_train_images=27, max_test_images=9)
 
 
 def tiny_config(*, augment: str = "none", epochs: int = 2, views: int = 2, **train) -> RunConfig:
-    return RunConfig(data=TINY_DATA, augment=PRESETS[augment],
+    return RunConfig(data=TINY_DATA, augment=AUGMENT_PRESETS[augment],
                      model=ModelConfig(backbone=LITE0, regime="frozen", weights="none", image_size=32),
                      train=TrainConfig(epochs=epochs, batch_size=4, learning_rate=1e-2, cached_views=views, **train))
 
@@ -104,18 +102,18 @@ def test_augmented_views_differ_from_each_other_and_are_the_same_every_time_they
 
 def test_the_key_follows_every_input_of_the_features_and_no_training_setting(frozen_model):
     base = features.FeatureSource(data=TINY_DATA, split="train", backbone=LITE0, weights="imagenet@abc",
-                                  image_size=32, augment=PRESETS["notebook"], view=0)
+                                  image_size=32, augment=AUGMENT_PRESETS["notebook"], view=0)
     changed = {
         "data": TINY_DATA.replace(max_train_images=28), "split": "test", "backbone": "EfficientNetB0",
-        "weights": "none@def", "image_size": 64, "augment": PRESETS["strong"], "view": 1,
+        "weights": "none@def", "image_size": 64, "augment": AUGMENT_PRESETS["strong"], "view": 1,
         "data_fingerprint": "other files", "compute_dtype": "float16",
     }
     keys = {base.key} | {dataclasses.replace(base, **{name: value}).key for name, value in changed.items()}
     assert len(keys) == 1 + len(changed)
     assert dataclasses.replace(base, data=TINY_DATA.replace(max_test_images=10)).key == base.key  # the other split's
-    assert dataclasses.replace(base, augment=PRESETS["notebook"].replace(seed=1)).key != base.key
+    assert dataclasses.replace(base, augment=AUGMENT_PRESETS["notebook"].replace(seed=1)).key != base.key
     unaugmented = dataclasses.replace(base, augment=None)
-    assert dataclasses.replace(base, augment=PRESETS["none"], view=3).key == unaugmented.key
+    assert dataclasses.replace(base, augment=AUGMENT_PRESETS["none"], view=3).key == unaugmented.key
 
     config = tiny_config(augment="notebook")
     train_keys, test_key = features.feature_sources(config, frozen_model)

@@ -5,12 +5,10 @@ import re
 import numpy as np
 import pytest
 
-from core.config import ModelConfig, TrainConfig
+from core.config import ModelConfig, RunConfig, TrainConfig
 from core.errors import ConfigError, WeightsUnavailable
-from core.models import (BACKBONES, REGIMES, build_model, compile_model, effective_epochs, effective_image_size,
-                         effective_learning_rate, effective_weight_decay, effective_weights,
-                         imagenet_weights_available, keras_weights_dir, layers_to_unfreeze, parameter_counts,
-                         unfreeze_for_finetune, weights_file_name)
+from core.models import build_model, compile_model, layers_to_unfreeze, parameter_counts, unfreeze_for_finetune
+from core.catalog import BACKBONES, REGIMES, imagenet_weights_available, keras_weights_dir, weights_file_name
 
 NOTEBOOK_RESOLUTIONS = {"EfficientNetB0": 224, "EfficientNetB1": 240, "EfficientNetB2": 260, "EfficientNetB3": 300,
                         "EfficientNetB4": 380, "EfficientNetB5": 456, "EfficientNetB6": 528, "EfficientNetB7": 600}
@@ -67,16 +65,17 @@ def test_regime_defaults_are_the_notebooks():
 
 def test_empty_settings_resolve_to_regime_and_backbone_defaults():
     model, train = ModelConfig(backbone="EfficientNetB3", regime="scratch"), TrainConfig()
-    assert effective_image_size(model) == 300
-    assert effective_weights(model) == "none"
-    assert effective_learning_rate(model, train) == 1e-3
-    assert effective_weight_decay(model, train) == 0.0
-    assert effective_epochs(model, train) == 30
+    run = RunConfig(model=model, train=train)
+    assert model.effective_image_size == 300
+    assert model.effective_weights == "none"
+    assert run.effective_learning_rate == 1e-3
+    assert run.effective_weight_decay == 0.0
+    assert run.effective_epochs == 30
     explicit = TrainConfig(epochs=2, learning_rate=0.05, weight_decay=0.0)
-    assert (effective_epochs(model, explicit), effective_learning_rate(model, explicit)) == (2, 0.05)
-    assert effective_weight_decay(ModelConfig(), explicit) == 0.0
-    assert effective_weights(ModelConfig()) == "imagenet"
-    assert effective_image_size(ModelConfig(image_size=64)) == 64
+    assert (run.replace(train=explicit).effective_epochs, run.replace(train=explicit).effective_learning_rate) == (2, 0.05)
+    assert RunConfig(train=explicit).effective_weight_decay == 0.0
+    assert ModelConfig().effective_weights == "imagenet"
+    assert ModelConfig(image_size=64).effective_image_size == 64
 
 
 # ---------------------------------------------------------------------------------------------- configs

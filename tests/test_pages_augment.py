@@ -1,3 +1,4 @@
+from core.config import AUGMENT_PRESETS
 """The Augment page through AppTest: sliders drive the grid and the config the Train page reads."""
 
 import io
@@ -7,7 +8,6 @@ import numpy as np
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
-from core.augment import PRESETS
 
 APP = str(Path(__file__).resolve().parents[1] / "dashboard" / "app.py")
 STATE = "shared.augment_config"
@@ -27,7 +27,7 @@ def grid_images(at: AppTest) -> list:
 
 def test_defaults_to_the_notebook_preset_with_original_and_nine_versions(demo_home):
     at = open_augment()
-    assert at.session_state[STATE] == PRESETS["notebook"]
+    assert at.session_state[STATE] == AUGMENT_PRESETS["notebook"]
     assert len(at.get("image")) == 10  # original + 3 x 3
     assert any("notebook preset" in i.value for i in at.info)
 
@@ -50,8 +50,8 @@ def test_the_preset_box_follows_the_sliders_and_any_preset_loads_again(demo_home
     assert at.selectbox(key="augment_preset").value == "custom"  # the box agrees with the summary
     at.selectbox(key="augment_preset").set_value("notebook").run()  # the preset last picked, picked again
     assert not at.exception
-    assert at.slider(key="augment_rotation").value == PRESETS["notebook"].rotation
-    assert at.session_state[STATE] == PRESETS["notebook"]
+    assert at.slider(key="augment_rotation").value == AUGMENT_PRESETS["notebook"].rotation
+    assert at.session_state[STATE] == AUGMENT_PRESETS["notebook"]
     assert at.selectbox(key="augment_preset").value == "notebook"
     assert any("notebook preset" in i.value for i in at.info)
     at.toggle(key="augment_contrast_on").set_value(False).run()
@@ -64,7 +64,7 @@ def test_preset_none_switches_everything_off(demo_home):
     at = open_augment()
     at.selectbox(key="augment_preset").set_value("none").run()
     assert not at.exception
-    assert at.session_state[STATE] == PRESETS["none"]
+    assert at.session_state[STATE] == AUGMENT_PRESETS["none"]
     assert any("Every transformation is off" in w.value for w in at.warning)
 
 

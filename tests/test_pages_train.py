@@ -8,7 +8,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from core import demo, grid, runs
-from core.config import DataConfig
+from core.config import DataConfig, RunConfig
 
 APP = str(Path(__file__).resolve().parents[1] / "dashboard" / "app.py")
 TINY_DATA = DataConfig(source="demo", max_train_images=36, max_test_images=18)
@@ -189,8 +189,7 @@ def test_a_fine_tune_takes_its_network_and_data_from_the_frozen_run(tiny_run, tr
 
 
 def models_size(record) -> int:
-    from core.models import effective_image_size
-    return effective_image_size(record.config.model)
+    return record.config.model.effective_image_size
 
 
 def test_choices_survive_a_refresh_through_the_url():
@@ -218,7 +217,7 @@ def test_choices_survive_a_refresh_through_the_url():
 
 
 def test_a_run_stopped_before_its_first_epoch_does_not_promise_a_checkpoint():
-    run_id = runs.create_run(runs.RunConfig(data=TINY_DATA))
+    run_id = runs.create_run(RunConfig(data=TINY_DATA))
     runs.request_stop(run_id)  # queued: stopped at once, no epoch, no checkpoint
     at = open_train()
     assert any("no checkpoint yet" in w.value for w in at.warning), [w.value for w in at.warning]

@@ -15,6 +15,7 @@ from PIL import Image
 from core import imagenet, predict
 from core.errors import ConfigError, RunError
 from core.images import DecodeLimits, decode_image
+from core.config import RunConfig
 from test_images import STORED_FOR_ORIENTATION, encode, noise, png_declaring, quadrants, with_orientation
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -362,7 +363,7 @@ def register_run(model_file: Path | None, *, source: str = "demo", class_names: 
     from core import runs
     from core.config import DataConfig, ModelConfig
 
-    config = runs.RunConfig(name="bars run", data=DataConfig(source=source), model=ModelConfig(image_size=SIZE))
+    config = RunConfig(name="bars run", data=DataConfig(source=source), model=ModelConfig(image_size=SIZE))
     run_id = runs.create_run(config)
     folder = runs.run_folder(run_id)
     if model_file is not None:

@@ -11,16 +11,14 @@ import time
 import pytest
 
 from core import runs
-from core.augment import PRESETS
-from core.config import DataConfig, ModelConfig, TrainConfig
+from core.config import AUGMENT_PRESETS, DataConfig, ModelConfig, RunConfig, TrainConfig
 from core.errors import ConfigError, RunError
-from core.runs import RunConfig
 
 
 def config(**model) -> RunConfig:
     model = {"regime": "frozen", "weights": "none", "image_size": 32, **model}
     return RunConfig(data=DataConfig(source="demo", max_train_images=16, max_test_images=8),
-                     augment=PRESETS["none"], model=ModelConfig(**model), train=TrainConfig(epochs=3, batch_size=8))
+                     augment=AUGMENT_PRESETS["none"], model=ModelConfig(**model), train=TrainConfig(epochs=3, batch_size=8))
 
 
 @pytest.fixture
@@ -56,11 +54,11 @@ def set_running(run_id: str, pid: int) -> None:
 
 def test_run_config_round_trips_through_json_with_its_nested_configs():
     original = RunConfig(name="dogs", data=DataConfig(source="folder:/photos", max_train_images=100),
-                         augment=PRESETS["strong"], model=ModelConfig(regime="scratch", image_size=64),
+                         augment=AUGMENT_PRESETS["strong"], model=ModelConfig(regime="scratch", image_size=64),
                          train=TrainConfig(epochs=2, learning_rate=0.01))
     again = RunConfig.from_json(original.to_json())
     assert again == original
-    assert isinstance(again.model, ModelConfig) and isinstance(again.augment, type(PRESETS["strong"]))
+    assert isinstance(again.model, ModelConfig) and isinstance(again.augment, type(AUGMENT_PRESETS["strong"]))
 
 
 def test_a_run_without_a_name_is_named_after_its_settings():

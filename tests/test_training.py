@@ -11,9 +11,7 @@ import numpy as np
 import pytest
 
 from core import demo, runs
-from core.augment import PRESETS
-from core.config import DataConfig, ModelConfig, TrainConfig
-from core.runs import RunConfig
+from core.config import AUGMENT_PRESETS, DataConfig, ModelConfig, RunConfig, TrainConfig
 
 tf = pytest.importorskip("tensorflow")
 keras = pytest.importorskip("keras")
@@ -26,7 +24,7 @@ def demo_config(regime: str = "frozen", *, epochs: int = 1, train_images: int = 
     way); the frozen regime's cached-features path has its own tests in test_features.py."""
     weights = {} if regime == "finetune" else {"weights": "none"}
     return RunConfig(data=DataConfig(source="demo", max_train_images=train_images, max_test_images=16),
-                     augment=PRESETS["notebook"], model=ModelConfig(regime=regime, image_size=32, **weights, **model),
+                     augment=AUGMENT_PRESETS["notebook"], model=ModelConfig(regime=regime, image_size=32, **weights, **model),
                      train=TrainConfig(epochs=epochs, batch_size=batch_size, feature_cache=False))
 
 
@@ -93,7 +91,7 @@ def test_training_batches_are_augmented_one_hot_and_test_batches_are_untouched()
     labels = np.arange(10, dtype="int64") % 3
     source = tf.data.Dataset.from_tensor_slices((images, labels))
     train = training.training_pipeline(source, num_train=10, num_classes=3, image_size=32, batch_size=4,
-                                       augment=PRESETS["notebook"], seed=1)
+                                       augment=AUGMENT_PRESETS["notebook"], seed=1)
     sizes, seen = [], []
     for x, y in train:
         assert x.dtype == tf.float32 and y.shape[1:] == (3,)

@@ -19,10 +19,8 @@ from pathlib import Path
 import pytest
 
 from core import demo, evaluation, runs
-from core.augment import PRESETS
-from core.config import DataConfig, ModelConfig, TrainConfig
-from core.models import LITE0
-from core.runs import RunConfig
+from core.config import AUGMENT_PRESETS, DataConfig, ModelConfig, RunConfig, TrainConfig
+from core.catalog import LITE0
 
 pytest.importorskip("tensorflow")
 training = pytest.importorskip("core.training")
@@ -88,7 +86,7 @@ def link_demo(home: Path, folder: Path) -> None:
 
 
 def demo_config(weights: str) -> RunConfig:
-    return RunConfig(data=DEMO_DATA, augment=PRESETS["none"],
+    return RunConfig(data=DEMO_DATA, augment=AUGMENT_PRESETS["none"],
                      model=ModelConfig(backbone=LITE0, regime="frozen", weights=weights, image_size=DEMO_SIZE),
                      train=DEMO_TRAIN)
 
@@ -132,7 +130,7 @@ def test_fine_tuning_keeps_the_pretrained_lead(demo_arms):
 def dogs_config(dogs10: Path, model: ModelConfig, train: TrainConfig) -> RunConfig:
     return RunConfig(data=DataConfig(source=f"folder:{dogs10}", max_train_images=DOGS_TRAIN_IMAGES,
                                      max_test_images=DOGS_TEST_IMAGES),
-                     augment=PRESETS["none"], model=model, train=train)
+                     augment=AUGMENT_PRESETS["none"], model=model, train=train)
 
 
 def test_a_frozen_pretrained_lite0_head_passes_80_percent_on_real_dog_photos(dogs10):

@@ -10,9 +10,7 @@ import pytest
 from PIL import Image
 
 from core import runs
-from core.augment import PRESETS
-from core.config import DataConfig, ModelConfig, TrainConfig
-from core.runs import RunConfig
+from core.config import AUGMENT_PRESETS, DataConfig, ModelConfig, RunConfig, TrainConfig
 
 pytest.importorskip("tensorflow")
 
@@ -39,7 +37,7 @@ def photos(tmp_path_factory) -> Path:
 
 
 def folder_run(photos: Path, *, epochs: int, name: str = "") -> RunConfig:
-    return RunConfig(name=name, data=DataConfig(source=f"folder:{photos}"), augment=PRESETS["notebook"],
+    return RunConfig(name=name, data=DataConfig(source=f"folder:{photos}"), augment=AUGMENT_PRESETS["notebook"],
                      model=ModelConfig(regime="scratch", weights="none", image_size=32),
                      train=TrainConfig(epochs=epochs, batch_size=4, feature_cache=False))
 
@@ -78,7 +76,7 @@ def test_a_worker_stopped_mid_epoch_exits_and_a_worker_whose_run_was_taken_over_
 def test_a_stop_while_the_data_is_prepared_takes_effect_at_once(tmp_path, monkeypatch):
     """Drawing the demo set at 160 px takes tens of seconds; a stop must not wait for it."""
     monkeypatch.setenv("TRANSFER_LAB_HOME", str(tmp_path))
-    config = RunConfig(data=DataConfig(source="demo"), augment=PRESETS["none"],
+    config = RunConfig(data=DataConfig(source="demo"), augment=AUGMENT_PRESETS["none"],
                        model=ModelConfig(regime="scratch", weights="none", image_size=160),
                        train=TrainConfig(epochs=1, batch_size=8, feature_cache=False))
     run_id = runs.start_run(config)

@@ -4,9 +4,10 @@ import numpy as np
 import streamlit as st
 
 from core import augment, data
-from core.augment import PRESETS, TRANSFORMS, AugmentConfig
 from core.errors import TransferLabError
 from core.images import decode_image, resize_for_model
+from core.catalog import TRANSFORMS
+from core.config import AUGMENT_PRESETS, AugmentConfig
 from dashboard import forms, state
 from dashboard.messages import show_error
 
@@ -31,9 +32,9 @@ def augmented(image: np.ndarray, config: AugmentConfig, one_at_a_time: bool) -> 
 
 def apply_preset() -> None:
     name = st.session_state[PRESET_KEY]
-    if name in PRESETS:
+    if name in AUGMENT_PRESETS:
         seed = st.session_state.get(forms.widget_key(PREFIX, "seed"), 0)
-        forms.load_into_widgets(PRESETS[name].replace(seed=seed), PREFIX)
+        forms.load_into_widgets(AUGMENT_PRESETS[name].replace(seed=seed), PREFIX)
 
 
 def reroll() -> None:
@@ -96,8 +97,8 @@ except TransferLabError as error:
     config, problem = None, error
 # The box names what the sliders do, so it reads 'custom' once they differ from every preset, and picking
 # a preset (even the one last picked) is a change that loads it. Drawn after the sliders, shown above them.
-st.session_state[PRESET_KEY] = (augment.matching_preset(config) if config else None) or CUSTOM
-preset_slot.selectbox("Preset", [*PRESETS, CUSTOM], key=PRESET_KEY, on_change=apply_preset,
+st.session_state[PRESET_KEY] = (config.matching_preset() if config else None) or CUSTOM
+preset_slot.selectbox("Preset", [*AUGMENT_PRESETS, CUSTOM], key=PRESET_KEY, on_change=apply_preset,
                       help="'notebook' is exactly the course notebook's four layers. Moving a slider away from "
                            "every preset makes it 'custom'; pick a preset to load its values again.")
 if problem is not None:
@@ -113,7 +114,7 @@ with results:
         original, grid = st.columns([1, 3])
         original.image(image, caption=f"Original: {name}", width="stretch")
         versions = augmented(image, config, one_at_a_time)
-        if not augment.enabled_transforms(config):
+        if not config.enabled_transforms():
             grid.warning("Every transformation is off: training images are used as they are.")
         for start in range(0, len(versions), 3):
             for col, (label, version) in zip(grid.columns(3), versions[start:start + 3]):

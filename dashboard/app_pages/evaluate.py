@@ -6,7 +6,6 @@ import streamlit as st
 
 from core import evaluation, figures, runs
 from core.errors import TransferLabError
-from core.models import effective_image_size
 from dashboard.messages import literal, show_error
 
 NONE = "(none)"
@@ -32,7 +31,7 @@ def predictions_for(run_id: str, records: dict):
 @st.cache_data(show_spinner="Loading the test images…", max_entries=32)
 def images_for(run_id: str, indices: tuple[int, ...]) -> list:
     config = runs.get_run(run_id).config
-    return evaluation.test_images(config.data, effective_image_size(config.model), list(indices))
+    return evaluation.test_images(config.data, config.model.effective_image_size, list(indices))
 
 
 def gallery(run_id: str, items: list[tuple[int, str]], columns: int = 6) -> None:

@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from core import data, features, models, system
+from core import catalog, data, features, system
 
 st.title("🐕 Transfer Lab")
 st.markdown(
@@ -43,14 +43,14 @@ st.markdown(
        "- ⬇️ **Stanford Dogs** (TFDS): not downloaded yet; the Data page can download it when online.\n")
     + "- 📁 **Your own photos**: any folder with one sub-folder per class."
 )
-weights = models.imagenet_weights_available()
+weights = catalog.imagenet_weights_available()
 ready = [name for name, ok in weights.items() if ok]
 missing = [name for name, ok in weights.items() if not ok]
 st.markdown(
     "**Pretrained ImageNet weights here:** " + (", ".join(ready) or "none")
     + ("  \n**Need a download (online, on first use):** " + ", ".join(missing) if missing else "")
 )
-st.info(models.default_backbone_reason(), icon=":material/info:")
+st.info(catalog.default_backbone_reason(), icon=":material/info:")
 st.page_link("app_pages/data.py", label="Choose the data", icon=":material/arrow_forward:")
 
 st.subheader("Feature cache")

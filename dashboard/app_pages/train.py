@@ -4,12 +4,11 @@ import time
 
 import streamlit as st
 
-from core import export, figures, grid, models, preflight, runs
-from core.config import DataConfig, ModelConfig, TrainConfig, format_log_step, log_steps
+from core import catalog, export, figures, grid, preflight, runs
+from core.config import DataConfig, format_log_step, log_steps, ModelConfig, RunConfig, TrainConfig
 from core.devices import describe_device
 from core.errors import TransferLabError
-from core.models import BACKBONES, REGIMES
-from core.runs import RunConfig
+from core.catalog import BACKBONES, REGIMES
 from dashboard import forms, state
 from dashboard.messages import show_error
 
@@ -171,8 +170,8 @@ def parent_choice(parents: list) -> str:
 
 
 def launch_form() -> None:
-    regime = st.segmented_control("Regime", list(REGIMES), default=models.DEFAULT_REGIME, key="train_regime",
-                                  format_func=lambda name: REGIMES[name].label) or models.DEFAULT_REGIME
+    regime = st.segmented_control("Regime", list(REGIMES), default=catalog.DEFAULT_REGIME, key="train_regime",
+                                  format_func=lambda name: REGIMES[name].label) or catalog.DEFAULT_REGIME
     defaults = REGIMES[regime]
     st.caption(defaults.description)
     with st.expander("What to look for", expanded=False):
@@ -205,17 +204,17 @@ def launch_form() -> None:
         cols[1].markdown(f"**Augmentation:** {augment_config.summary()}")
         cols[1].page_link("app_pages/augment.py", label="Change the augmentation", icon=":material/auto_awesome:")
 
-    available = models.imagenet_weights_available(include_top=False)
+    available = catalog.imagenet_weights_available(include_top=False)
     key = f"train_{regime}{'_demo' if demo else ''}"
     with st.form(f"{key}_form", border=True):
         name = st.text_input("Run name (optional)", key=f"{key}_name")
         if parent is not None:
             backbone, image_size = parent.backbone, parent.config.model.image_size
             st.text_input("Backbone and image size", disabled=True, key=f"{key}_network_{parent.id}",
-                          value=f"{backbone} · {models.effective_image_size(parent.config.model)} px (the frozen "
+                          value=f"{backbone} · {parent.config.model.effective_image_size} px (the frozen "
                                 "run's: a fine-tune continues its network)")
         else:
-            backbone = st.selectbox("Backbone", list(BACKBONES), index=list(BACKBONES).index(models.default_backbone()),
+            backbone = st.selectbox("Backbone", list(BACKBONES), index=list(BACKBONES).index(catalog.default_backbone()),
                                     format_func=lambda n: weights_label(n, available), key=f"{key}_backbone")
         c1, c2, c3 = st.columns(3)
         if parent is None:
@@ -400,7 +399,7 @@ def grid_tab() -> None:
     epochs = c3.number_input("Epochs per cell", min_value=1, max_value=100, value=3, key="train_grid_epochs")
     image_size = c4.number_input("Image size (0 = the backbone's own)", min_value=0, max_value=600, value=96, step=8,
                                  key="train_grid_size")
-    backbone = c5.selectbox("Backbone", list(BACKBONES), index=list(BACKBONES).index(models.default_backbone()),
+    backbone = c5.selectbox("Backbone", list(BACKBONES), index=list(BACKBONES).index(catalog.default_backbone()),
                             key="train_grid_backbone")
     st.caption(f"Data: **{state.data_config().summary()}** · augmentation: **{state.augment_config().summary()}**")
     if st.button(f"Queue {len(lrs) * len(wds)} runs", key="train_grid_launch", icon=":material/grid_view:"):

