@@ -67,16 +67,16 @@ SIZE = 224
 
 
 def run_config(args: argparse.Namespace, variant: str):
-    from core.augment import PRESETS
+    from core.config import AUGMENT_PRESETS
     from core.config import DataConfig, ModelConfig, TrainConfig
-    from core.models import LITE0
-    from core.runs import RunConfig
+    from core.catalog import LITE0
+    from core.config import RunConfig
 
     cached = variant != "notebook"
     views = 1 if variant == "cached_1view" else args.views
     learning_rate = args.learning_rate / 2 if variant == "cached_rerun" else args.learning_rate
     return RunConfig(name=f"bench {variant}", data=DataConfig(source="demo", max_train_images=args.train_images),
-                     augment=PRESETS["notebook"],
+                     augment=AUGMENT_PRESETS["notebook"],
                      model=ModelConfig(backbone=LITE0, regime="frozen", weights="imagenet", image_size=SIZE),
                      train=TrainConfig(epochs=args.epochs, batch_size=args.batch_size, learning_rate=learning_rate,
                                        feature_cache=cached, cached_views=views))

@@ -104,16 +104,16 @@ def batch_timer():
 
 def engine(regime: str, root: Path, images: int, parent: str | None) -> dict:
     from core import runs, training
-    from core.augment import PRESETS
+    from core.config import AUGMENT_PRESETS
     from core.config import DataConfig, ModelConfig, TrainConfig
-    from core.runs import RunConfig
+    from core.config import RunConfig
 
     if regime == "finetune":
         config = runs.finetune_config(parent)
         config = config.replace(train=config.train.replace(epochs=EPOCHS))
     else:
         config = RunConfig(data=DataConfig(source=f"folder:{root}", max_train_images=images),
-                           augment=PRESETS["none"],
+                           augment=AUGMENT_PRESETS["none"],
                            model=ModelConfig(regime=regime, weights="none", image_size=SIZE),
                            train=TrainConfig(epochs=EPOCHS, batch_size=BATCH, feature_cache=False))
     run_id = runs.create_run(config, runs.FOREGROUND)

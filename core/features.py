@@ -55,7 +55,7 @@ from core.catalog import TOP_K
 
 if TYPE_CHECKING:
     from core.data import Splits
-    from core.runs import RunConfig
+    from core.config import RunConfig
 
 Progress = Callable[[int, int, str], None]
 

@@ -232,12 +232,12 @@ def test_one_image_per_class_is_refused_on_the_notebook_and_the_cached_path_alik
     assert "'cat' has 1" in str(refused.value) and "'dog' has 1" in str(refused.value)
 
     from core import runs, training
-    from core.augment import PRESETS
+    from core.config import AUGMENT_PRESETS
     from core.config import ModelConfig, TrainConfig
 
     errors = []
     for cached in (False, True):
-        run = RunConfig(data=config, augment=PRESETS["none"],
+        run = RunConfig(data=config, augment=AUGMENT_PRESETS["none"],
                              model=ModelConfig(regime="frozen", weights="none", image_size=32),
                              train=TrainConfig(epochs=1, batch_size=2, feature_cache=cached))
         run_id = runs.create_run(run, runs.FOREGROUND)
