@@ -10,6 +10,8 @@ from PIL import Image
 
 from core import data, demo
 from core.config import DataConfig, RunConfig
+from core.data import cli, folders
+from core.data import tfds as tfds_source
 from core.errors import DataUnavailable
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -162,7 +164,7 @@ def _offline(monkeypatch) -> None:
     def refuse(*args, **kwargs):
         raise OSError("Network is unreachable")
 
-    monkeypatch.setattr(data.socket, "create_connection", refuse)
+    monkeypatch.setattr(tfds_source.socket, "create_connection", refuse)
 
 
 def test_the_suggested_download_command_is_real_and_fails_fast_offline(monkeypatch, capsys):
@@ -173,7 +175,7 @@ def test_the_suggested_download_command_is_real_and_fails_fast_offline(monkeypat
     _offline(monkeypatch)
     start = time.monotonic()
     with pytest.raises(SystemExit) as exit_:
-        data.main(command)
+        cli.main(command)
     assert exit_.value.code == 2 and time.monotonic() - start < 15
     out, err = capsys.readouterr()
     assert "[0/3] Checking the connection for stanford_dogs" in out
@@ -188,8 +190,8 @@ def test_download_command_reports_progress_and_where_the_data_is(monkeypatch, ca
         progress(3, 3, f"{name} is ready")
         return tmp_path / name
 
-    monkeypatch.setattr(data, "download_tfds", download)
-    assert data.main(["--download", "cifar10"]) == 0
+    monkeypatch.setattr(cli, "download_tfds", download)
+    assert cli.main(["--download", "cifar10"]) == 0
     assert capsys.readouterr().out.splitlines() == [
         "[0/3] Checking the connection for cifar10", "[3/3] cifar10 is ready", f"Ready in {tmp_path / 'cifar10'}"]
 
@@ -298,8 +300,8 @@ def test_checking_a_folder_decodes_one_image_per_class_and_split(tmp_path, monke
         path = tmp_path / "cat" / f"{i}.png"
         path.write_bytes(path.read_bytes()[:60])
     decoded = []
-    real = data.read_image_file
-    monkeypatch.setattr(data, "read_image_file", lambda path, *a: decoded.append(path) or real(path, *a))
+    real = folders.read_image_file
+    monkeypatch.setattr(folders, "read_image_file", lambda path, *a: decoded.append(path) or real(path, *a))
     warnings = data.check_source(DataConfig(source=f"folder:{tmp_path}", seed=1))
     damaged = len(decoded) - 4  # one good image per class in each split; every other decode failed
     assert 1 <= damaged < 24, decoded

@@ -389,12 +389,12 @@ def test_a_run_classifies_with_its_names_and_training_resize(bar_run):
 
 
 def test_a_run_prepares_photos_exactly_as_its_training_pipeline_did(bar_run, tmp_path):
-    from core.data import _load_file  # what a folder data source feeds to training
+    from core.data import load_file  # what a folder data source feeds to training
 
     classifier = predict.classifier_for_run(bar_run)
     path = tmp_path / "wide.png"
     path.write_bytes(encode(noise(50, 20), "PNG"))
-    trained_on, ok = _load_file(str(path).encode(), SIZE)
+    trained_on, ok = load_file(str(path).encode(), SIZE)
     [result] = predict.classify(classifier, [path])
     prepared = classifier.prepare(decode_image(path.read_bytes()))
     assert ok and prepared.dtype == np.float32 and np.array_equal(prepared, trained_on.astype(np.float32))

@@ -1,0 +1,57 @@
+"""Data sources: the built-in demo set, your own folder of photos, and TFDS datasets.
+
+Every source ends as the same thing: train and test ``tf.data`` pipelines of
+``(float32 image in 0..255 resized to the backbone's resolution, int64 label)`` plus a
+``DatasetInfo`` with people's class names. Use it as ``from core import data`` and
+``data.load_splits(...)``, ``data.describe(...)``, ``data.sample_images(...)``, ``data.check_source(...)``.
+
+The package, one module per concept (each imports its siblings directly, never through this file):
+
+- ``info``: what every source ends as (``DatasetInfo``, ``Splits``), class-name formatting, the Stanford Dogs
+  breed names, and ``finish_pipeline``, the shared last steps of a pipeline (cache small splits, cast to float).
+- ``folders``: the folder source and the demo set (a folder of drawn images): ``scan_folder`` and its rules,
+  the listing, the ``tf.data`` pipeline of files, the check that each class has an image that decodes.
+- ``tfds``: TFDS datasets: where prepared copies are looked for, the builder (with a did-you-mean for unknown
+  names), loading a prepared dataset, and ``download_tfds``. The only module importing tensorflow_datasets.
+- ``sources``: the entry points above, dispatching on ``DataConfig.kind`` to ``folders`` or ``tfds``.
+- ``cli`` (run by ``__main__``): ``python -m core.data --download stanford_dogs`` downloads and prepares a
+  TFDS dataset (the Data page's Download button, from a terminal).
+
+TensorFlow and tensorflow_datasets are imported lazily, inside the functions that build or load pipelines
+(``info.finish_pipeline``, ``folders.folder_pipeline``, and the functions of ``tfds``), so importing this
+package is cheap and pages can describe a dataset (class names, counts, sample images) without paying for
+TensorFlow; a TFDS dataset is the exception, since describing it means loading it.
+"""
+
+from core.data.folders import MIN_IMAGES_PER_CLASS, FolderListing, folder_pipeline, load_file, scan_folder
+from core.data.info import (
+    CACHE_IN_MEMORY_BYTES,
+    UNBALANCED_RATIO,
+    DatasetInfo,
+    Splits,
+    format_class_name,
+    stanford_dogs_class_names,
+)
+from core.data.sources import check_source, describe, load_splits, sample_images
+from core.data.tfds import TFDS_TEST_SPLITS, download_tfds, tfds_data_dirs
+
+__all__ = [
+    "CACHE_IN_MEMORY_BYTES",
+    "MIN_IMAGES_PER_CLASS",
+    "TFDS_TEST_SPLITS",
+    "UNBALANCED_RATIO",
+    "DatasetInfo",
+    "FolderListing",
+    "Splits",
+    "check_source",
+    "describe",
+    "download_tfds",
+    "folder_pipeline",
+    "format_class_name",
+    "load_file",
+    "load_splits",
+    "sample_images",
+    "scan_folder",
+    "stanford_dogs_class_names",
+    "tfds_data_dirs",
+]

@@ -1,0 +1,51 @@
+"""The entry points: load, describe, sample or check any data source, whatever its kind.
+
+Each function dispatches on ``DataConfig.kind`` to the demo set and folder source (``core.data.folders``)
+or to TFDS (``core.data.tfds``), so a caller never needs to know which source it holds.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from core.config import DataConfig
+from core.data.folders import check_folder, describe_folder, folder_samples, load_folder
+from core.data.info import DatasetInfo, Splits
+from core.data.tfds import check_tfds, load_tfds, tfds_samples
+from core.progress import Progress
+
+
+def load_splits(config: DataConfig, image_size: int, progress: Progress | None = None) -> Splits:
+    """Train and test pipelines (unbatched, float32 0..255, resized) and their description."""
+    if config.kind == "tfds":
+        return load_tfds(config, image_size)
+    return load_folder(config, image_size, progress)
+
+
+def describe(config: DataConfig) -> DatasetInfo:
+    """Class names and split sizes, without building pipelines (cheap for folders and the demo set)."""
+    if config.kind == "tfds":
+        return load_tfds(config, 32).info
+    return describe_folder(config)
+
+
+def sample_images(config: DataConfig, count: int = 9, seed: int = 0,
+                  size: int = 128) -> list[tuple[np.ndarray, str]]:
+    """A seeded handful of training images with their class names, for the sample grid."""
+    if config.kind == "tfds":
+        return tfds_samples(config, count, seed, size)
+    return folder_samples(config, count, seed, size)
+
+
+def check_source(config: DataConfig) -> list[str]:
+    """Refuse, before a run is created, data the run would fail on; returns the warnings to show.
+
+    Cheap on purpose: the demo set is not drawn, a TFDS dataset is looked up but not loaded, and a folder is
+    listed (headers only) and decoded only until one image of each class decodes in each split.
+    """
+    if config.kind == "demo":
+        return []
+    if config.kind == "tfds":
+        check_tfds(config.location)
+        return []
+    return check_folder(config)
