@@ -24,6 +24,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
 from core.home import subdir
+from core.progress import Progress
 
 DEMO_VERSION = 1
 TRAIN_PER_CLASS = 150
@@ -32,8 +33,6 @@ SPLIT_SEEDS = {"train": 1, "test": 2}
 STAGING_STALE_AFTER_S = 24 * 3600
 """A staging folder this old is a leftover even if its process id looks alive (ids are reused); drawing the
 largest set takes minutes."""
-
-Progress = Callable[[int, int, str], None]
 
 
 def _polygon(n: int, radius: float, phase: float = 0.0) -> list[tuple[float, float]]:

@@ -17,11 +17,10 @@ from typing import TYPE_CHECKING, Any, Callable
 from core.catalog import (BACKBONES, BUNDLED, KERAS_DOWNLOAD, LITE0, TOP_K, imagenet_weights_available,
                           missing_weights_message)
 from core.errors import ConfigError, WeightsUnavailable
+from core.progress import Progress
 
 if TYPE_CHECKING:
     from core.config import ModelConfig
-
-Progress = Callable[[int, int, str], None]
 
 # Keras' EfficientNetB0..B7 functions build stochastic depth with this rate and do not take it as an argument.
 KERAS_DROP_CONNECT_RATE = 0.2
