@@ -274,11 +274,12 @@ def test_a_cached_run_records_its_epochs_and_stops_within_one_batch(stopped_cach
 
 
 def test_a_cached_run_saves_a_model_that_is_backbone_plus_head(stopped_cached_run, monkeypatch):
-    from core import evaluation, predict
+    from core import evaluation
+    from core.serving.classifiers import cached_model
 
     monkeypatch.setenv("TRANSFER_LAB_HOME", str(stopped_cached_run["home"]))
     record = stopped_cached_run["record"]
-    model = predict.load_model(record.last_model)  # the Classify page's loader
+    model = cached_model(record.last_model)  # the Classify page's loader
     assert [layer.name for layer in model.layers[-4:]] == ["avg_pool", "head_bn", "top_dropout", "pred"]
     _, test_source = features.feature_sources(record.config, model)
     cached = features.load_entry(test_source.key)  # the saved backbone still finds the run's features
