@@ -2,7 +2,7 @@
 
 Prints one JSON line:
 
-- ``eval_img_per_s``: ``core.evaluation.predict_dataset`` (the loop inside ``predict_split``) over
+- ``eval_img_per_s``: ``core.predictions.predict_dataset`` (the loop inside ``predict_split``) over
   the demo test split at 224 px (256 images, batch 64), EfficientNetB0 with random weights;
 - ``predict_img_per_s``: ``model.predict`` on the same batched, already cached dataset;
   each is timed on a freshly loaded model (so both pay their one trace), best of ``ROUNDS``,
@@ -29,9 +29,10 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
 
-from core import evaluation, figures  # noqa: E402
+from core import evaluation, figures, predictions  # noqa: E402
 from core.config import DataConfig  # noqa: E402
 from core.data import load_splits  # noqa: E402
+from core.models import load_saved_model  # noqa: E402
 
 SIZE = 224
 TEST_IMAGES = 256
@@ -66,13 +67,13 @@ def main() -> None:
         keras.applications.EfficientNetB0(weights=None, classes=splits.info.num_classes).save(model_path)
 
         def ours() -> float:
-            model = evaluation.load_prediction_model(model_path)
+            model = load_saved_model(model_path, compile=False)
             start = time.perf_counter()
-            evaluation.predict_dataset(model, batches, splits.info.class_names, count)
+            predictions.predict_dataset(model, batches, splits.info.class_names, count)
             return count / (time.perf_counter() - start)
 
         def keras_predict() -> float:
-            model = evaluation.load_prediction_model(model_path)
+            model = load_saved_model(model_path, compile=False)
             start = time.perf_counter()
             model.predict(batches, verbose=0)
             return count / (time.perf_counter() - start)
@@ -84,10 +85,10 @@ def main() -> None:
 
         cache = Path(folder) / "predictions.npz"
         start = time.perf_counter()
-        evaluation.predict_split(model_path, config, SIZE, cache, batch_size=BATCH)
+        predictions.predict_split(model_path, config, SIZE, cache, batch_size=BATCH)
         total = time.perf_counter() - start
         start = time.perf_counter()
-        evaluation.predict_split(model_path, config, SIZE, cache, batch_size=BATCH)
+        predictions.predict_split(model_path, config, SIZE, cache, batch_size=BATCH)
         reopen = time.perf_counter() - start
 
     eval_rate, predict_rate = max(rates["ours"]), max(rates["predict"])

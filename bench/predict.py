@@ -32,7 +32,8 @@ import numpy as np  # noqa: E402
 from core import demo  # noqa: E402
 from core.home import data_home  # noqa: E402
 from core.images import read_image_file  # noqa: E402
-from core.predict import Classifier, classifier_from_file, classify  # noqa: E402
+from core.serving.classification import classify  # noqa: E402
+from core.serving.classifiers import Classifier, classifier_from_file  # noqa: E402
 
 SIZE = 224
 NUM_CLASSES = 10

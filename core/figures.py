@@ -205,8 +205,9 @@ OTHER_CLASS_COLOUR = "#94a3b8"
 def top_k_bars(top: Sequence[tuple[str, float]], title: str = "") -> go.Figure:
     """A photo's most probable classes as horizontal bars, the most probable on top and highlighted.
 
-    ``top`` is ``(class name, probability)`` pairs, most probable first (``core.predict.Result.top``). The
-    axis always spans 0..1, so a hesitant model looks hesitant next to a confident one.
+    ``top`` is ``(class name, probability)`` pairs, most probable first (``Result.top`` of
+    ``core.serving.classification``). The axis always spans 0..1, so a hesitant model looks hesitant next
+    to a confident one.
     """
     labels = _unique_labels([str(name) for name, _ in top])
     probabilities = [float(p) for _, p in top]

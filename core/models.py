@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from core.catalog import (BACKBONES, BUNDLED, KERAS_DOWNLOAD, LITE0, TOP_K, imagenet_weights_available,
                           missing_weights_message)
-from core.errors import ConfigError, WeightsUnavailable
+from core.errors import ConfigError, RunError, WeightsUnavailable
 from core.progress import Progress
 
 if TYPE_CHECKING:
@@ -213,13 +213,26 @@ def unfreeze_for_finetune(model: Any, top_layers: int, from_block: int | None = 
 
 
 def load_saved_model(path: str | Path, compile: bool = True) -> Any:
-    """A model saved by a run (``.keras``), with its optimizer state when ``compile``."""
+    """A model saved by a run (``.keras``): with its optimizer state when ``compile`` (to train on), without
+    it to predict. The one loader of saved models: training, classifying and evaluating all come here.
+
+    Transfer Lab's augmentation layers are registered first, so models that contain them load (Keras' safe
+    mode stays on). A missing file raises ``WeightsUnavailable``; a file Keras cannot read, ``RunError``.
+    """
     import keras
+
+    from core.augment import register_layers
 
     path = Path(path)
     if not path.is_file():
         raise WeightsUnavailable(f"The saved model {path} is missing; it may have been deleted with its run.")
-    return keras.models.load_model(path, compile=compile)
+    register_layers()
+    try:
+        return keras.saving.load_model(path, safe_mode=True, compile=compile)
+    except Exception as error:  # Keras raises many types for a bad file; one message for people
+        raise RunError(f"The model file {path} could not be loaded ({type(error).__name__}: "
+                       f"{' '.join(str(error).split())[:200]}). It may be damaged or saved by another "
+                       "version: train the run again.") from error
 
 
 def compile_model(model: Any, learning_rate: float, weight_decay: float, jit_compile: bool | str = False) -> None:

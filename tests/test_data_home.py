@@ -105,7 +105,7 @@ def test_the_command_lines_exit_2_with_one_sentence(case, reader_home):
                 "read-only": "is read-only"}[case]
     assert expected in error_lines[0]
     if case != "read-only":  # a read-only data directory without runs has no run to classify with
-        predicted = faults.run_as_reader(["-m", "core.predict", "--run", "some-run", str(photo)], target)
+        predicted = faults.run_as_reader(["-m", "core.serving", "--run", "some-run", str(photo)], target)
         assert predicted.returncode == 2 and expected in predicted.stderr, predicted.stderr[-3000:]
         one_sentence(predicted.stderr, target)
 
@@ -122,7 +122,7 @@ def test_a_read_only_copy_of_a_home_with_a_run_still_classifies_and_shows_its_ru
     finished, orphan = store_with_runs()
     faults.make_read_only(reader_home)
 
-    predicted = faults.run_as_reader(["-m", "core.predict", "--run", run_id, str(photo)], reader_home)
+    predicted = faults.run_as_reader(["-m", "core.serving", "--run", run_id, str(photo)], reader_home)
     assert predicted.returncode == 0, predicted.stderr[-3000:]
     line = json.loads(predicted.stdout.strip().splitlines()[-1])
     assert line["file"] == str(photo) and len(line["top5"]) == 5, line

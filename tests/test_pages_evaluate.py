@@ -6,7 +6,9 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
+import core.predictions
 from core import evaluation
+from core.predictions import cache_path_for, run_model_path, run_predictions
 
 APP = str(Path(__file__).resolve().parents[1] / "dashboard" / "app.py")
 
@@ -30,7 +32,7 @@ def at(trained_home, monkeypatch) -> AppTest:
 
 def test_metric_tiles_match_the_core_metrics(at, trained_home):
     home, run_id = trained_home
-    expected = evaluation.compute_metrics(evaluation.run_predictions(run_id)).headline()
+    expected = evaluation.compute_metrics(run_predictions(run_id)).headline()
     shown = {m.label: m.value for m in at.metric}
     assert list(shown) == list(expected)
     for label, value in expected.items():
@@ -46,13 +48,13 @@ def test_per_class_table_heatmap_and_top_losses_render(at):
 
 def test_predictions_are_cached_next_to_the_model(at, trained_home, monkeypatch):
     home, run_id = trained_home
-    cache = evaluation.cache_path_for(evaluation.run_model_path(run_id))
+    cache = cache_path_for(run_model_path(run_id))
     assert cache.is_file()
 
     def no_model(*args, **kwargs):
         raise AssertionError("the cached predictions should have been used")
 
-    monkeypatch.setattr(evaluation, "load_prediction_model", no_model)
+    monkeypatch.setattr(core.predictions, "load_saved_model", no_model)
     at.run()
     assert not at.exception
 
@@ -91,8 +93,8 @@ def test_compare_offers_only_runs_tested_on_the_same_images_with_readable_labels
 
     versus.set_value(second).run()
     assert not at.exception and not at.error
-    ours = evaluation.compute_metrics(evaluation.run_predictions(first))
-    theirs = evaluation.compute_metrics(evaluation.run_predictions(second))
+    ours = evaluation.compute_metrics(run_predictions(first))
+    theirs = evaluation.compute_metrics(run_predictions(second))
     expected = {d.metric: f"{d.delta:+.3f}" for d in evaluation.compare(theirs, ours)}
     assert {m.label: m.proto.delta for m in at.metric} == expected  # just the number: nothing to cut
     assert any("this run minus **frozen again on 27 · " in c.value and "same 27 test images" in c.value

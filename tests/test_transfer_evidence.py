@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from core import demo, evaluation, runs
+from core.predictions import run_predictions
 from core.config import AUGMENT_PRESETS, DataConfig, ModelConfig, RunConfig, TrainConfig
 from core.catalog import LITE0
 
@@ -136,7 +137,7 @@ def dogs_config(dogs10: Path, model: ModelConfig, train: TrainConfig) -> RunConf
 def test_a_frozen_pretrained_lite0_head_passes_80_percent_on_real_dog_photos(dogs10):
     model = ModelConfig(backbone=LITE0, regime="frozen", weights="imagenet", image_size=DOGS_SIZE)
     arm = train_arm("dogs10 frozen, imagenet", dogs_config(dogs10, model, DOGS_FROZEN_TRAIN))
-    metrics = evaluation.compute_metrics(evaluation.run_predictions(arm.run_id))
+    metrics = evaluation.compute_metrics(run_predictions(arm.run_id))
     accuracy = metrics.headline()["Overall accuracy"]
     print("transfer evidence", json.dumps({"arm": "dogs10 frozen, imagenet: evaluation of the best model",
                                            "test_accuracy": round(accuracy, 4),

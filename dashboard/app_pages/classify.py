@@ -8,8 +8,13 @@ import numpy as np
 import streamlit as st
 from PIL import Image
 
-from core import figures, predict, runs
+from core import figures, runs
 from core.errors import TransferLabError
+from core.serving.classification import Result, classify, unsure_note
+from core.serving.classifiers import Classifier, classifier_for_run, imagenet_dog_classifier
+from core.serving.colour_maps import DEFAULT_OPACITY, overlay
+from core.serving.grad_cam import grad_cam
+from core.serving.inputs import open_input
 from dashboard.messages import literal, show_error
 
 PREFIX = "classify"
@@ -22,11 +27,11 @@ TABLE_COLUMNS = ("file", "top-1", "probability", "top-5", "error")
 
 
 @st.cache_resource(show_spinner=False)
-def dog_classifier() -> predict.Classifier:
+def dog_classifier() -> Classifier:
     """Built once per server process. The progress bar is drawn inside, so a cache hit replays it cleanly."""
     bar = st.progress(0.0, text="Building the ImageNet dog classifier (a few seconds, once)…")
     try:
-        classifier = predict.imagenet_dog_classifier(
+        classifier = imagenet_dog_classifier(
             progress=lambda done, total, message: bar.progress(min(done / total, 1.0) if total else 0.0,
                                                                text=message))
         classifier.warm_up()
@@ -36,9 +41,9 @@ def dog_classifier() -> predict.Classifier:
 
 
 @st.cache_resource(show_spinner="Loading the run's model…", max_entries=4)
-def run_classifier(run_id: str, model_file: str, modified_ns: int) -> predict.Classifier:
+def run_classifier(run_id: str, model_file: str, modified_ns: int) -> Classifier:
     """One per saved model file and version: a newer checkpoint of the same run is a new entry."""
-    return predict.classifier_for_run(run_id)
+    return classifier_for_run(run_id)
 
 
 def model_identity(choice: str, records: dict) -> tuple[str, int]:
@@ -74,28 +79,28 @@ def uploaded_photos() -> list[tuple[str, bytes]]:
 
 
 @st.cache_data(show_spinner="Classifying…", max_entries=16)
-def classified(model_key: tuple[str, int], photo_keys: tuple[tuple[str, str], ...], _classifier: predict.Classifier,
-               _photos: list[tuple[str, bytes]]) -> list[predict.Result]:
+def classified(model_key: tuple[str, int], photo_keys: tuple[tuple[str, str], ...], _classifier: Classifier,
+               _photos: list[tuple[str, bytes]]) -> list[Result]:
     """Keyed by the model and the photos' (name, content hash), so moving a slider does not classify again."""
-    return predict.classify(_classifier, _photos)
+    return classify(_classifier, _photos)
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
 def shown_photo(digest: str, _name: str, _content: bytes) -> np.ndarray:
     """The upright photo, at most DISPLAY_SIDE pixels wide or high, as uint8 RGB."""
-    _, image = predict.open_input((_name, _content))
+    _, image = open_input((_name, _content))
     image.thumbnail((DISPLAY_SIDE, DISPLAY_SIDE), Image.Resampling.LANCZOS)
     return np.asarray(image)
 
 
 @st.cache_data(show_spinner="Computing Grad-CAM…", max_entries=64)
-def evidence(digest: str, model_key: tuple[str, int], class_index: int, _classifier: predict.Classifier,
+def evidence(digest: str, model_key: tuple[str, int], class_index: int, _classifier: Classifier,
              _photo: np.ndarray) -> np.ndarray:
     """Grad-CAM heatmap (0..1, the shown photo's size) for one class: where its evidence lies."""
-    return predict.grad_cam(_classifier, Image.fromarray(_photo), class_index)
+    return grad_cam(_classifier, Image.fromarray(_photo), class_index)
 
 
-def table_rows(results: list[predict.Result]) -> list[dict]:
+def table_rows(results: list[Result]) -> list[dict]:
     return [{"file": r.file, "top-1": r.label, "probability": r.top[0][1] if r.top else None,
              "top-5": "; ".join(f"{label} {p:.3f}" for label, p in r.top), "error": r.error} for r in results]
 
@@ -113,15 +118,15 @@ def code(text: str) -> str:
     return "`" + text.replace("`", "'") + "`"
 
 
-def photo_card(index: int, result: predict.Result, name: str, content: bytes, digest: str,
-               classifier: predict.Classifier, model_key: tuple[str, int], opacity: float) -> None:
+def photo_card(index: int, result: Result, name: str, content: bytes, digest: str,
+               classifier: Classifier, model_key: tuple[str, int], opacity: float) -> None:
     with st.container(border=True):
         if not result.ok:
             show_error(result.error, icon=":material/broken_image:")
             return
         label, probability = result.top[0]
         st.markdown(f"{code(name)} → **{label}** ({probability:.1%})")
-        doubt = predict.unsure_note(result, classifier.class_names)
+        doubt = unsure_note(result, classifier.class_names)
         if doubt:
             st.warning(literal(doubt), icon=":material/help:")
         photo_column, bars_column, evidence_column = st.columns([1, 1.2, 1], gap="medium")
@@ -131,7 +136,7 @@ def photo_card(index: int, result: predict.Result, name: str, content: bytes, di
             bars_column.plotly_chart(figures.top_k_bars(result.top, title=f"Top {len(result.top)}"),
                                      key=f"{PREFIX}_bars_{index}", config={"displayModeBar": False})
             heatmap = evidence(digest, model_key, result.class_index, classifier, photo)
-            evidence_column.image(predict.overlay(photo, heatmap, opacity), width="stretch",
+            evidence_column.image(overlay(photo, heatmap, opacity), width="stretch",
                                   caption=f"Grad-CAM: evidence for {label}")
             if not heatmap.any():
                 evidence_column.caption("Nothing in this photo raised the score of this class.")
@@ -195,7 +200,7 @@ if len(photos) > 1:
                                     icon=":material/download:", key=f"{PREFIX}_download", on_click="ignore")
 
 st.subheader("Photo by photo")
-opacity = st.columns(3)[0].slider("Grad-CAM opacity", 0.0, 1.0, predict.DEFAULT_OPACITY, 0.05, key=f"{PREFIX}_opacity",
+opacity = st.columns(3)[0].slider("Grad-CAM opacity", 0.0, 1.0, DEFAULT_OPACITY, 0.05, key=f"{PREFIX}_opacity",
                     help="0 shows the photo only, 1 the heatmap only.")
 if len(photos) > MAX_CARDS:
     st.caption(f"The first {MAX_CARDS} of {len(photos)} photos; the table above lists them all.")

@@ -6,6 +6,7 @@ import streamlit as st
 
 from core import evaluation, figures, runs
 from core.errors import TransferLabError
+from core.predictions import run_predictions, test_images
 from dashboard.messages import literal, show_error
 
 NONE = "(none)"
@@ -22,7 +23,7 @@ def predictions_for(run_id: str, records: dict):
     """Predictions with a progress bar the first time (later calls read the cache next to the model)."""
     bar = st.progress(0.0, text=f"Predicting the test split with {records[run_id].name}…")
     try:
-        return evaluation.run_predictions(
+        return run_predictions(
             run_id, progress=lambda done, total, msg: bar.progress(min(done / total, 1.0) if total else 0.0, text=msg))
     finally:
         bar.empty()
@@ -31,7 +32,7 @@ def predictions_for(run_id: str, records: dict):
 @st.cache_data(show_spinner="Loading the test images…", max_entries=32)
 def images_for(run_id: str, indices: tuple[int, ...]) -> list:
     config = runs.get_run(run_id).config
-    return evaluation.test_images(config.data, config.model.effective_image_size, list(indices))
+    return test_images(config.data, config.model.effective_image_size, list(indices))
 
 
 def gallery(run_id: str, items: list[tuple[int, str]], columns: int = 6) -> None:

@@ -12,9 +12,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from core import imagenet, predict
+from core import imagenet
 from core.errors import ConfigError, RunError
 from core.images import DecodeLimits, decode_image
+from core.serving import classification, classifiers, cli, colour_maps, preprocessing
+from core.serving.grad_cam import grad_cam, last_feature_map_layer
 from core.config import RunConfig
 from test_images import STORED_FOR_ORIENTATION, encode, noise, png_declaring, quadrants, with_orientation
 
@@ -66,8 +68,8 @@ def bar_model_file(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def bars(bar_model_file) -> predict.Classifier:
-    return predict.classifier_from_file(bar_model_file, BAR_CLASSES)
+def bars(bar_model_file) -> classifiers.Classifier:
+    return classifiers.classifier_from_file(bar_model_file, BAR_CLASSES)
 
 
 @pytest.fixture(scope="module")
@@ -75,7 +77,7 @@ def dogs(tmp_path_factory):
     """The ImageNet dog-breed classifier, built once (its converted weights go to a throwaway home)."""
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("TRANSFER_LAB_HOME", str(tmp_path_factory.mktemp("dogs-home")))
-        return predict.imagenet_dog_classifier()
+        return classifiers.imagenet_dog_classifier()
 
 
 @pytest.fixture(scope="module")
@@ -138,7 +140,7 @@ def test_each_awkward_file_gets_its_result_in_one_batch(bars):
     corpus += [(name, make()) for name, (make, _) in BAD_FILES.items()]
     order = np.random.default_rng(3).permutation(len(corpus))
     shuffled = [corpus[i] for i in order]
-    results = predict.classify(bars, shuffled, k=5, limits=SMALL_LIMITS)
+    results = classification.classify(bars, shuffled, k=5, limits=SMALL_LIMITS)
 
     assert [r.file for r in results] == [name for name, _ in shuffled]
     by_name = {r.file: r for r in results}
@@ -156,8 +158,8 @@ def test_each_awkward_file_gets_its_result_in_one_batch(bars):
 
 def test_a_bad_file_does_not_change_the_others(bars):
     good = [(f"bar{i}.png", png(bar_picture(i % 2 == 0, seed=50 + i)[0])) for i in range(3)]
-    alone = predict.classify(bars, good)
-    mixed = predict.classify(bars, [good[0], ("broken.jpg", b"\xff\xd8\xff garbage"), good[1], ("empty.png", b""),
+    alone = classification.classify(bars, good)
+    mixed = classification.classify(bars, [good[0], ("broken.jpg", b"\xff\xd8\xff garbage"), good[1], ("empty.png", b""),
                                     good[2]])
     assert [r.ok for r in mixed] == [True, False, True, False, True]
     for single, batched in zip(alone, [mixed[0], mixed[2], mixed[4]]):
@@ -179,11 +181,11 @@ def test_every_kind_of_input_is_accepted(bars, tmp_path):
 
     inputs = [("named.png", data), ("picture.png", Image.fromarray(pixels)), Image.fromarray(pixels), path,
               str(path), Upload(), data, Image.fromarray(pixels).convert("RGBA")]
-    results = predict.classify(bars, inputs, k=1)
+    results = classification.classify(bars, inputs, k=1)
     assert [r.file for r in results] == ["named.png", "picture.png", "image 3", str(path), str(path),
                                          "upload.png", "image 7", "image 8"]
     assert all(r.ok and r.label == "horizontal bar" for r in results)
-    assert [r.file for r in predict.classify(bars, path)] == [str(path)]  # one input on its own
+    assert [r.file for r in classification.classify(bars, path)] == [str(path)]  # one input on its own
     for result in results[1:]:
         np.testing.assert_allclose(result.probabilities, results[0].probabilities, atol=1e-6)
 
@@ -191,32 +193,32 @@ def test_every_kind_of_input_is_accepted(bars, tmp_path):
 def test_batches_and_order_do_not_change_results(bars):
     inputs = [(f"{i}.png", png(bar_picture(i % 3 == 0, seed=i)[0])) for i in range(7)] + [("bad.png", b"x")]
     seen = []
-    whole = predict.classify(bars, inputs, batch_size=32)
-    chunked = predict.classify(bars, inputs, batch_size=3, progress=lambda d, t, m: seen.append((d, t)))
+    whole = classification.classify(bars, inputs, batch_size=32)
+    chunked = classification.classify(bars, inputs, batch_size=3, progress=lambda d, t, m: seen.append((d, t)))
     assert [r.file for r in chunked] == [r.file for r in whole]
     for a, b in zip(whole, chunked):
         assert a.error == b.error
         if a.ok:
             np.testing.assert_allclose(a.probabilities, b.probabilities, atol=1e-5)
     assert seen == [(3, 8), (6, 8), (8, 8)]
-    assert list(predict.iter_classify(bars, iter(inputs[:2]), batch_size=1))[1].file == "1.png"
+    assert list(classification.iter_classify(bars, iter(inputs[:2]), batch_size=1))[1].file == "1.png"
 
 
 def test_the_classifier_learned_its_task_and_top_k_is_capped(bars):
-    results = predict.classify(bars, [png(bar_picture(i % 2 == 0, seed=900 + i)[0]) for i in range(6)], k=10)
+    results = classification.classify(bars, [png(bar_picture(i % 2 == 0, seed=900 + i)[0]) for i in range(6)], k=10)
     assert [r.label for r in results] == ["horizontal bar", "vertical bar"] * 3
     assert all(len(r.top) == 2 and r.top[0][1] >= r.top[1][1] for r in results)
-    assert len(predict.classify(bars, [png(bar_picture(True, seed=1)[0])], k=1)[0].top) == 1
+    assert len(classification.classify(bars, [png(bar_picture(True, seed=1)[0])], k=1)[0].top) == 1
 
 
 @pytest.mark.parametrize("k", [0, -1, 2.5, True])
 def test_k_must_be_a_positive_whole_number(bars, k):
     with pytest.raises(ConfigError, match="k"):
-        predict.classify(bars, [], k=k)
+        classification.classify(bars, [], k=k)
 
 
 def test_nothing_to_classify_gives_nothing(bars):
-    assert predict.classify(bars, []) == []
+    assert classification.classify(bars, []) == []
 
 
 def test_logit_models_get_probabilities(tmp_path):
@@ -225,31 +227,31 @@ def test_logit_models_get_probabilities(tmp_path):
     inputs = keras.Input((SIZE, SIZE, 3))
     outputs = keras.layers.Dense(3)(keras.layers.Flatten()(keras.layers.Rescaling(1 / 25.5)(inputs)))
     keras.Model(inputs, outputs).save(tmp_path / "logits.keras")
-    classifier = predict.classifier_from_file(tmp_path / "logits.keras", ["a", "b", "c"])
-    [result] = predict.classify(classifier, [png(noise(40, 30))])
+    classifier = classifiers.classifier_from_file(tmp_path / "logits.keras", ["a", "b", "c"])
+    [result] = classification.classify(classifier, [png(noise(40, 30))])
     assert result.probabilities.min() >= 0 and result.probabilities.sum() == pytest.approx(1.0, abs=1e-5)
 
 
 def test_class_names_must_match_the_outputs(bar_model_file):
     with pytest.raises(ConfigError, match="2 outputs but 3 class names"):
-        predict.classifier_from_file(bar_model_file, ["a", "b", "c"])
+        classifiers.classifier_from_file(bar_model_file, ["a", "b", "c"])
 
 
 def test_missing_and_damaged_model_files_are_run_errors(tmp_path):
     with pytest.raises(RunError, match="does not exist"):
-        predict.load_model(tmp_path / "gone.keras")
+        classifiers.cached_model(tmp_path / "gone.keras")
     (tmp_path / "damaged.keras").write_bytes(b"PK\x03\x04 not really a zip")
     with pytest.raises(RunError, match="could not be loaded"):
-        predict.load_model(tmp_path / "damaged.keras")
+        classifiers.cached_model(tmp_path / "damaged.keras")
 
 
 def test_models_are_loaded_once_until_the_file_changes(bar_model_file, tmp_path):
     copy = tmp_path / "copy.keras"
     copy.write_bytes(bar_model_file.read_bytes())
-    first = predict.load_model(copy)
-    assert predict.load_model(copy) is first
+    first = classifiers.cached_model(copy)
+    assert classifiers.cached_model(copy) is first
     os.utime(copy, ns=(copy.stat().st_atime_ns, copy.stat().st_mtime_ns + 10**9))
-    assert predict.load_model(copy) is not first
+    assert classifiers.cached_model(copy) is not first
 
 
 # ---------------------------------------------------------------------------------------------- orientation
@@ -258,7 +260,7 @@ def test_models_are_loaded_once_until_the_file_changes(bar_model_file, tmp_path)
 def test_exif_rotated_photo_is_classified_like_its_upright_twin(bars, orientation):
     upright = bar_picture(True, seed=11, width=44, height=30)[0]
     stored = np.ascontiguousarray(STORED_FOR_ORIENTATION[orientation](upright))
-    twin, rotated, ignored = predict.classify(bars, [
+    twin, rotated, ignored = classification.classify(bars, [
         ("twin.png", png(upright)), ("rotated.png", with_orientation(stored, orientation, "PNG")),
         ("ignored.png", png(stored))])
     assert twin.label == rotated.label == "horizontal bar"
@@ -271,7 +273,7 @@ def test_exif_rotated_dog_photo_matches_its_upright_twin(dogs, dog_photo):
     """The dog classifier's centre crop must not rotate an already upright photo a second time."""
     upright = np.asarray(decode_image(dog_photo.read_bytes()))
     stored = np.ascontiguousarray(STORED_FOR_ORIENTATION[6](upright))
-    twin, rotated, sideways = predict.classify(dogs, [
+    twin, rotated, sideways = classification.classify(dogs, [
         ("twin.png", png(upright)), ("rotated.png", with_orientation(stored, 6, "PNG")), ("sideways.png", png(stored))])
     assert twin.label == rotated.label
     np.testing.assert_allclose(rotated.probabilities, twin.probabilities, atol=1e-5)
@@ -279,7 +281,7 @@ def test_exif_rotated_dog_photo_matches_its_upright_twin(dogs, dog_photo):
 
 
 def test_dog_classifier_knows_a_real_photo(dogs, dog_photo):
-    [result] = predict.classify(dogs, [dog_photo])
+    [result] = classification.classify(dogs, [dog_photo])
     assert result.ok and len(result.top) == 5 and len(result.probabilities) == 120
     breed = dog_photo.parent.name.split("-", 1)[1].replace("_", " ").lower()
     assert breed in [label.lower() for label, _ in result.top]
@@ -290,7 +292,7 @@ def test_dog_classifier_knows_a_real_photo(dogs, dog_photo):
 
 def test_grad_cam_has_the_photo_size_and_finds_the_bar(bars):
     pixels, (top, left, bottom, right) = bar_picture(True, seed=21, width=48, height=40)
-    heatmap = predict.grad_cam(bars, Image.fromarray(pixels))
+    heatmap = grad_cam(bars, Image.fromarray(pixels))
     assert heatmap.shape == (40, 48) and heatmap.dtype == np.float32
     assert heatmap.min() >= 0 and heatmap.max() == pytest.approx(1.0)
     assert heatmap.std() > 0.05
@@ -301,11 +303,11 @@ def test_grad_cam_has_the_photo_size_and_finds_the_bar(bars):
 
 def test_grad_cam_for_a_chosen_class_differs(bars):
     picture = Image.fromarray(bar_picture(True, seed=22)[0])
-    predicted = predict.grad_cam(bars, picture)
-    assert np.array_equal(predicted, predict.grad_cam(bars, picture, class_index=0))
-    assert not np.allclose(predicted, predict.grad_cam(bars, picture, class_index=1))
+    predicted = grad_cam(bars, picture)
+    assert np.array_equal(predicted, grad_cam(bars, picture, class_index=0))
+    assert not np.allclose(predicted, grad_cam(bars, picture, class_index=1))
     with pytest.raises(ConfigError, match="between 0 and 1"):
-        predict.grad_cam(bars, picture, class_index=2)
+        grad_cam(bars, picture, class_index=2)
 
 
 def test_grad_cam_looks_inside_nested_models(bars):
@@ -316,10 +318,10 @@ def test_grad_cam_looks_inside_nested_models(bars):
     backbone = keras.Model(flat.input, flat.get_layer("features").output, name="backbone")
     nested = keras.Sequential([keras.Input((SIZE, SIZE, 3)), backbone, flat.get_layer("avg_pool"),
                                flat.get_layer("pred")])
-    classifier = predict.Classifier("nested", BAR_CLASSES, SIZE, predict.PREPROCESSING["stretch"], nested)
-    assert predict.last_feature_map_layer(nested).name == "features"
+    classifier = classifiers.Classifier("nested", BAR_CLASSES, SIZE, preprocessing.PREPROCESSING["stretch"], nested)
+    assert last_feature_map_layer(nested).name == "features"
     picture = Image.fromarray(bar_picture(False, seed=23)[0])
-    np.testing.assert_allclose(predict.grad_cam(classifier, picture), predict.grad_cam(bars, picture), atol=1e-4)
+    np.testing.assert_allclose(grad_cam(classifier, picture), grad_cam(bars, picture), atol=1e-4)
 
 
 def test_grad_cam_needs_a_feature_map():
@@ -328,32 +330,32 @@ def test_grad_cam_needs_a_feature_map():
     inputs = keras.Input((SIZE, SIZE, 3))
     dense = keras.Model(inputs, keras.layers.Dense(2, activation="softmax")(keras.layers.Flatten()(inputs)))
     with pytest.raises(ConfigError, match="no convolutional feature map"):
-        predict.last_feature_map_layer(dense)
+        last_feature_map_layer(dense)
 
 
 def test_grad_cam_on_a_real_dog_photo(dogs, dog_photo):
     photo = decode_image(dog_photo.read_bytes())
-    heatmap = predict.grad_cam(dogs, photo)
+    heatmap = grad_cam(dogs, photo)
     width, height = photo.size
     assert heatmap.shape == (height, width)
     assert heatmap.max() == pytest.approx(1.0) and heatmap.std() > 0.05
-    left, top, right, bottom = (int(round(v)) for v in predict.PREPROCESSING["imagenet"].view_box(width, height))
+    left, top, right, bottom = (int(round(v)) for v in preprocessing.PREPROCESSING["imagenet"].view_box(width, height))
     assert heatmap[:, : left - 1].max() == 0 and heatmap[:, right + 1:].max() == 0  # outside the centre crop
-    assert predict.last_feature_map_layer(dogs.model).name == "top_activation"
+    assert last_feature_map_layer(dogs.model).name == "top_activation"
 
 
 def test_overlay_blends_the_colour_map_over_the_photo():
     photo = noise(30, 20)
     heatmap = np.tile(np.linspace(0, 1, 30, dtype=np.float32), (20, 1))
-    assert np.array_equal(predict.overlay(photo, heatmap, opacity=0.0), np.asarray(photo))
-    assert np.array_equal(predict.overlay(photo, heatmap, opacity=1.0), predict.colourise(heatmap))
-    half = predict.overlay(photo, heatmap, 0.5)
+    assert np.array_equal(colour_maps.overlay(photo, heatmap, opacity=0.0), np.asarray(photo))
+    assert np.array_equal(colour_maps.overlay(photo, heatmap, opacity=1.0), colour_maps.colourise(heatmap))
+    half = colour_maps.overlay(photo, heatmap, 0.5)
     assert half.shape == (20, 30, 3) and half.dtype == np.uint8
-    assert predict.overlay(photo, heatmap[::2, ::2]).shape == (20, 30, 3)
-    colours = predict.colourise(np.array([0.15, 0.5, 1.0]))
+    assert colour_maps.overlay(photo, heatmap[::2, ::2]).shape == (20, 30, 3)
+    colours = colour_maps.colourise(np.array([0.15, 0.5, 1.0]))
     assert colours[0, 2] > colours[0, 0] and colours[2, 0] > colours[2, 2]  # blue for cold, red for hot
     with pytest.raises(ConfigError, match="Opacity"):
-        predict.overlay(photo, heatmap, 1.5)
+        colour_maps.overlay(photo, heatmap, 1.5)
 
 
 # ---------------------------------------------------------------------------------------------- runs
@@ -369,7 +371,7 @@ def register_run(model_file: Path | None, *, source: str = "demo", class_names: 
     if model_file is not None:
         (folder / file_name).write_bytes(Path(model_file).read_bytes())
     if class_names is not None:
-        (folder / predict.CLASS_NAMES_FILE).write_text(json.dumps(class_names))
+        (folder / classifiers.CLASS_NAMES_FILE).write_text(json.dumps(class_names))
     return run_id
 
 
@@ -379,23 +381,23 @@ def bar_run(bar_model_file) -> str:
 
 
 def test_a_run_classifies_with_its_names_and_training_resize(bar_run):
-    classifier = predict.classifier_for_run(bar_run)
+    classifier = classifiers.classifier_for_run(bar_run)
     assert classifier.class_names == BAR_CLASSES and classifier.image_size == SIZE
     assert classifier.preprocessing.name == "stretch" and classifier.name == "bars run" and not classifier.notes
     assert classifier.source.endswith("model_best.keras")
-    assert predict.classifier_for_run(bar_run) is classifier
-    [result] = predict.classify(classifier, [png(bar_picture(False, seed=5)[0])])
+    assert classifiers.classifier_for_run(bar_run) is classifier
+    [result] = classification.classify(classifier, [png(bar_picture(False, seed=5)[0])])
     assert result.label == "vertical bar"
 
 
 def test_a_run_prepares_photos_exactly_as_its_training_pipeline_did(bar_run, tmp_path):
     from core.data import load_file  # what a folder data source feeds to training
 
-    classifier = predict.classifier_for_run(bar_run)
+    classifier = classifiers.classifier_for_run(bar_run)
     path = tmp_path / "wide.png"
     path.write_bytes(encode(noise(50, 20), "PNG"))
     trained_on, ok = load_file(str(path).encode(), SIZE)
-    [result] = predict.classify(classifier, [path])
+    [result] = classification.classify(classifier, [path])
     prepared = classifier.prepare(decode_image(path.read_bytes()))
     assert ok and prepared.dtype == np.float32 and np.array_equal(prepared, trained_on.astype(np.float32))
     np.testing.assert_allclose(result.probabilities, classifier.predict(prepared[None])[0], atol=1e-6)
@@ -407,34 +409,34 @@ def test_run_class_names_come_from_its_data_source(tmp_path):
     nine = tmp_path / "nine.keras"
     tiny_cnn(len(demo.CLASS_NAMES)).save(nine)
     run_id = register_run(nine, file_name="model_last.keras")
-    classifier = predict.classifier_for_run(run_id)
+    classifier = classifiers.classifier_for_run(run_id)
     assert classifier.class_names == tuple(demo.CLASS_NAMES) and not classifier.notes
-    assert predict.classifier_for_run(run_id, "last").source == classifier.source
+    assert classifiers.classifier_for_run(run_id, "last").source == classifier.source
 
 
 def test_unknown_class_names_are_numbered_with_a_note(bar_model_file, tmp_path):
     run_id = register_run(bar_model_file, source=f"folder:{tmp_path / 'gone'}")
-    classifier = predict.classifier_for_run(run_id)
+    classifier = classifiers.classifier_for_run(run_id)
     assert classifier.class_names == ("class 1", "class 2")
     assert len(classifier.notes) == 1 and "does not exist" in classifier.notes[0]
 
 
 def test_runs_without_a_model_or_unknown_are_errors(bar_model_file):
     with pytest.raises(RunError, match="no saved model yet"):
-        predict.classifier_for_run(register_run(None))
+        classifiers.classifier_for_run(register_run(None))
     with pytest.raises(RunError, match="no saved model yet"):
-        predict.classifier_for_run(register_run(bar_model_file), checkpoint="last")
+        classifiers.classifier_for_run(register_run(bar_model_file), checkpoint="last")
     with pytest.raises(RunError, match="no run"):
-        predict.classifier_for_run("19990101-000000-abcdef")
+        classifiers.classifier_for_run("19990101-000000-abcdef")
     with pytest.raises(ConfigError, match="Checkpoint"):
-        predict.classifier_for_run("any", checkpoint="newest")
+        classifiers.classifier_for_run("any", checkpoint="newest")
 
 
 # ---------------------------------------------------------------------------------------------- command line
 
 def run_cli(*args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    return subprocess.run([sys.executable, "-m", "core.predict", *args], cwd=ROOT, env=env, capture_output=True,
+    return subprocess.run([sys.executable, "-m", "core.serving", *args], cwd=ROOT, env=env, capture_output=True,
                           text=True, timeout=300)
 
 
@@ -484,7 +486,7 @@ def test_cli_bad_flags_exit_2(argv, message, tmp_path, capsys):
     argv = [str(tmp_path / "empty") if a == "EMPTY" else str(tmp_path / "photo.png") if a == "PHOTO" else a
             for a in argv]
     with pytest.raises(SystemExit) as exited:
-        predict.main(argv)
+        cli.main(argv)
     assert exited.value.code == 2
     captured = capsys.readouterr()
     assert message in captured.err and captured.out == ""
@@ -497,7 +499,7 @@ def test_cli_bad_flags_exit_2_from_the_shell():
 
 def test_cli_help_documents_every_flag(capsys):
     with pytest.raises(SystemExit) as exited:
-        predict.main(["--help"])
+        cli.main(["--help"])
     assert exited.value.code == 0
     text = capsys.readouterr().out
     for flag in ("--run", "--imagenet-dogs", "--top-k", "--checkpoint", "--batch-size", "FILE_OR_FOLDER"):
@@ -510,12 +512,14 @@ def test_folders_expand_to_sorted_image_files(tmp_path):
     (tmp_path / ".hidden").mkdir()
     for name in ("z.JPG", "a.png", "b/c.webp", "notes.txt", ".hidden/x.png"):
         (tmp_path / name).write_bytes(b"")
-    assert predict.expand_paths([tmp_path, "missing.jpg"]) == [
+    assert cli.expand_paths([tmp_path, "missing.jpg"]) == [
         tmp_path / "a.png", tmp_path / "b" / "c.webp", tmp_path / "z.JPG", Path("missing.jpg")]
 
 
-def test_predict_module_does_not_import_tensorflow():
-    code = "import sys, core.predict; assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules"
+def test_serving_modules_do_not_import_tensorflow():
+    modules = ", ".join(sorted(f"core.serving.{path.stem}" for path in (ROOT / "core" / "serving").glob("*.py")
+                               if path.stem != "__main__"))
+    code = f"import sys, {modules}; assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules"
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
 
@@ -524,15 +528,15 @@ DOGS = imagenet.dog_breed_names()
 
 
 def test_a_low_top_probability_is_called_unsure_with_a_hint_for_dog_models():
-    result = predict.Result("pattern.png", top=(("Shih-Tzu", 0.164), ("Maltese dog", 0.05)))
-    note = predict.unsure_note(result, DOGS)
+    result = classification.Result("pattern.png", top=(("Shih-Tzu", 0.164), ("Maltese dog", 0.05)))
+    note = classification.unsure_note(result, DOGS)
     assert note == ("The model is unsure: its best guess, Shih-Tzu, gets only 16.4%. This may not be a dog, "
                     "or not one of the 120 breeds it knows.")
 
 
 def test_a_top_class_barely_ahead_of_the_next_is_called_unsure():
-    result = predict.Result("x.png", top=(("circle", 0.52), ("ring", 0.45), ("square", 0.03)))
-    note = predict.unsure_note(result, ["circle", "ring", "square"])
+    result = classification.Result("x.png", top=(("circle", 0.52), ("ring", 0.45), ("square", 0.03)))
+    note = classification.unsure_note(result, ["circle", "ring", "square"])
     assert note == ("The model is unsure: circle (52.0%) is barely ahead of ring (45.0%). This may not show one "
                     "of its 3 classes, or the model needs more training.")
 
@@ -543,13 +547,13 @@ def test_a_top_class_barely_ahead_of_the_next_is_called_unsure():
     (("Samoyed", 0.45),),  # no runner-up listed (top-1 only)
 ])
 def test_a_clear_answer_gets_no_note(top):
-    assert predict.unsure_note(predict.Result("dog.jpg", top=top), DOGS) is None
+    assert classification.unsure_note(classification.Result("dog.jpg", top=top), DOGS) is None
 
 
 def test_just_under_either_limit_is_unsure():
-    assert predict.unsure_note(predict.Result("a", top=(("a", 0.39), ("b", 0.01))), ["a", "b"])
-    assert predict.unsure_note(predict.Result("a", top=(("a", 0.80), ("b", 0.71))), ["a", "b"])
+    assert classification.unsure_note(classification.Result("a", top=(("a", 0.39), ("b", 0.01))), ["a", "b"])
+    assert classification.unsure_note(classification.Result("a", top=(("a", 0.80), ("b", 0.71))), ["a", "b"])
 
 
 def test_a_file_that_could_not_be_classified_gets_no_note():
-    assert predict.unsure_note(predict.Result("broken.jpg", error="not an image"), DOGS) is None
+    assert classification.unsure_note(classification.Result("broken.jpg", error="not an image"), DOGS) is None
