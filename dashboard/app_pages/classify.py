@@ -10,6 +10,7 @@ from PIL import Image
 
 from core import figures, predict, runs
 from core.errors import TransferLabError
+from dashboard.feedback import progress_to
 from dashboard.messages import literal, show_error
 
 PREFIX = "classify"
@@ -26,9 +27,7 @@ def dog_classifier() -> predict.Classifier:
     """Built once per server process. The progress bar is drawn inside, so a cache hit replays it cleanly."""
     bar = st.progress(0.0, text="Building the ImageNet dog classifier (a few seconds, once)…")
     try:
-        classifier = predict.imagenet_dog_classifier(
-            progress=lambda done, total, message: bar.progress(min(done / total, 1.0) if total else 0.0,
-                                                               text=message))
+        classifier = predict.imagenet_dog_classifier(progress=progress_to(bar))
         classifier.warm_up()
         return classifier
     finally:
