@@ -310,8 +310,7 @@ class ModelConfig(Config):
     backbone: str = setting(DEFAULT_BACKBONE, "Backbone", "EfficientNet B0 (smallest, fastest) to B7 (largest).",
                             choices=tuple(BACKBONES))
     regime: str = setting(DEFAULT_REGIME, "Training regime",
-                          "scratch: all weights learn from random; frozen: only a new head learns on ImageNet "
-                          "features; finetune: continue a frozen run with its top layers unfrozen.",
+                          "; ".join(f"{row.name}: {row.label.lower()}" for row in REGIMES.values()) + ".",
                           choices=tuple(REGIMES))
     weights: str | None = setting(None, "Starting weights",
                                   WEIGHT_CHOICES_HELP + " Empty: the regime's default.", optional=True)

@@ -24,26 +24,6 @@ STATUS_BADGES = {  # (colour, icon): a failed run must not look like a completed
 }
 STATUS_MARKS = {runs.QUEUED: "⏳", runs.RUNNING: "▶️", runs.COMPLETED: "✅", runs.STOPPED: "⏹️",
                 runs.FAILED: "❌", runs.INTERRUPTED: "⚠️"}
-TEACHING = {
-    "scratch": (
-        "**What is trained:** every one of the network's ~4 million weights, starting from random values. "
-        "**Learning rate:** Adam's default (1e-3): random weights need big steps. "
-        "**Watch for (exercise 4-12):** training accuracy climbing while validation accuracy stalls low "
-        "and validation loss turns up: over-fitting."
-    ),
-    "frozen": (
-        "**What is trained:** only the new head (batch norm + dense layer): a few thousand weights on top of "
-        "ImageNet features. **Learning rate:** 1e-4 with weight decay 0.01, the best cell of the notebook's grid. "
-        "**Watch for (exercise 4-13):** validation accuracy close to training accuracy: the model generalises. "
-        "Compare its trainable parameters with scratch's."
-    ),
-    "finetune": (
-        "**What is trained:** the head plus the top layers of the backbone (batch norm stays frozen). "
-        "**Learning rate:** 1e-5, ten times smaller, so the ImageNet features are nudged, not destroyed. "
-        "**Watch for (exercise 4-15):** a small gain over the frozen run; training accuracy racing ahead of "
-        "validation means it has started to over-fit."
-    ),
-}
 
 
 def fmt_duration(seconds: float | None) -> str:
@@ -169,13 +149,22 @@ def parent_choice(parents: list) -> str:
         format_func=lambda pid: f"{run_label(by_id[pid])} (best val. accuracy {by_id[pid].best_val_accuracy or 0:.3f})")
 
 
+def lesson(regime: str) -> str:
+    """What to look for in a regime's run, from its catalog row."""
+    row = REGIMES[regime]
+    decay = f"weight decay {row.weight_decay:g}" if row.weight_decay else "no weight decay"
+    return (f"**What is trained:** {row.what_is_trained} "
+            f"**Learning rate:** {format_log_step(row.learning_rate)} ({decay}): {row.learning_rate_reason} "
+            f"**Watch for (exercise {row.exercise}):** {row.watch_for}")
+
+
 def launch_form() -> None:
     regime = st.segmented_control("Regime", list(REGIMES), default=catalog.DEFAULT_REGIME, key="train_regime",
                                   format_func=lambda name: REGIMES[name].label) or catalog.DEFAULT_REGIME
     defaults = REGIMES[regime]
     st.caption(defaults.description)
     with st.expander("What to look for", expanded=False):
-        st.markdown(TEACHING[regime])
+        st.markdown(lesson(regime))
     parent = None
     if regime == "finetune":
         parents = runs.finetune_parents()
