@@ -18,15 +18,16 @@ POINTS = ("() => Array.from(document.querySelectorAll('.js-plotly-plot'))"
 
 
 def field(page, label: str):
-    """The one input labelled ``label``, once the rerun that redrew the form has removed the old one."""
-    box = page.get_by_label(label, exact=True)
+    """The one input labelled ``label``, once the rerun that redrew the form has removed the old one (inputs in
+    tabs not shown, such as the grid's Epochs behind the launch form's, do not count)."""
+    box = page.get_by_label(label, exact=True).filter(visible=True)
     wait_until(lambda: box.count() == 1, 30, f"one field labelled {label!r}")
     return box
 
 
 def value_of(page, label: str) -> str | None:
     """The value in the one input labelled ``label``; None while a rerun shows two (old and new form)."""
-    box = page.get_by_label(label, exact=True)
+    box = page.get_by_label(label, exact=True).filter(visible=True)
     try:
         return box.input_value(timeout=1_000) if box.count() == 1 else None
     except Exception:  # replaced between the count and the read
