@@ -69,27 +69,55 @@ DEFAULT_BACKBONE = "EfficientNetB0"
 
 @dataclass(frozen=True)
 class Regime:
-    """One of the notebook's three ways to train, with its defaults."""
+    """One of the notebook's three ways to train: its defaults, and what it teaches.
+
+    The Home page shows ``title`` and ``description``; the Train page adds what is trained, why the
+    learning rate is what it is, and what to watch for (with the notebook's exercise).
+    """
 
     name: str
-    label: str
-    description: str
+    label: str  # the button that picks it
+    title: str  # the name it goes by in prose ('Fine-tuning')
+    description: str  # what happens, in two sentences for a learner
     weights: str | None  # default starting weights; None: they come from the parent run
     learning_rate: float
     weight_decay: float  # 0 means none (plain Adam)
     epochs: int  # the notebook's choice; a CPU needs far fewer to show the trend
+    what_is_trained: str
+    learning_rate_reason: str  # why this learning rate (and weight decay)
+    exercise: str  # the notebook's exercise about this regime
+    watch_for: str  # what the curves show
 
 
 REGIMES: dict[str, Regime] = {row.name: row for row in (
-    Regime("scratch", "Train from scratch",
-           "The whole network, with its own classifier, learns from random weights. Slow, and it overfits "
-           "small datasets.", "none", 1e-3, 0.0, 30),
-    Regime("frozen", "Frozen backbone, new head",
-           "ImageNet features stay fixed; only a small head (pooling, batch norm, dropout, dense) learns.",
-           "imagenet", 1e-4, 0.01, 30),
-    Regime("finetune", "Fine-tune the top layers",
-           "Continues a finished frozen run with its top layers unfrozen (batch norm stays frozen) and a "
-           "tiny learning rate.", None, 1e-5, 0.01, 10),
+    Regime("scratch", "Train from scratch", "From scratch",
+           "Every weight starts random and is learned from your data alone, the classifier included. With a few "
+           "thousand images it learns slowly and over-fits: the baseline the other two beat.",
+           "none", 1e-3, 0.0, 30,
+           what_is_trained="every one of the network's ~4 million weights, starting from random values.",
+           learning_rate_reason="Adam's default, since random weights need big steps.",
+           exercise="4-12",
+           watch_for="training accuracy climbing while validation accuracy stalls low and validation loss turns "
+                     "up: over-fitting."),
+    Regime("frozen", "Frozen backbone, new head", "Frozen backbone + new head",
+           "An ImageNet-trained EfficientNet turns each image into features and stays fixed; only a small new head "
+           "(pooling, batch norm, dropout, dense) learns. Few weights to fit, so it learns fast from little data.",
+           "imagenet", 1e-4, 0.01, 30,
+           what_is_trained="only the new head (batch norm + dense layer): a few thousand weights on top of ImageNet "
+                           "features.",
+           learning_rate_reason="the best cell of the notebook's grid.",
+           exercise="4-13",
+           watch_for="validation accuracy close to training accuracy: the model generalises. Compare its trainable "
+                     "parameters with scratch's."),
+    Regime("finetune", "Fine-tune the top layers", "Fine-tuning",
+           "Continues a finished frozen run: the top layers of the backbone are unfrozen (batch norm stays frozen) "
+           "and trained with a tiny learning rate, so the features adapt to dogs without forgetting ImageNet.",
+           None, 1e-5, 0.01, 10,
+           what_is_trained="the head plus the top layers of the backbone (batch norm stays frozen).",
+           learning_rate_reason="ten times smaller, so the ImageNet features are nudged, not destroyed.",
+           exercise="4-15",
+           watch_for="a small gain over the frozen run; training accuracy racing ahead of validation means it has "
+                     "started to over-fit."),
 )}
 DEFAULT_REGIME = "frozen"
 WEIGHT_CHOICES_HELP = "'imagenet' (pretrained), 'none' (random) or the path to a Keras weights file."
@@ -163,9 +191,6 @@ TRANSFORMS: tuple[Transform, ...] = (
 TEACHING_NOTES: dict[str, str] = {row.key: row.note for row in TRANSFORMS}
 """What each transformation simulates, one sentence each, by ``Transform.key``."""
 
-TEACHING_NOTES: dict[str, str] = {row.key: row.note for row in TRANSFORMS}
-"""What each transformation simulates, one sentence each, by ``Transform.key``."""
-
 ALL_TRANSFORMS_OFF: dict[str, bool] = {row.switch: False for row in TRANSFORMS}
 
 AUGMENT_PRESET_CHANGES: dict[str, dict[str, Any]] = {
@@ -190,7 +215,7 @@ LIVE_DEMO: dict[str, dict[str, Any]] = {
     "train": {"epochs": 5, "batch_size": 32, "learning_rate": 1e-2},  # the notebook grid's first row
 }
 """A frozen-head run to show a whole run in class: ~50 s on an idle 2-core CPU, ~20 s again once its
-features are cached. Changes to the configs' defaults, by config."""
+features are cached. Changes to the configs' defaults, by config (``DataConfig``, ``ModelConfig``, ``TrainConfig``)."""
 
 
 # ---------------------------------------------------------------------------------------------- weights files

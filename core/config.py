@@ -310,8 +310,7 @@ class ModelConfig(Config):
     backbone: str = setting(DEFAULT_BACKBONE, "Backbone", "EfficientNet B0 (smallest, fastest) to B7 (largest).",
                             choices=tuple(BACKBONES))
     regime: str = setting(DEFAULT_REGIME, "Training regime",
-                          "scratch: all weights learn from random; frozen: only a new head learns on ImageNet "
-                          "features; finetune: continue a frozen run with its top layers unfrozen.",
+                          "; ".join(f"{row.name}: {row.label.lower()}" for row in REGIMES.values()) + ".",
                           choices=tuple(REGIMES))
     weights: str | None = setting(None, "Starting weights",
                                   WEIGHT_CHOICES_HELP + " Empty: the regime's default.", optional=True)
@@ -389,7 +388,8 @@ class TrainConfig(Config):
                                           "1e-4 frozen, 1e-5 fine-tune).", min=1e-7, max=1.0, optional=True,
                                           log=True)
     weight_decay: float | None = setting(None, "Weight decay", "Adam's decoupled weight decay; 0 for none. "
-                                         "Empty: the regime's default.", min=0.0, max=1.0, optional=True)
+                                         "Empty: the regime's default.", min=0.0, max=1.0, step=0.001,
+                                         optional=True)
     mixed_precision: str = setting("off", "Mixed precision", "Faster on recent GPUs; ignored on a CPU.",
                                    choices=MIXED_PRECISION_CHOICES)
     seed: int = setting(0, "Training seed", "Fixes the initial weights and the shuffling order.",

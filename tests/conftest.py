@@ -65,8 +65,7 @@ def train_tiny_run(home: Path, *, name: str, test_images: int) -> str:
     """One finished 1-epoch frozen run on 32 px demo images (36 training, ``test_images`` test), trained in
     this process into the data directory ``home``; returns its id."""
     from core import runs, training
-    from core.config import AUGMENT_PRESETS
-    from core.config import DataConfig, ModelConfig, TrainConfig
+    from core.config import AUGMENT_PRESETS, DataConfig, ModelConfig, TrainConfig
 
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("TRANSFER_LAB_HOME", str(home))

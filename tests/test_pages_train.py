@@ -8,7 +8,8 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from core import demo, grid, runs
-from core.config import DataConfig, RunConfig
+from core.catalog import REGIMES
+from core.config import DataConfig, ModelConfig, RunConfig, TrainConfig
 
 APP = str(Path(__file__).resolve().parents[1] / "dashboard" / "app.py")
 TINY_DATA = DataConfig(source="demo", max_train_images=36, max_test_images=18)
@@ -77,11 +78,21 @@ def wait_for(at: AppTest, condition, timeout_s: float = 240) -> None:
     raise AssertionError(f"timed out; runs: {[(r.name, r.status, r.error) for r in runs.list_runs()]}")
 
 
-def test_form_rejects_impossible_settings_before_anything_starts():
+def test_the_form_takes_its_limits_and_defaults_from_the_configs():
+    """The widgets refuse what the configs refuse and start at the regime's defaults. Before, the page had
+    limits and defaults of its own: image size 0..600 (0 = native, so 16 reached the config and was refused
+    there), epochs up to 500, batch size 64, learning rates from 1e-6."""
     at = open_train()
-    fill_frozen_form(at, size=16)
-    submit(at)
-    assert at.error and "Image size" in at.error[0].value and "32" in at.error[0].value
+    size = at.number_input(key="train_frozen_size")
+    image_size = ModelConfig.__dataclass_fields__["image_size"].metadata
+    assert (size.min, size.max, size.step) == (image_size["min"], image_size["max"], image_size["step"]) == (32, 1024, 8)
+    assert size.value is None  # empty: the backbone's native resolution
+    epochs = at.number_input(key="train_frozen_epochs")
+    assert (epochs.min, epochs.max, epochs.value) == (1, 1000, REGIMES["frozen"].epochs)
+    assert at.number_input(key="train_frozen_batch").value == TrainConfig().batch_size == 32
+    rates = [float(o) for o in at.select_slider(key="train_frozen_lr").options]
+    assert (rates[0], rates[-1]) == (1e-7, 1.0)
+    assert at.number_input(key="train_frozen_wd").value == REGIMES["frozen"].weight_decay
     assert runs.list_runs() == []
 
 

@@ -15,6 +15,7 @@ from core.serving.classifiers import Classifier, classifier_for_run, imagenet_do
 from core.serving.colour_maps import DEFAULT_OPACITY, overlay
 from core.serving.grad_cam import grad_cam
 from core.serving.inputs import open_input
+from dashboard.feedback import progress_to
 from dashboard.messages import literal, show_error
 
 PREFIX = "classify"
@@ -31,9 +32,7 @@ def dog_classifier() -> Classifier:
     """Built once per server process. The progress bar is drawn inside, so a cache hit replays it cleanly."""
     bar = st.progress(0.0, text="Building the ImageNet dog classifier (a few seconds, once)…")
     try:
-        classifier = imagenet_dog_classifier(
-            progress=lambda done, total, message: bar.progress(min(done / total, 1.0) if total else 0.0,
-                                                               text=message))
+        classifier = imagenet_dog_classifier(progress=progress_to(bar))
         classifier.warm_up()
         return classifier
     finally:

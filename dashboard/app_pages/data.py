@@ -6,6 +6,7 @@ from core import data, figures
 from core.config import DataConfig
 from core.errors import TransferLabError
 from dashboard import state
+from dashboard.feedback import progress_to
 from dashboard.messages import show_error
 
 SOURCES = {
@@ -73,7 +74,7 @@ except TransferLabError as error:
         if st.button(f"Download {name} now", key="data_download", icon=":material/download:"):
             bar = st.progress(0.0, text="Starting…")
             try:
-                data.download_tfds(name, progress=lambda done, total, msg: bar.progress(done / total, text=msg))
+                data.download_tfds(name, progress=progress_to(bar))
                 describe.clear()
                 st.rerun()
             except TransferLabError as download_error:

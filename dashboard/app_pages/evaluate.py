@@ -7,6 +7,7 @@ import streamlit as st
 from core import evaluation, figures, runs
 from core.errors import TransferLabError
 from core.predictions import run_predictions, test_images
+from dashboard.feedback import progress_to
 from dashboard.messages import literal, show_error
 
 NONE = "(none)"
@@ -23,8 +24,7 @@ def predictions_for(run_id: str, records: dict):
     """Predictions with a progress bar the first time (later calls read the cache next to the model)."""
     bar = st.progress(0.0, text=f"Predicting the test split with {records[run_id].name}…")
     try:
-        return run_predictions(
-            run_id, progress=lambda done, total, msg: bar.progress(min(done / total, 1.0) if total else 0.0, text=msg))
+        return run_predictions(run_id, progress=progress_to(bar))
     finally:
         bar.empty()
 

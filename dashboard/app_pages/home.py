@@ -13,19 +13,8 @@ st.markdown(
 )
 
 st.subheader("Three ways to train")
-regimes = st.columns(3)
-regimes[0].markdown(
-    "**From scratch.** Every weight starts random and is learned from your data alone. "
-    "With a few thousand images it learns slowly and over-fits: the baseline the other two beat."
-)
-regimes[1].markdown(
-    "**Frozen backbone + new head.** An ImageNet-trained EfficientNet turns each image into features and stays "
-    "fixed; only a small new head learns. Few weights to fit, so it learns fast from little data."
-)
-regimes[2].markdown(
-    "**Fine-tuning.** Starting from a trained frozen model, the top layers of the backbone are unfrozen and "
-    "trained with a tiny learning rate, so the features adapt to dogs without forgetting ImageNet."
-)
+for column, regime in zip(st.columns(len(catalog.REGIMES)), catalog.REGIMES.values()):
+    column.markdown(f"**{regime.title}.** {regime.description}")
 
 st.subheader("This machine")
 machine = system.machine()

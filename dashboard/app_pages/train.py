@@ -5,18 +5,13 @@ import time
 import streamlit as st
 
 from core import catalog, export, figures, grid, preflight, runs
-from core.config import DataConfig, format_log_step, log_steps, ModelConfig, RunConfig, TrainConfig
+from core.catalog import BACKBONES, LIVE_DEMO, REGIMES
+from core.config import DataConfig, format_log_step, ModelConfig, RunConfig, TrainConfig
 from core.devices import describe_device
 from core.errors import TransferLabError
-from core.catalog import BACKBONES, REGIMES
 from dashboard import forms, state
 from dashboard.messages import show_error
 
-LIVE_DEMO = {  # a frozen-head run: ~50 s on an idle 2-core CPU, ~20 s again once its features are cached
-    "data": DataConfig(source="demo", max_train_images=540, max_test_images=180),
-    "image_size": 96, "epochs": 5, "batch_size": 32, "learning_rate": 1e-2,  # the notebook grid's first row
-}
-LEARNING_RATES = log_steps(1e-6, 0.5)
 STATUS_BADGES = {  # (colour, icon): a failed run must not look like a completed one
     runs.QUEUED: ("gray", ":material/schedule:"), runs.RUNNING: ("blue", ":material/play_circle:"),
     runs.COMPLETED: ("green", ":material/check_circle:"), runs.STOPPED: ("orange", ":material/stop_circle:"),
@@ -24,26 +19,8 @@ STATUS_BADGES = {  # (colour, icon): a failed run must not look like a completed
 }
 STATUS_MARKS = {runs.QUEUED: "⏳", runs.RUNNING: "▶️", runs.COMPLETED: "✅", runs.STOPPED: "⏹️",
                 runs.FAILED: "❌", runs.INTERRUPTED: "⚠️"}
-TEACHING = {
-    "scratch": (
-        "**What is trained:** every one of the network's ~4 million weights, starting from random values. "
-        "**Learning rate:** Adam's default (1e-3): random weights need big steps. "
-        "**Watch for (exercise 4-12):** training accuracy climbing while validation accuracy stalls low "
-        "and validation loss turns up: over-fitting."
-    ),
-    "frozen": (
-        "**What is trained:** only the new head (batch norm + dense layer): a few thousand weights on top of "
-        "ImageNet features. **Learning rate:** 1e-4 with weight decay 0.01, the best cell of the notebook's grid. "
-        "**Watch for (exercise 4-13):** validation accuracy close to training accuracy: the model generalises. "
-        "Compare its trainable parameters with scratch's."
-    ),
-    "finetune": (
-        "**What is trained:** the head plus the top layers of the backbone (batch norm stays frozen). "
-        "**Learning rate:** 1e-5, ten times smaller, so the ImageNet features are nudged, not destroyed. "
-        "**Watch for (exercise 4-15):** a small gain over the frozen run; training accuracy racing ahead of "
-        "validation means it has started to over-fit."
-    ),
-}
+WEIGHT_NAMES = {"imagenet": "ImageNet (pretrained)", "none": "random (no pretraining)"}
+GRID_START = {"model": {"image_size": 96}, "train": {"epochs": 3}}  # a grid cell is short: many run in a row
 
 
 def fmt_duration(seconds: float | None) -> str:
@@ -152,13 +129,6 @@ def epoch_offset(record) -> int:
 
 # ------------------------------------------------------------------------------ launch form
 
-def learning_rate_slider(container, default: float, key: str) -> float:
-    """Learning rates move by factors (1e-4 -> 2e-4 -> 3e-4 -> 5e-4 -> 1e-3), not by equal steps."""
-    options = LEARNING_RATES if default in LEARNING_RATES else sorted({*LEARNING_RATES, default})
-    return container.select_slider("Learning rate", options=options, value=default, format_func=format_log_step,
-                                   key=key, help="On a log scale: each step multiplies by about 1.5-2.")
-
-
 def parent_choice(parents: list) -> str:
     """The frozen run to fine-tune: by default the one being watched, else the newest."""
     by_id = {p.id: p for p in parents}
@@ -169,13 +139,34 @@ def parent_choice(parents: list) -> str:
         format_func=lambda pid: f"{run_label(by_id[pid])} (best val. accuracy {by_id[pid].best_val_accuracy or 0:.3f})")
 
 
+def lesson(regime: str) -> str:
+    """What to look for in a regime's run, from its catalog row."""
+    row = REGIMES[regime]
+    decay = f"weight decay {row.weight_decay:g}" if row.weight_decay else "no weight decay"
+    return (f"**What is trained:** {row.what_is_trained} "
+            f"**Learning rate:** {format_log_step(row.learning_rate)} ({decay}): {row.learning_rate_reason} "
+            f"**Watch for (exercise {row.exercise}):** {row.watch_for}")
+
+
+def form_start(regime: str, parent, demo: bool) -> tuple[ModelConfig, TrainConfig]:
+    """What the form shows before anyone changes it: the regime's defaults, the frozen run's network for a
+    fine-tune, the live demo's values when it is on."""
+    row = REGIMES[regime]
+    model = ModelConfig(backbone=parent.backbone if parent else catalog.default_backbone(), regime=regime,
+                        weights=row.weights, image_size=parent.config.model.image_size if parent else None,
+                        parent_run_id=parent.id if parent else None)
+    train = TrainConfig(epochs=row.epochs, learning_rate=row.learning_rate, weight_decay=row.weight_decay)
+    if demo:
+        model, train = model.replace(**LIVE_DEMO["model"]), train.replace(**LIVE_DEMO["train"])
+    return model, train
+
+
 def launch_form() -> None:
-    regime = st.segmented_control("Regime", list(REGIMES), default=catalog.DEFAULT_REGIME, key="train_regime",
-                                  format_func=lambda name: REGIMES[name].label) or catalog.DEFAULT_REGIME
-    defaults = REGIMES[regime]
-    st.caption(defaults.description)
+    regime = forms.render(ModelConfig(), "regime", "train", buttons=True,
+                          format_func=lambda name: REGIMES[name].label) or catalog.DEFAULT_REGIME
+    st.caption(REGIMES[regime].description)
     with st.expander("What to look for", expanded=False):
-        st.markdown(TEACHING[regime])
+        st.markdown(lesson(regime))
     parent = None
     if regime == "finetune":
         parents = runs.finetune_parents()
@@ -187,12 +178,13 @@ def launch_form() -> None:
         data_config, augment_config = base.data, base.augment
         demo = False
     else:
-        demo = st.toggle("Live demo preset: the demo dataset at 96 px, 5 epochs, about a minute on a 2-core CPU",
+        demo = st.toggle(f"Live demo preset: the demo dataset at {LIVE_DEMO['model']['image_size']} px, "
+                         f"{LIVE_DEMO['train']['epochs']} epochs, about a minute on a 2-core CPU",
                          key="train_live_demo", disabled=regime != "frozen",
                          help="For showing a whole run in class. Uses a subset of the demo shapes, not the Data "
                               "page's choice.")
         demo = demo and regime == "frozen"
-        data_config = LIVE_DEMO["data"] if demo else state.data_config()
+        data_config = DataConfig(**LIVE_DEMO["data"]) if demo else state.data_config()
         augment_config = state.augment_config()
     cols = st.columns(2)
     if parent is not None:
@@ -204,57 +196,44 @@ def launch_form() -> None:
         cols[1].markdown(f"**Augmentation:** {augment_config.summary()}")
         cols[1].page_link("app_pages/augment.py", label="Change the augmentation", icon=":material/auto_awesome:")
 
+    model, train = form_start(regime, parent, demo)
     available = catalog.imagenet_weights_available(include_top=False)
     key = f"train_{regime}{'_demo' if demo else ''}"
     with st.form(f"{key}_form", border=True):
-        name = st.text_input("Run name (optional)", key=f"{key}_name")
+        name = forms.render(RunConfig(), "name", key)
         if parent is not None:
-            backbone, image_size = parent.backbone, parent.config.model.image_size
+            backbone, image_size = model.backbone, model.image_size
             st.text_input("Backbone and image size", disabled=True, key=f"{key}_network_{parent.id}",
-                          value=f"{backbone} · {parent.config.model.effective_image_size} px (the frozen "
+                          value=f"{backbone} · {model.effective_image_size} px (the frozen "
                                 "run's: a fine-tune continues its network)")
         else:
-            backbone = st.selectbox("Backbone", list(BACKBONES), index=list(BACKBONES).index(catalog.default_backbone()),
-                                    format_func=lambda n: weights_label(n, available), key=f"{key}_backbone")
+            backbone = forms.render(model, "backbone", key, format_func=lambda n: weights_label(n, available))
         c1, c2, c3 = st.columns(3)
         if parent is None:
-            image_size = c1.number_input("Image size (pixels, 0 = the backbone's own)", min_value=0, max_value=600,
-                                         value=LIVE_DEMO["image_size"] if demo else 0, step=8,
-                                         key=f"{key}_size") or None
-        epochs = c2.number_input("Epochs", min_value=1, max_value=500,
-                                 value=LIVE_DEMO["epochs"] if demo else defaults.epochs, key=f"{key}_epochs")
-        batch_size = c3.number_input("Batch size", min_value=1, max_value=4096,
-                                     value=LIVE_DEMO["batch_size"] if demo else 64, key=f"{key}_batch")
+            image_size = forms.render(model, "image_size", key, c1, key=f"{key}_size",
+                                      placeholder="the backbone's own")
+        epochs = forms.render(train, "epochs", key, c2)
+        batch_size = forms.render(train, "batch_size", key, c3, key=f"{key}_batch")
         c4, c5, c6 = st.columns(3)
-        learning_rate = learning_rate_slider(c4, LIVE_DEMO["learning_rate"] if demo else defaults.learning_rate,
-                                             f"{key}_lr")
-        weight_decay = c5.number_input("Weight decay (0 = none)", min_value=0.0, value=defaults.weight_decay,
-                                       format="%g", step=0.001, key=f"{key}_wd")
-        if regime == "scratch":
-            weights = "none"
-            c6.text_input("Starting weights", value="random (from scratch)", disabled=True, key=f"{key}_weights_fixed")
-        elif regime == "frozen":
-            weights = c6.selectbox("Starting weights", ["imagenet", "none"], key=f"{key}_weights",
-                                   format_func={"imagenet": "ImageNet (pretrained)",
-                                                "none": "random (no pretraining)"}.get)
+        learning_rate = forms.render(train, "learning_rate", key, c4, key=f"{key}_lr")
+        weight_decay = forms.render(train, "weight_decay", key, c5, key=f"{key}_wd")
+        weights = model.weights
+        if regime == "frozen":
+            weights = forms.render(model, "weights", key, c6, choices=list(WEIGHT_NAMES), format_func=WEIGHT_NAMES.get)
         else:
-            weights = None
-            c6.text_input("Starting weights", value="the frozen run's model", disabled=True, key=f"{key}_weights_fixed")
-        train_defaults = TrainConfig()
-        feature_cache, cached_views = train_defaults.feature_cache, train_defaults.cached_views
+            c6.text_input(forms.label(ModelConfig, "weights"), disabled=True, key=f"{key}_weights_fixed",
+                          value="random (from scratch)" if regime == "scratch" else "the frozen run's model")
+        feature_cache, cached_views = train.feature_cache, train.cached_views
         if regime == "frozen":
             g1, g2 = st.columns(2)
-            feature_cache = forms.render_field(forms.field_named(TrainConfig, "feature_cache"), train_defaults,
-                                               key, g1)
-            cached_views = forms.render_field(forms.field_named(TrainConfig, "cached_views"), train_defaults, key, g2)
-        unfreeze_top, from_block = 20, None
+            feature_cache = forms.render(train, "feature_cache", key, g1)
+            cached_views = forms.render(train, "cached_views", key, g2)
+        unfreeze_top, from_block = model.unfreeze_top_layers, model.unfreeze_from_block
         if regime == "finetune":
             f1, f2 = st.columns(2)
-            unfreeze_top = f1.number_input("Layers to unfreeze (from the top)", min_value=1, max_value=1000, value=20,
-                                           key=f"{key}_unfreeze")
-            block = f2.selectbox("…or unfreeze whole blocks from", ["(use the layer count)", 1, 2, 3, 4, 5, 6, 7],
-                                 key=f"{key}_from_block")
-            from_block = None if isinstance(block, str) else block
+            unfreeze_top = forms.render(model, "unfreeze_top_layers", key, f1, key=f"{key}_unfreeze")
+            from_block = forms.render(model, "unfreeze_from_block", key, f2, key=f"{key}_from_block",
+                                      placeholder="use the layer count")
         st.caption(f"Runs on: **{describe_device()}** (jit_compile stays off on a CPU, where XLA is ~8x slower).")
         submitted = st.form_submit_button("Launch", type="primary", icon=":material/play_arrow:")
     if not submitted:
@@ -264,12 +243,10 @@ def launch_form() -> None:
             name=name,
             data=data_config,
             augment=augment_config,
-            model=ModelConfig(backbone=backbone, regime=regime, weights=weights, image_size=image_size,
-                              unfreeze_top_layers=int(unfreeze_top), unfreeze_from_block=from_block,
-                              parent_run_id=parent.id if parent is not None else None),
-            train=TrainConfig(epochs=int(epochs), batch_size=int(batch_size), learning_rate=float(learning_rate),
-                              weight_decay=weight_decay, feature_cache=bool(feature_cache),
-                              cached_views=int(cached_views)),
+            model=model.replace(backbone=backbone, weights=weights, image_size=image_size,
+                                unfreeze_top_layers=unfreeze_top, unfreeze_from_block=from_block),
+            train=train.replace(epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
+                                weight_decay=weight_decay, feature_cache=feature_cache, cached_views=cached_views),
         )
         preflight.check_run(config)
         run_id = runs.start_run(config)
@@ -396,17 +373,18 @@ def grid_tab() -> None:
                          format_func=format_log_step)
     wds = c2.multiselect("Weight decays (0 = none)", [0.0, 0.001, 0.01, 0.1], default=[0.0, 0.01], key="train_grid_wds")
     c3, c4, c5 = st.columns(3)
-    epochs = c3.number_input("Epochs per cell", min_value=1, max_value=100, value=3, key="train_grid_epochs")
-    image_size = c4.number_input("Image size (0 = the backbone's own)", min_value=0, max_value=600, value=96, step=8,
-                                 key="train_grid_size")
-    backbone = c5.selectbox("Backbone", list(BACKBONES), index=list(BACKBONES).index(catalog.default_backbone()),
-                            key="train_grid_backbone")
+    model = ModelConfig(backbone=catalog.default_backbone(), regime="frozen", **GRID_START["model"])
+    train = TrainConfig(**GRID_START["train"])
+    epochs = forms.render(train, "epochs", "train_grid", c3)
+    image_size = forms.render(model, "image_size", "train_grid", c4, key="train_grid_size",
+                              placeholder="the backbone's own")
+    backbone = forms.render(model, "backbone", "train_grid", c5)
     st.caption(f"Data: **{state.data_config().summary()}** · augmentation: **{state.augment_config().summary()}**")
     if st.button(f"Queue {len(lrs) * len(wds)} runs", key="train_grid_launch", icon=":material/grid_view:"):
         try:
             base = RunConfig(data=state.data_config(), augment=state.augment_config(),
-                             model=ModelConfig(backbone=backbone, regime="frozen", image_size=image_size or None),
-                             train=TrainConfig(epochs=int(epochs), batch_size=32))
+                             model=model.replace(backbone=backbone, image_size=image_size),
+                             train=train.replace(epochs=epochs))
             preflight.check_run(base)
             st.session_state["train_grid_shown"] = grid.launch_grid(base, lrs, wds)
         except TransferLabError as error:
