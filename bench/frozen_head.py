@@ -13,14 +13,14 @@ learning rate, batch size and epochs on the demo dataset at 224 px, with the not
 - **cached, one view** (extra keys ``cached_1view_*``): the same with ``cached_views=1``, what a run
   without augmentation costs.
 
-Each runs through the engine (``core.training.execute``: store records, checkpoints, TensorBoard) in its own
-process. ``*_total_s``: wall time of the run (data, model, extraction, all epochs), without the Python and
-TensorFlow import that both pay alike. ``*_epoch_s``: median duration of epochs 2..N as the run store
+Each runs through the engine (``core.training.engine.execute``: store records, checkpoints, TensorBoard) in
+its own process. ``*_total_s``: wall time of the run (data, model, extraction, all epochs), without the Python
+and TensorFlow import that both pay alike. ``*_epoch_s``: median duration of epochs 2..N as the run store
 records it (training + validation + checkpoint). ``*_epoch_compute_s``: the same without the checkpoint
 and store writes (training + validation only). ``*_first_epoch_done_s``: from the start of the run to the end of its first epoch (when the
 first curve point appears; the cached way extracts one view before it, the others between the first K
 epochs). ``*_test_accuracy``: accuracy of the saved final model
-(``model_last.keras``) over the whole test split, computed by ``core.predictions.predict_split`` (images
+(``model_last.keras``) over the whole test split, computed by ``core.evaluation.predict_split`` (images
 through backbone + head, like the Evaluate page). ``load_before`` / ``load_after``: the 1-minute load
 average, since other work on a shared machine slows both.
 
@@ -86,9 +86,9 @@ def child(args: argparse.Namespace) -> None:
     """One variant, in this process; prints its numbers as JSON."""
     import keras
 
-    from core import features, runs, training
-    from core.predictions import predict_split
+    from core import evaluation, feature_cache, runs
     from core.data import describe
+    from core.training.engine import execute
 
     class ComputeTimer(keras.callbacks.Callback):
         """Epoch time up to the end of validation, before checkpoints and store writes."""
@@ -108,25 +108,25 @@ def child(args: argparse.Namespace) -> None:
             self.seconds.append(time.perf_counter() - self.started)
 
     if args.child != "cached_rerun":
-        features.clear_cache()
+        feature_cache.clear_cache()
     config = run_config(args, args.child)
     run_id = runs.create_run(config, runs.FOREGROUND)
     assert runs.claim_foreground(run_id)
     timer = ComputeTimer()
     started = time.perf_counter()
-    outcome = training.execute(run_id, callbacks=[timer])
+    outcome = execute(run_id, callbacks=[timer])
     total = time.perf_counter() - started
     if outcome.status != runs.COMPLETED:
         raise SystemExit(f"{args.child}: {outcome.status} ({outcome.error})")
     epochs = runs.epochs(run_id)
     record = runs.get_run(run_id)
-    predictions = predict_split(record.last_model, config.data, SIZE, None)
+    predictions = evaluation.predict_split(record.last_model, config.data, SIZE, None)
     accuracy = float((predictions.predicted == predictions.labels).mean())
     print(json.dumps({"total_s": total, "epoch_s": statistics.median(e.seconds for e in epochs[1:]),
                       "epoch_compute_s": statistics.median(timer.seconds[1:]),
                       "first_epoch_s": epochs[0].seconds, "first_epoch_done_s": timer.first_epoch_done - started, "test_accuracy": accuracy,
                       "last_val_accuracy": epochs[-1].val_accuracy, "train_images": describe(config.data).num_train,
-                      "feature_cache_mb": features.cache_size_bytes() / 1e6}), flush=True)
+                      "feature_cache_mb": feature_cache.cache_size_bytes() / 1e6}), flush=True)
 
 
 def warm_up() -> None:

@@ -3,7 +3,7 @@
 For each regime (scratch, frozen, finetune) at 224 px, batch 32, EfficientNetB0 with random weights
 (the compute is the same as with ImageNet weights), the same images are trained on
 
-- through the engine (``core.training.execute``: folder data source cached in memory, shuffle, the
+- through the engine (``core.training.engine.execute``: folder data source cached in memory, shuffle, the
   pipeline, RunRecorder writing to the store, checkpoints, TensorBoard), augmentation off, the frozen
   regime without the feature cache (every image through the backbone, as the notebook; the cache has
   its own benchmark, bench/frozen_head.py); and
@@ -103,10 +103,11 @@ def batch_timer():
 
 
 def engine(regime: str, root: Path, images: int, parent: str | None) -> dict:
-    from core import runs, training
+    from core import runs
     from core.config import AUGMENT_PRESETS
     from core.config import DataConfig, ModelConfig, TrainConfig
     from core.config import RunConfig
+    from core.training.engine import execute
 
     if regime == "finetune":
         config = runs.finetune_config(parent)
@@ -119,7 +120,7 @@ def engine(regime: str, root: Path, images: int, parent: str | None) -> dict:
     run_id = runs.create_run(config, runs.FOREGROUND)
     assert runs.claim_foreground(run_id)
     timer = batch_timer()
-    outcome = training.execute(run_id, callbacks=[timer])
+    outcome = execute(run_id, callbacks=[timer])
     assert outcome.status == "completed", outcome.error
     return {"run_id": run_id, "img_per_s": timer.images_per_s(), "cpu_ms_per_img": timer.cpu_ms_per_image(),
             "peak_rss_mb": peak_rss_mb()}

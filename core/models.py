@@ -236,18 +236,26 @@ def load_saved_model(path: str | Path, compile: bool = True) -> Any:
 
 
 def compile_model(model: Any, learning_rate: float, weight_decay: float, jit_compile: bool | str = False) -> None:
-    """Adam, categorical cross-entropy on one-hot labels, accuracy and top-5 accuracy (history keys
-    ``accuracy``, ``top5_accuracy`` and their ``val_`` twins). Call inside the strategy's scope."""
+    """A new Adam, with the loss and metrics of ``compile_with_optimizer``. Call inside the strategy's scope."""
     import keras
 
     optimizer = keras.optimizers.Adam(learning_rate=learning_rate, weight_decay=weight_decay or None)
+    compile_with_optimizer(model, optimizer, jit_compile=jit_compile)
+    # Create Adam's slots now: created inside the first traced step they make TensorFlow trace it twice,
+    # which tripled the first epoch's start-up for a scratch B0 (~95 s -> ~30 s on 2 cores).
+    optimizer.build(model.trainable_variables)
+
+
+def compile_with_optimizer(model: Any, optimizer: Any, jit_compile: bool | str = "auto") -> None:
+    """Categorical cross-entropy on one-hot labels, accuracy and top-5 accuracy (history keys ``accuracy``,
+    ``top5_accuracy`` and their ``val_`` twins) with ``optimizer``, which another model may share (the cached
+    path's whole model shares its head's, so its checkpoints carry the optimizer state)."""
+    import keras
+
     model.compile(optimizer=optimizer, loss="categorical_crossentropy",
                   metrics=[keras.metrics.CategoricalAccuracy(name="accuracy"),
                            keras.metrics.TopKCategoricalAccuracy(k=TOP_K, name="top5_accuracy")],
                   jit_compile=jit_compile)
-    # Create Adam's slots now: created inside the first traced step they make TensorFlow trace it twice,
-    # which tripled the first epoch's start-up for a scratch B0 (~95 s -> ~30 s on 2 cores).
-    optimizer.build(model.trainable_variables)
 
 
 def parameter_counts(model: Any) -> tuple[int, int]:

@@ -527,7 +527,7 @@ def _spawn_worker(run_id: str) -> subprocess.Popen:
     env = {**os.environ, "TRANSFER_LAB_HOME": str(data_home()), OWNER_ENV: worker_owner(),
            "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH", "")]))}
     with open(folder / WORKER_LOG, "ab") as log:
-        return subprocess.Popen([sys.executable, "-m", "core.training", "--run-id", run_id], cwd=ROOT, env=env,
+        return subprocess.Popen([sys.executable, "-m", "core.training.worker", "--run-id", run_id], cwd=ROOT, env=env,
                                 stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                                 start_new_session=True)
 

@@ -64,8 +64,9 @@ def tiny_run():
 def train_tiny_run(home: Path, *, name: str, test_images: int) -> str:
     """One finished 1-epoch frozen run on 32 px demo images (36 training, ``test_images`` test), trained in
     this process into the data directory ``home``; returns its id."""
-    from core import runs, training
+    from core import runs
     from core.config import AUGMENT_PRESETS, DataConfig, ModelConfig, TrainConfig
+    from core.training import engine
 
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("TRANSFER_LAB_HOME", str(home))
@@ -76,6 +77,6 @@ def train_tiny_run(home: Path, *, name: str, test_images: int) -> str:
                                 train=TrainConfig(epochs=1, batch_size=9))
         run_id = runs.create_run(config, runs.FOREGROUND)
         assert runs.claim_foreground(run_id)
-        training.execute(run_id)
+        engine.execute(run_id)
         assert runs.get_run(run_id).status == runs.COMPLETED
     return run_id

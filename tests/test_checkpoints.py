@@ -15,7 +15,7 @@ from core.config import AUGMENT_PRESETS, DataConfig, ModelConfig, RunConfig, Tra
 from core.catalog import LITE0
 
 keras = pytest.importorskip("keras")
-training = pytest.importorskip("core.training")
+engine = pytest.importorskip("core.training.engine")
 
 TRAIN_IMAGES, BATCH = 24, 8
 BATCHES = TRAIN_IMAGES // BATCH  # 3 batches per epoch (too few to drop a remainder; there is none)
@@ -43,12 +43,12 @@ def optimizer_steps(path) -> int:
     return int(keras.models.load_model(path, compile=True).optimizer.iterations.numpy())
 
 
-def resume_here(run_id: str, monkeypatch) -> training.Outcome:
+def resume_here(run_id: str, monkeypatch) -> engine.Outcome:
     """Resume in this process (not a background worker) and train to the end."""
     monkeypatch.setattr(runs, "kick_queue", lambda: None)
     runs.resume_run(run_id)
     assert runs.claim_foreground(run_id)
-    return training.execute(run_id)
+    return engine.execute(run_id)
 
 
 def assert_best_model_is_the_best_epoch(record) -> None:
@@ -61,9 +61,9 @@ def assert_best_model_is_the_best_epoch(record) -> None:
 def test_a_full_or_read_only_disk_anywhere_in_a_run_is_one_sentence_naming_the_folder(tmp_path):
     written = tmp_path / "cache" / "features" / "abc.partial-1.npy"
     written.parent.mkdir(parents=True)
-    full = training.friendly_error(OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(written)))
+    full = engine.friendly_error(OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(written)))
     assert full.startswith(f"The disk is full: free space in {written.parent} ") and "resume the run" in full
-    read_only = training.friendly_error(OSError(errno.EROFS, os.strerror(errno.EROFS), str(written)))
+    read_only = engine.friendly_error(OSError(errno.EROFS, os.strerror(errno.EROFS), str(written)))
     assert read_only.startswith(f"The data directory {written.parent} is read-only") and "Errno" not in read_only
 
 
@@ -85,7 +85,7 @@ def test_a_disk_that_fills_during_a_checkpoint_leaves_no_partial_file_and_a_resu
     assert runs.claim_foreground(run_id)
     folder = runs.run_folder(run_id)
     disk = faults.DiskFull(folder, budget=None).install(monkeypatch)
-    outcome = training.execute(run_id, callbacks=[FillTheDiskAt(disk, epoch=2, budget=1_000_000)])
+    outcome = engine.execute(run_id, callbacks=[FillTheDiskAt(disk, epoch=2, budget=1_000_000)])
 
     record = runs.get_run(run_id)
     assert outcome.status == record.status == runs.FAILED
@@ -116,8 +116,8 @@ def test_a_kill_between_the_checkpoint_and_the_record_resumes_after_the_epoch_th
     killed = faults.run_python(
         "import faults, runpy, sys\n"
         f"faults.kill_after_replacing({runs.LAST_MODEL!r}, 2)\n"  # epoch 2's checkpoint, before its record
-        f"sys.argv = ['core.train', *{flags!r}]\n"
-        "runpy.run_module('core.train', run_name='__main__', alter_sys=True)\n", transfer_lab_home)
+        f"sys.argv = ['core.training', *{flags!r}]\n"
+        "runpy.run_module('core.training', run_name='__main__', alter_sys=True)\n", transfer_lab_home)
     assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
     (run_id,) = [record.id for record in runs.list_runs()]
 

@@ -233,9 +233,10 @@ def test_one_image_per_class_is_refused_on_the_notebook_and_the_cached_path_alik
         data.describe(config)
     assert "'cat' has 1" in str(refused.value) and "'dog' has 1" in str(refused.value)
 
-    from core import runs, training
+    from core import runs
     from core.config import AUGMENT_PRESETS
     from core.config import ModelConfig, TrainConfig
+    from core.training import engine
 
     errors = []
     for cached in (False, True):
@@ -244,7 +245,7 @@ def test_one_image_per_class_is_refused_on_the_notebook_and_the_cached_path_alik
                              train=TrainConfig(epochs=1, batch_size=2, feature_cache=cached))
         run_id = runs.create_run(run, runs.FOREGROUND)
         assert runs.claim_foreground(run_id)
-        training.execute(run_id)
+        engine.execute(run_id)
         record = runs.get_run(run_id)
         assert record.status == runs.FAILED, (cached, record.status)
         errors.append(record.error)

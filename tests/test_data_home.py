@@ -16,7 +16,7 @@ from core import home, runs
 from core.config import AUGMENT_PRESETS, DataConfig, ModelConfig, RunConfig, TrainConfig
 from core.errors import DataHomeUnavailable
 
-TRAIN_ARGS = ["-m", "core.train", "--dataset", "demo", "--regime", "frozen", "--weights", "none",
+TRAIN_ARGS = ["-m", "core.training", "--dataset", "demo", "--regime", "frozen", "--weights", "none",
               "--image-size", "32", "--epochs", "1", "--max-train-images", "8", "--max-test-images", "8"]
 
 
@@ -98,7 +98,8 @@ def test_the_command_lines_exit_2_with_one_sentence(case, reader_home):
     faults.make_read_only(reader_home)
     result = faults.run_as_reader(TRAIN_ARGS, target)
     assert result.returncode == 2, result.stderr[-3000:]
-    error_lines = [line for line in result.stderr.splitlines() if line.startswith("python -m core.train: error:")]
+    error_lines = [line for line in result.stderr.splitlines()
+                   if line.startswith("python -m core.training: error:")]
     assert len(error_lines) == 1, result.stderr[-3000:]
     one_sentence(result.stderr, target)
     expected = {"a file": "is a file, not a folder", "under a file": "is a file, not a folder",

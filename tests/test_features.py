@@ -8,13 +8,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from core import demo, features, runs
+from core import demo, feature_cache, runs
 from core.config import AUGMENT_PRESETS, DataConfig, ModelConfig, RunConfig, TrainConfig
 from core.catalog import LITE0
 
 tf = pytest.importorskip("tensorflow")
 keras = pytest.importorskip("keras")
-training = pytest.importorskip("core.training")
+engine = pytest.importorskip("core.training.engine")
+cached_features = pytest.importorskip("core.training.cached_features")
 
 TINY_DATA = DataConfig(source="demo", max_train_images=27, max_test_images=9)
 
@@ -71,9 +72,9 @@ def test_cached_features_equal_a_fresh_forward_pass_and_are_read_back_without_ex
     config = tiny_config()
     splits = splits_for(config)
     calls, progress = counting()
-    cached = features.prepare_features(config, frozen_model, splits, progress=progress)
+    cached = feature_cache.prepare_features(config, frozen_model, splits, progress=progress)
     assert calls and calls[-1][0] == calls[-1][1]  # extraction reported its batches to the end
-    extractor = features.feature_extractor(frozen_model)
+    extractor = feature_cache.feature_extractor(frozen_model)
     for split, entry in (("train", cached.train_views[0]), ("test", cached.test)):
         images, labels = images_and_labels(getattr(splits, split))
         np.testing.assert_array_equal(entry.labels, labels)
@@ -81,19 +82,19 @@ def test_cached_features_equal_a_fresh_forward_pass_and_are_read_back_without_ex
     assert len(cached.train_views) == 1  # no augmentation: one view
 
     calls_again, progress_again = counting()
-    again = features.prepare_features(config, frozen_model, splits, progress=progress_again)
+    again = feature_cache.prepare_features(config, frozen_model, splits, progress=progress_again)
     assert calls_again == []  # everything came from the cache
     np.testing.assert_array_equal(again.test.features, cached.test.features)
-    assert features.cache_size_bytes() > cached.test.features.nbytes
+    assert feature_cache.cache_size_bytes() > cached.test.features.nbytes
 
 
 def test_augmented_views_differ_from_each_other_and_are_the_same_every_time_they_are_drawn(frozen_model):
     config = tiny_config(augment="notebook", views=2)
-    cached = features.prepare_features(config, frozen_model, splits_for(config))
+    cached = feature_cache.prepare_features(config, frozen_model, splits_for(config))
     views = [np.array(view.features) for view in cached.train_views]
     assert len(views) == 2 and different_features(views[0], views[1])
-    features.clear_cache()
-    redrawn = features.prepare_features(config, frozen_model, splits_for(config))
+    feature_cache.clear_cache()
+    redrawn = feature_cache.prepare_features(config, frozen_model, splits_for(config))
     for old, new in zip(views, redrawn.train_views):
         assert_same_features(new.features, old)
 
@@ -101,7 +102,7 @@ def test_augmented_views_differ_from_each_other_and_are_the_same_every_time_they
 # ---------------------------------------------------------------------------------------------- keys
 
 def test_the_key_follows_every_input_of_the_features_and_no_training_setting(frozen_model):
-    base = features.FeatureSource(data=TINY_DATA, split="train", backbone=LITE0, weights="imagenet@abc",
+    base = feature_cache.FeatureSource(data=TINY_DATA, split="train", backbone=LITE0, weights="imagenet@abc",
                                   image_size=32, augment=AUGMENT_PRESETS["notebook"], view=0)
     changed = {
         "data": TINY_DATA.replace(max_train_images=28), "split": "test", "backbone": "EfficientNetB0",
@@ -116,12 +117,12 @@ def test_the_key_follows_every_input_of_the_features_and_no_training_setting(fro
     assert dataclasses.replace(base, augment=AUGMENT_PRESETS["none"], view=3).key == unaugmented.key
 
     config = tiny_config(augment="notebook")
-    train_keys, test_key = features.feature_sources(config, frozen_model)
+    train_keys, test_key = feature_cache.feature_sources(config, frozen_model)
     for train in (dict(learning_rate=1e-4), dict(weight_decay=0.1), dict(epochs=9), dict(batch_size=32)):
-        other_train, other_test = features.feature_sources(
+        other_train, other_test = feature_cache.feature_sources(
             config.replace(train=config.train.replace(**train)), frozen_model)
         assert [s.key for s in other_train] == [s.key for s in train_keys] and other_test.key == test_key.key
-    one_epoch, _ = features.feature_sources(config.replace(train=config.train.replace(epochs=1)), frozen_model)
+    one_epoch, _ = feature_cache.feature_sources(config.replace(train=config.train.replace(epochs=1)), frozen_model)
     assert [s.key for s in one_epoch] == [train_keys[0].key]  # a 1-epoch run needs view 0 only
 
 
@@ -130,15 +131,15 @@ def test_other_weights_and_changed_photos_change_the_key(frozen_model, tmp_path)
 
     keras.utils.set_random_seed(1)
     other = build_frozen(tiny_config().model, len(demo.CLASS_NAMES))
-    assert features.weights_identity(other, "none") != features.weights_identity(frozen_model, "none")
+    assert feature_cache.weights_identity(other, "none") != feature_cache.weights_identity(frozen_model, "none")
 
     for name in ("a", "b"):
         (tmp_path / name).mkdir()
         (tmp_path / name / "1.png").write_bytes(b"not really a png")
     folder = DataConfig(source=f"folder:{tmp_path}")
-    before = features.data_fingerprint(folder)
+    before = feature_cache.data_fingerprint(folder)
     (tmp_path / "a" / "1.png").write_bytes(b"another picture")
-    assert features.data_fingerprint(folder) != before
+    assert feature_cache.data_fingerprint(folder) != before
 
 
 # ---------------------------------------------------------------------------------------------- damage
@@ -147,9 +148,9 @@ def test_other_weights_and_changed_photos_change_the_key(frozen_model, tmp_path)
 def test_a_damaged_entry_is_detected_and_rebuilt_never_used(frozen_model, damage):
     config = tiny_config()
     splits = splits_for(config)
-    good = np.array(features.prepare_features(config, frozen_model, splits).test.features)
-    _, test_source = features.feature_sources(config, frozen_model)
-    array, meta = Path(features.cache_folder(), f"{test_source.key}.npy"), Path(features.cache_folder(),
+    good = np.array(feature_cache.prepare_features(config, frozen_model, splits).test.features)
+    _, test_source = feature_cache.feature_sources(config, frozen_model)
+    array, meta = Path(feature_cache.cache_folder(), f"{test_source.key}.npy"), Path(feature_cache.cache_folder(),
                                                                                  f"{test_source.key}.json")
     if damage == "truncate":
         with open(array, "r+b") as handle:
@@ -160,19 +161,19 @@ def test_a_damaged_entry_is_detected_and_rebuilt_never_used(frozen_model, damage
         array.write_bytes(bytes(data))
     else:
         meta.unlink()
-    assert features.load_entry(test_source.key) is None
+    assert feature_cache.load_entry(test_source.key) is None
     assert not array.exists() and not meta.exists()
     calls, progress = counting()
-    rebuilt = features.prepare_features(config, frozen_model, splits, progress=progress)
+    rebuilt = feature_cache.prepare_features(config, frozen_model, splits, progress=progress)
     assert any("test images" in message for _, _, message in calls)
     assert_same_features(rebuilt.test.features, good)
 
 
 def test_clearing_the_cache_frees_its_space(frozen_model):
     config = tiny_config()
-    features.prepare_features(config, frozen_model, splits_for(config))
-    size = features.cache_size_bytes()
-    assert size > 0 and features.clear_cache() == size and features.cache_size_bytes() == 0
+    feature_cache.prepare_features(config, frozen_model, splits_for(config))
+    size = feature_cache.cache_size_bytes()
+    assert size > 0 and feature_cache.clear_cache() == size and feature_cache.cache_size_bytes() == 0
 
 
 # ---------------------------------------------------------------------------------------------- epochs and views
@@ -180,11 +181,12 @@ def test_clearing_the_cache_frees_its_space(frozen_model):
 def test_each_epoch_trains_on_its_view_and_sees_every_image_once():
     count, classes = 10, 3
     labels = np.arange(count) % classes
-    views = [features.CachedFeatures(f"view {v}", np.stack([np.full(count, v), np.arange(count)], 1).astype(np.float32),
-                                     labels) for v in range(3)]
-    feature_set = features.FeatureSet(views, views[0])
-    batches = list(features.feature_batches(feature_set, classes, batch_size=4, seed=0, first_epoch=1, epochs=5,
-                                            drop_remainder=False))
+    views = [feature_cache.CachedFeatures(f"view {v}",
+                                          np.stack([np.full(count, v), np.arange(count)], 1).astype(np.float32),
+                                          labels) for v in range(3)]
+    feature_set = feature_cache.FeatureSet(views, views[0])
+    batches = list(cached_features.feature_batches(feature_set, classes, batch_size=4, seed=0, first_epoch=1,
+                                                   epochs=5, drop_remainder=False))
     assert len(batches) == 4 * 3  # epochs 1..4 (resuming after epoch 0), three batches each
     orders = []
     for epoch, start in zip(range(1, 5), range(0, 12, 3)):
@@ -199,23 +201,23 @@ def test_each_epoch_trains_on_its_view_and_sees_every_image_once():
 
 def test_views_are_extracted_between_the_first_epochs_and_a_cached_run_is_one_fit():
     def feature_set(cached: list[bool]):
-        entry = features.CachedFeatures("view", np.zeros((2, 1), np.float32), np.arange(2))
-        return features.FeatureSet([entry if there else None for there in cached], entry)
+        entry = feature_cache.CachedFeatures("view", np.zeros((2, 1), np.float32), np.arange(2))
+        return feature_cache.FeatureSet([entry if there else None for there in cached], entry)
 
-    assert list(features.segments(0, 10, feature_set([True, False, False, False, False]))) == [
+    assert list(cached_features.segments(0, 10, feature_set([True, False, False, False, False]))) == [
         (0, 1), (1, 2), (2, 3), (3, 4), (4, 10)]
-    assert list(features.segments(0, 10, feature_set([True] * 5))) == [(0, 10)]
-    assert list(features.segments(3, 10, feature_set([True, True, True, True, False]))) == [(3, 4), (4, 10)]
-    assert list(features.segments(0, 4, feature_set([True, False]))) == [(0, 1), (1, 4)]
-    assert list(features.segments(2, 2, feature_set([True]))) == []
+    assert list(cached_features.segments(0, 10, feature_set([True] * 5))) == [(0, 10)]
+    assert list(cached_features.segments(3, 10, feature_set([True, True, True, True, False]))) == [(3, 4), (4, 10)]
+    assert list(cached_features.segments(0, 4, feature_set([True, False]))) == [(0, 1), (1, 4)]
+    assert list(cached_features.segments(2, 2, feature_set([True]))) == []
 
 
 # ---------------------------------------------------------------------------------------------- the engine
 
-def run_in_this_process(config: RunConfig, callbacks=(), progress=None) -> training.Outcome:
+def run_in_this_process(config: RunConfig, callbacks=(), progress=None) -> engine.Outcome:
     run_id = runs.create_run(config, runs.FOREGROUND)
     assert runs.claim_foreground(run_id)
-    return training.execute(run_id, callbacks=callbacks, progress=progress)
+    return engine.execute(run_id, callbacks=callbacks, progress=progress)
 
 
 class StopRequest(keras.callbacks.Callback):
@@ -249,7 +251,7 @@ def stopped_cached_run(tmp_path_factory, shared_demo_home):
         assert runs.claim_foreground(run_id)
         phases = []
         stopper = StopRequest(run_id)
-        outcome = training.execute(run_id, callbacks=[stopper],
+        outcome = engine.execute(run_id, callbacks=[stopper],
                                    progress=lambda *_: phases.append(runs.progress(run_id).phase))
         record = runs.get_run(run_id)
     return {"home": home, "record": record, "outcome": outcome, "stopper": stopper, "phases": phases}
@@ -260,7 +262,7 @@ def test_a_cached_run_records_its_epochs_and_stops_within_one_batch(stopped_cach
     record = stopped_cached_run["record"]
     assert stopped_cached_run["outcome"].status == record.status == "stopped"
     assert stopped_cached_run["stopper"].batches_in_epoch <= 2 + 1
-    assert features.PHASE in stopped_cached_run["phases"]
+    assert cached_features.PHASE in stopped_cached_run["phases"]
     done = runs.epochs(record.id)
     assert [e.epoch for e in done] == [1]
     assert all(value is not None and np.isfinite(value) for value in done[0].metrics().values())
@@ -272,18 +274,17 @@ def test_a_cached_run_records_its_epochs_and_stops_within_one_batch(stopped_cach
 
 
 def test_a_cached_run_saves_a_model_that_is_backbone_plus_head(stopped_cached_run, monkeypatch):
-    from core.predictions import predict_split
-    from core.serving.classifiers import cached_model
+    from core import evaluation, predict
 
     monkeypatch.setenv("TRANSFER_LAB_HOME", str(stopped_cached_run["home"]))
     record = stopped_cached_run["record"]
-    model = cached_model(record.last_model)  # the Classify page's loader
+    model = predict.load_model(record.last_model)  # the Classify page's loader
     assert [layer.name for layer in model.layers[-4:]] == ["avg_pool", "head_bn", "top_dropout", "pred"]
-    _, test_source = features.feature_sources(record.config, model)
-    cached = features.load_entry(test_source.key)  # the saved backbone still finds the run's features
+    _, test_source = feature_cache.feature_sources(record.config, model)
+    cached = feature_cache.load_entry(test_source.key)  # the saved backbone still finds the run's features
     assert cached is not None
-    head_on_features = features.head_model(model).predict(np.asarray(cached.features), verbose=0)
-    through_the_model = predict_split(record.last_model, record.config.data, 32, None)  # Evaluate's
+    head_on_features = cached_features.head_model(model).predict(np.asarray(cached.features), verbose=0)
+    through_the_model = evaluation.predict_split(record.last_model, record.config.data, 32, None)  # Evaluate's
     np.testing.assert_array_equal(through_the_model.labels, cached.labels)
     np.testing.assert_allclose(through_the_model.probabilities, head_on_features, rtol=1e-4, atol=1e-5)
 
@@ -327,14 +328,14 @@ def test_a_run_stopped_before_a_view_resumes_extracting_only_that_view(monkeypat
         def on_epoch_end(self, epoch, logs=None):
             runs.request_stop(run_id)
 
-    first = training.execute(run_id, callbacks=[StopAfterTheFirstEpoch()])
+    first = engine.execute(run_id, callbacks=[StopAfterTheFirstEpoch()])
     assert first.status == "stopped" and [e.epoch for e in runs.epochs(run_id)] == [1]  # stopped extracting view 2
 
     monkeypatch.setattr(runs, "kick_queue", lambda: None)  # resume in this process, not a background one
     runs.resume_run(run_id)
     assert runs.claim_foreground(run_id)
     lines = []
-    resumed = training.execute(run_id, progress=lambda done, total, line: lines.append(line))
+    resumed = engine.execute(run_id, progress=lambda done, total, line: lines.append(line))
     assert resumed.status == "completed", resumed.error
     extracted = {line.split(": ")[-1] for line in lines if "Extracting" in line}
     assert extracted == {"view 2 of 2 of the 27 training images"}  # view 1 and the test split were cached
@@ -352,9 +353,9 @@ def test_a_stop_during_extraction_ends_the_run_and_leaves_no_partial_file():
     config = tiny_config(augment="notebook", epochs=2)
     run_id = runs.create_run(config, runs.FOREGROUND)
     assert runs.claim_foreground(run_id)
-    outcome = training.execute(run_id, progress=stop_while_extracting)
+    outcome = engine.execute(run_id, progress=stop_while_extracting)
     assert outcome.status == "stopped" and runs.epochs(run_id) == []
-    assert not [p for p in features.cache_folder().iterdir() if ".partial-" in p.name]
+    assert not [p for p in feature_cache.cache_folder().iterdir() if ".partial-" in p.name]
 
 
 # ---------------------------------------------------------------------------------------------- the Home page
@@ -362,16 +363,16 @@ def test_a_stop_during_extraction_ends_the_run_and_leaves_no_partial_file():
 def test_home_shows_the_cache_size_and_clears_it():
     from streamlit.testing.v1 import AppTest
 
-    features.write_entry("example", [(np.ones((3, 8), np.float32), np.arange(3))], capacity=3, dim=8,
+    feature_cache.write_entry("example", [(np.ones((3, 8), np.float32), np.arange(3))], capacity=3, dim=8,
                          description={})
-    size = features.cache_size_bytes()
+    size = feature_cache.cache_size_bytes()
     assert size > 0
     at = AppTest.from_file(str(Path(__file__).resolve().parents[1] / "dashboard" / "app.py"), default_timeout=120)
     at.run()
     assert not at.exception, [e.message for e in at.exception]
     assert any(f"{size / 1e6:,.1f} MB" in m.value for m in at.markdown)
     at.button(key="home_clear_feature_cache").click().run()
-    assert not at.exception and features.cache_size_bytes() == 0
+    assert not at.exception and feature_cache.cache_size_bytes() == 0
     assert any("0.0 MB" in m.value for m in at.markdown) and at.button(key="home_clear_feature_cache").disabled
 
 

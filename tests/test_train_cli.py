@@ -1,4 +1,4 @@
-"""``python -m core.train``: flags become a validated config; a run trains in the foreground into the store."""
+"""``python -m core.training``: flags become a validated config; a run trains in the foreground into the store."""
 
 import json
 import os
@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from core import demo, runs
-from core.train import FLAGS, build_config, parser
+from core.training.cli import FLAGS, build_config, parser
 from core.config import RunConfig
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -21,7 +21,7 @@ QUICK = ["--image-size", "32", "--batch-size", "4", "--max-train-images", "32", 
 
 def cli(*args: str, home: Path, env: dict | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
     environment = {**os.environ, "TRANSFER_LAB_HOME": str(home), **(env or {})}
-    return subprocess.run([sys.executable, "-m", "core.train", *args], cwd=ROOT, env=environment,
+    return subprocess.run([sys.executable, "-m", "core.training", *args], cwd=ROOT, env=environment,
                           capture_output=True, text=True, timeout=timeout)
 
 
@@ -56,7 +56,7 @@ def test_help_documents_every_flag_without_loading_tensorflow(tmp_path):
     assert result.returncode == 0
     for flag in [*FLAGS, "augment", "name", "no_feature_cache"]:
         assert f"--{flag.replace('_', '-')}" in result.stdout
-    check = subprocess.run([sys.executable, "-c", "import sys, core.train; print('tensorflow' in sys.modules)"],
+    check = subprocess.run([sys.executable, "-c", "import sys, core.training.cli; print('tensorflow' in sys.modules)"],
                            cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert check.stdout.strip() == "False"
 
@@ -155,7 +155,7 @@ def test_mistakes_found_before_a_run_exit_2_with_one_line_and_no_run(transfer_la
     result = cli(*flags(tmp_path), "--image-size", "32", "--epochs", "1", home=transfer_lab_home, timeout=300)
     assert result.returncode == 2, (result.returncode, result.stderr[-3000:])
     (line,) = result.stderr.strip().splitlines()
-    assert line.startswith("python -m core.train: error: ") and words in line, line
+    assert line.startswith("python -m core.training: error: ") and words in line, line
     assert not result.stdout.strip()
     assert runs.list_runs() == []
     assert not (transfer_lab_home / "datasets").exists() or not any((transfer_lab_home / "datasets").iterdir())
@@ -213,7 +213,7 @@ def test_data_warnings_are_printed_before_training_like_the_data_page_shows_them
     result = cli("--dataset", source, "--regime", "scratch", "--augment", "none", "--image-size", "32",
                  "--batch-size", "2", "--epochs", "1", home=transfer_lab_home)
     assert result.returncode == 0, result.stderr[-3000:]
-    assert ("python -m core.train: warning: 1 file(s) could not be read as images and were skipped."
+    assert ("python -m core.training: warning: 1 file(s) could not be read as images and were skipped."
             in result.stderr.splitlines())
     assert last_json(result.stdout)["status"] == "completed"
 
@@ -227,8 +227,9 @@ def test_two_cpu_workers_train_one_epoch_with_multi_worker_mirrored_strategy(tmp
         env = {**os.environ, "TRANSFER_LAB_HOME": str(home),
                "TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})}
         workers.append(subprocess.Popen(
-            [sys.executable, "-m", "core.train", "--regime", "frozen", "--weights", "none", "--augment", "none",
-             "--no-feature-cache", *QUICK], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+            [sys.executable, "-m", "core.training", "--regime", "frozen", "--weights", "none", "--augment", "none",
+             "--no-feature-cache", *QUICK],
+            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
     outputs = []
     try:
         for worker in workers:

@@ -15,7 +15,9 @@ from core.config import AUGMENT_PRESETS, DataConfig, ModelConfig, RunConfig, Tra
 
 tf = pytest.importorskip("tensorflow")
 keras = pytest.importorskip("keras")
-training = pytest.importorskip("core.training")
+engine = pytest.importorskip("core.training.engine")
+pipelines = pytest.importorskip("core.training.pipelines")
+recording = pytest.importorskip("core.training.callbacks")
 
 
 def demo_config(regime: str = "frozen", *, epochs: int = 1, train_images: int = 32, batch_size: int = 4,
@@ -49,10 +51,10 @@ def demo_in_every_home(demo_32, transfer_lab_home):
     link_demo(transfer_lab_home, demo_32)
 
 
-def run_in_this_process(config: RunConfig, callbacks=()) -> training.Outcome:
+def run_in_this_process(config: RunConfig, callbacks=()) -> engine.Outcome:
     run_id = runs.create_run(config, runs.FOREGROUND)
     assert runs.claim_foreground(run_id)
-    return training.execute(run_id, callbacks=callbacks)
+    return engine.execute(run_id, callbacks=callbacks)
 
 
 class StopRequest(keras.callbacks.Callback):
@@ -90,7 +92,7 @@ def test_training_batches_are_augmented_one_hot_and_test_batches_are_untouched()
     images = np.random.default_rng(0).uniform(0, 255, (10, 32, 32, 3)).astype("float32")
     labels = np.arange(10, dtype="int64") % 3
     source = tf.data.Dataset.from_tensor_slices((images, labels))
-    train = training.training_pipeline(source, num_train=10, num_classes=3, image_size=32, batch_size=4,
+    train = pipelines.training_pipeline(source, num_train=10, num_classes=3, image_size=32, batch_size=4,
                                        augment=AUGMENT_PRESETS["notebook"], seed=1)
     sizes, seen = [], []
     for x, y in train:
@@ -100,31 +102,31 @@ def test_training_batches_are_augmented_one_hot_and_test_batches_are_untouched()
         seen.extend(np.argmax(y, axis=1))
     assert sizes == [4, 4, 2]  # too few batches to be worth dropping the last one
     assert sorted(seen) == sorted(labels)
-    test = training.test_pipeline(source, num_classes=3, batch_size=4)
+    test = pipelines.test_pipeline(source, num_classes=3, batch_size=4)
     x, y = next(iter(test))
     np.testing.assert_array_equal(x.numpy(), images[:4])
     np.testing.assert_array_equal(np.argmax(y, axis=1), labels[:4])
 
 
 def test_the_last_small_batch_is_dropped_only_when_it_is_a_small_share():
-    assert not training.drop_remainder(num_train=40, batch_size=8)
-    assert training.drop_remainder(num_train=805, batch_size=8)
-    assert training.batches_per_epoch(805, 8) == 100 and training.batches_per_epoch(41, 8) == 6
+    assert not pipelines.drop_remainder(num_train=40, batch_size=8)
+    assert pipelines.drop_remainder(num_train=805, batch_size=8)
+    assert pipelines.batches_per_epoch(805, 8) == 100 and pipelines.batches_per_epoch(41, 8) == 6
 
 
 # ---------------------------------------------------------------------------------------------- failures in words
 
 def test_a_nan_loss_stops_training_with_advice():
     run_id = runs.create_run(demo_config())
-    recorder = training.RunRecorder(run_id, num_train=32, batch_size=4, batches=8)
+    recorder = recording.RunRecorder(run_id, num_train=32, batch_size=4, batches=8)
     recorder.on_epoch_begin(0)
-    with pytest.raises(training.NonFiniteLoss, match="learning rate"):
+    with pytest.raises(recording.NonFiniteLoss, match="learning rate"):
         recorder.on_train_batch_end(2, {"loss": float("nan")})
 
 
 def test_out_of_memory_is_explained():
     error = tf.errors.ResourceExhaustedError(None, None, "OOM when allocating tensor with shape [64,112,112,96]")
-    message = training.friendly_error(error, demo_config())
+    message = engine.friendly_error(error, demo_config())
     assert "Ran out of memory" in message and "batch size 4" in message
 
 
@@ -149,7 +151,7 @@ def stopped_frozen_run(tmp_path_factory, demo_32):
         run_id = runs.create_run(demo_config(epochs=2), runs.FOREGROUND)
         assert runs.claim_foreground(run_id)
         stopper = StopRequest(run_id, epoch=2, after_batches=2)
-        outcome = training.execute(run_id, callbacks=[stopper])
+        outcome = engine.execute(run_id, callbacks=[stopper])
     return {"home": home, "run_id": run_id, "outcome": outcome, "stopper": stopper}
 
 

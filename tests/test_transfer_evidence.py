@@ -24,7 +24,7 @@ from core.config import AUGMENT_PRESETS, DataConfig, ModelConfig, RunConfig, Tra
 from core.catalog import LITE0
 
 pytest.importorskip("tensorflow")
-training = pytest.importorskip("core.training")
+engine = pytest.importorskip("core.training.engine")
 
 # Demo shapes: a converged linear probe on pretrained Lite0 features reached ~0.49 at 64 px but ~0.69 at
 # 96 px; random Lite0 features are constant, so a random arm stays at chance (1/9). Batch 8 and a high head
@@ -67,7 +67,7 @@ def train_arm(label: str, config: RunConfig) -> Arm:
     start = time.monotonic()
     run_id = runs.create_run(config, runs.FOREGROUND)
     assert runs.claim_foreground(run_id)
-    outcome = training.execute(run_id)
+    outcome = engine.execute(run_id)
     seconds = time.monotonic() - start
     assert outcome.status == runs.COMPLETED, outcome.error
     record = runs.get_run(run_id)

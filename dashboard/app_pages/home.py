@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from core import catalog, data, features, system
+from core import catalog, data, feature_cache, system
 
 st.title("🐕 Transfer Lab")
 st.markdown(
@@ -43,16 +43,16 @@ st.info(catalog.default_backbone_reason(), icon=":material/info:")
 st.page_link("app_pages/data.py", label="Choose the data", icon=":material/arrow_forward:")
 
 st.subheader("Feature cache")
-cache_bytes = features.cache_size_bytes()
+cache_bytes = feature_cache.cache_size_bytes()
 cache_text, cache_button = st.columns([3, 1], vertical_alignment="center")
 cache_text.markdown(
-    f"**{cache_bytes / 1e6:,.1f} MB** of stored backbone features in `{features.cache_folder()}`. Frozen runs with "
-    "*Cached features* run each image through the backbone once and keep the result here, so later epochs, "
+    f"**{cache_bytes / 1e6:,.1f} MB** of stored backbone features in `{feature_cache.cache_folder()}`. "
+    "Frozen runs with *Cached features* run each image through the backbone once and keep the result here, so later epochs, "
     "and later runs on the same data, backbone and augmentation, take seconds. Clearing is safe: features "
     "are extracted again when a run needs them."
 )
 if cache_button.button("Clear the feature cache", key="home_clear_feature_cache", icon=":material/delete_sweep:",
                        disabled=cache_bytes == 0):
-    freed = features.clear_cache()
+    freed = feature_cache.clear_cache()
     st.toast(f"Freed {freed / 1e6:,.1f} MB.")
     st.rerun()

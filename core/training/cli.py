@@ -1,7 +1,7 @@
 """Train from the command line, in the foreground, into the same run store the dashboard reads.
 
-    python -m core.train --dataset demo --regime frozen --epochs 3 --image-size 64 --weights none
-    python -m core.train --regime finetune --parent 20250101-120000-abc123 --epochs 2
+    python -m core.training --dataset demo --regime frozen --epochs 3 --image-size 64 --weights none
+    python -m core.training --regime finetune --parent 20250101-120000-abc123 --epochs 2
 
 One progress line per epoch; the last line on stdout is one JSON object with ``run_id``, ``status``
 and the final epoch's metrics. An instructor can train on a GPU machine while the dashboard, pointed
@@ -32,6 +32,8 @@ from core import runs
 from core.runs import METRICS, finetune_config
 from core.catalog import BACKBONES, DEFAULT_AUGMENT_PRESET, REGIMES, WEIGHT_CHOICES_HELP
 
+PROG = "python -m core.training"
+
 # flag -> (config section, field); a flag left out keeps the default (or, for a fine-tune, the parent's value).
 FLAGS: dict[str, tuple[str, str]] = {
     "dataset": ("data", "source"), "max_train_images": ("data", "max_train_images"),
@@ -51,7 +53,7 @@ def parser() -> argparse.ArgumentParser:
     regimes = "; ".join(f"{r.name}: {r.label.lower()} (lr {r.learning_rate:g}, weight decay {r.weight_decay:g}, "
                         f"{r.epochs} epochs)" for r in REGIMES.values())
     p = argparse.ArgumentParser(
-        prog="python -m core.train", description=__doc__.split("\n\n")[0],
+        prog=PROG, description=__doc__.split("\n\n")[0],
         epilog="Empty settings take the regime's defaults: " + regimes + ".")
     data = p.add_argument_group("data")
     data.add_argument("--dataset", metavar="SOURCE", help=f"{DATA_SOURCE_HELP} Default: demo.")
@@ -125,17 +127,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         config = build_config(args)
     except TransferLabError as error:  # bad settings, a missing run, an unusable data directory
-        print(f"python -m core.train: error: {error}", file=sys.stderr)
+        print(f"{PROG}: error: {error}", file=sys.stderr)
         return 2
     try:
         warnings = check_run(config)
     except TransferLabError as error:
-        print(f"python -m core.train: error: {' '.join(str(error).split())}", file=sys.stderr)
+        print(f"{PROG}: error: {' '.join(str(error).split())}", file=sys.stderr)
         return 2
     for warning in warnings:
-        print(f"python -m core.train: warning: {warning}", file=sys.stderr, flush=True)
+        print(f"{PROG}: warning: {warning}", file=sys.stderr, flush=True)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    from core.training import train_foreground
+    from core.training.engine import train_foreground
 
     print(f"Training {config.display_name()}: " + json.dumps(runs.config_summary(config)), flush=True)
     try:
@@ -145,7 +147,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(json.dumps({"run_id": None, "status": runs.INTERRUPTED}), flush=True)
         return 130
     except TransferLabError as error:
-        print(f"python -m core.train: error: {error}", file=sys.stderr)
+        print(f"{PROG}: error: {error}", file=sys.stderr)
         return 2
     result = {"run_id": outcome.run_id, "status": outcome.status,
               **{name: outcome.metrics.get(name) for name in METRICS}}

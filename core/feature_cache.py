@@ -1,15 +1,14 @@
-"""Cached backbone features: the frozen regime in seconds per epoch instead of minutes.
+"""The feature cache: a frozen backbone's pooled features of a run's images, extracted once and kept on disk.
 
-With a frozen backbone only the small head learns, yet the notebook's way pushes every image through
-the whole EfficientNet in every epoch. Here each image goes through the backbone once per *view*; the
-pooled features (1280 numbers for B0 and Lite0) are stored as memory-mapped ``.npy`` arrays under
-``cache/features/`` in the data directory, and the head (``build_frozen``'s own BatchNormalization ->
-Dropout -> Dense layers, with the same optimiser) learns on them.
+With a frozen backbone only the small head learns, yet the notebook's way pushes every image through the
+whole EfficientNet in every epoch. The cached-features training path (``core.training.cached_features``)
+instead pushes each image through the backbone once per *view* and trains the head on what this module
+keeps: the pooled features (1280 numbers for B0 and Lite0) as memory-mapped ``.npy`` arrays under
+``cache/features/`` in the data directory.
 
-- Augmentation still regularises: every training image is augmented into K views (``cached_views``)
-  and epoch e trains on view e mod K. Without augmentation there is one view; the test features are
-  always one unaugmented view. A view is extracted just before the first epoch that uses it, so the
-  first curve points come after one view's extraction, not K.
+- A view is one augmented version of every training image: with augmentation a run uses K of them
+  (``cached_views``, each drawn with a seed of its own), without it one; the test features are always
+  one unaugmented view.
 - A cache entry is keyed by a hash of everything that decides its numbers (``FeatureSource``): the data,
   the split, the backbone and the values of its weights, the image size, the augmentation, the view and
   the compute precision. The learning rate, weight decay, epochs, batch size and seed are not in it, so
@@ -17,13 +16,9 @@ Dropout -> Dense layers, with the same optimiser) learns on them.
 - An entry is written under a temporary name and renamed when complete; its metadata JSON (shape,
   dtype, count, size, sha256, labels), written last, marks it complete. An entry whose array does not
   match its metadata is deleted and extracted again, never used.
-- The run saves the full model (the backbone and the head it trained, the model ``build_frozen``
-  makes) as ``model_last.keras`` / ``model_best.keras``, so Evaluate, Classify, fine-tuning and export
-  cannot tell the difference.
 
-Two honest differences from the notebook's way: features come from the backbone in inference mode, so
-its stochastic depth (random block skipping) never applies; and a run sees K augmented versions of each
-image, reused every K epochs, instead of a fresh one every epoch.
+Features come from the backbone in inference mode, so its stochastic depth (random block skipping)
+never applies to them.
 
 TensorFlow is imported inside functions: the Home page imports ``cache_size_bytes`` and ``clear_cache``.
 """
@@ -40,7 +35,7 @@ import weakref
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
 
 import numpy as np
 
@@ -50,27 +45,18 @@ from core.config import AugmentConfig, DataConfig
 from core.errors import DataUnavailable, RunError
 from core.home import data_home, subdir
 from core.images import SUPPORTED_SUFFIXES
-from core.models import build_model, compile_model, parameter_counts
-from core.catalog import TOP_K
+from core.progress import Progress
 
 if TYPE_CHECKING:
     from core.data import Splits
     from core.config import RunConfig
 
-Progress = Callable[[int, int, str], None]
-
 CACHE_DIR = ("cache", "features")
 FORMAT_VERSION = 1
 EXTRACT_BATCH = 32  # images per forward pass while extracting; features do not depend on it
-PHASE = "extracting features"
 FEATURE_LAYER = "avg_pool"  # build_frozen's pooling layer: its output is what the head sees
 HEAD_LAYERS = ("head_bn", "top_dropout", "pred")  # build_frozen's head, in order
 VIEW_SEED_STEP = 7_919  # views of one config draw with seeds seed, seed + 7919, ... (never a layer's offset)
-PROGRESS_EVERY_S = 1.0
-
-
-class ExtractionStopped(Exception):
-    """A stop request arrived while features were being extracted."""
 
 
 # ---------------------------------------------------------------------------------------------- keys
@@ -286,22 +272,6 @@ def feature_extractor(model: Any) -> Any:
     return keras.Model(model.input, model.get_layer(FEATURE_LAYER).output, name="feature_extractor")
 
 
-def head_model(model: Any) -> Any:
-    """The frozen model's head as a model of its own on pooled features. It shares the frozen model's layers,
-    so training it trains the frozen model's head and nothing needs copying back."""
-    import keras
-
-    missing = [name for name in (FEATURE_LAYER, *HEAD_LAYERS) if name not in {layer.name for layer in model.layers}]
-    if missing:
-        raise RunError(f"This model has no {', '.join(missing)} layer(s): cached features need the frozen "
-                       "regime's model (build_frozen).")
-    inputs = keras.Input(shape=(model.get_layer(FEATURE_LAYER).output.shape[-1],), name="features")
-    x = inputs
-    for name in HEAD_LAYERS:
-        x = model.get_layer(name)(x)
-    return keras.Model(inputs, x, name=f"{model.name}_head")
-
-
 _traced_extractors: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
@@ -393,7 +363,7 @@ def prepare_features(config: RunConfig, model: Any, splits: Splits, *, progress:
     """Load the run's cached features, extracting the missing ones first. ``views``: the training views that
     must be there on return (default: all); others are loaded if cached, else left ``None`` for later.
     ``ready``: a set from an earlier call, whose entries are kept as they are. ``progress(done, total,
-    message)`` counts extraction batches; it may raise (``ExtractionStopped``) to abandon the extraction."""
+    message)`` counts extraction batches; it may raise to abandon the extraction."""
     train_sources, test_source = feature_sources(config, model)
     required = set(range(len(train_sources)) if views is None else views)
     known: dict[str, CachedFeatures] = {}
@@ -434,228 +404,3 @@ def prepare_features(config: RunConfig, model: Any, splits: Splits, *, progress:
         raise RunError("The cached training views disagree on their images (the data changed between them). "
                        "Clear the feature cache on the Home page and start the run again.")
     return FeatureSet(train_views, found[test_source.key])
-
-
-def segments(first_epoch: int, epochs: int, feature_set: FeatureSet) -> Iterator[tuple[int, int]]:
-    """Runs of consecutive epochs (start, stop) for ``fit``: a new run needs view e only at epoch e, so
-    the views are extracted one at a time between the first K epochs and the curves start after one view
-    rather than K. A run whose views are all cached is one segment."""
-    views = len(feature_set.train_views)
-    pending = set(feature_set.missing_views())
-    start = first_epoch
-    while start < epochs:
-        pending.discard(view_for_epoch(start, views))
-        stop = start + 1
-        while stop < epochs and view_for_epoch(stop, views) not in pending:
-            stop += 1
-        yield start, stop
-        start = stop
-
-
-# ---------------------------------------------------------------------------------------------- head training
-
-def epoch_order(count: int, batch_size: int, *, seed: int, epoch: int, drop_remainder: bool) -> list[np.ndarray]:
-    """Each batch's row indices for one epoch: a new seeded shuffle every epoch, every image once (bar a
-    dropped remainder). Indices are sorted within a batch, which reads the memory map in order."""
-    order = np.random.default_rng([seed, epoch]).permutation(count)
-    stop = count - count % batch_size if drop_remainder and count >= batch_size else count
-    return [np.sort(order[start:start + batch_size]) for start in range(0, stop, batch_size)]
-
-
-def view_for_epoch(epoch: int, views: int) -> int:
-    """Epoch e (0-based) trains on view e mod K."""
-    return epoch % views
-
-
-def feature_batches(feature_set: FeatureSet, num_classes: int, *, batch_size: int, seed: int, first_epoch: int,
-                    epochs: int, drop_remainder: bool) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """(features, one-hot labels) for epochs ``first_epoch``..``epochs - 1``, one after the other."""
-    one_hot = np.eye(num_classes, dtype=np.float32)[feature_set.labels]
-    views = feature_set.train_views
-    for epoch in range(first_epoch, epochs):
-        features = views[view_for_epoch(epoch, len(views))].features
-        for rows in epoch_order(len(one_hot), batch_size, seed=seed, epoch=epoch, drop_remainder=drop_remainder):
-            yield np.asarray(features[rows]), one_hot[rows]
-
-
-def _training_dataset(feature_set: FeatureSet, num_classes: int, *, batch_size: int, seed: int, first_epoch: int,
-                      epochs: int, drop_remainder: bool) -> Any:
-    """One stream of batches for the whole of ``fit``: with ``steps_per_epoch`` Keras keeps reading the same
-    iterator from epoch to epoch, so the stream decides which view each epoch sees."""
-    import tensorflow as tf
-
-    dim = feature_set.train_views[0].features.shape[1]
-    signature = (tf.TensorSpec((None, dim), tf.float32), tf.TensorSpec((None, num_classes), tf.float32))
-    ds = tf.data.Dataset.from_generator(
-        lambda: feature_batches(feature_set, num_classes, batch_size=batch_size, seed=seed,
-                                first_epoch=first_epoch, epochs=epochs, drop_remainder=drop_remainder),
-        output_signature=signature)
-    return ds.prefetch(2)
-
-
-def _test_dataset(test: CachedFeatures, num_classes: int, batch_size: int) -> Any:
-    import tensorflow as tf
-
-    one_hot = np.eye(num_classes, dtype=np.float32)[test.labels]
-    return tf.data.Dataset.from_tensor_slices((np.asarray(test.features), one_hot)).batch(batch_size)
-
-
-def _compile_like(model: Any, optimizer: Any) -> None:
-    """The frozen model shares the head's optimizer, so its saved file carries the optimizer's state
-    (resuming restores Adam's moments) and loads like any compiled run model."""
-    import keras
-
-    model.compile(optimizer=optimizer, loss="categorical_crossentropy",
-                  metrics=[keras.metrics.CategoricalAccuracy(name="accuracy"),
-                           keras.metrics.TopKCategoricalAccuracy(k=TOP_K, name="top5_accuracy")])
-
-
-def _models_for(config: RunConfig, run_id: str | None, num_classes: int, done: int,
-                jit_compile: bool | str) -> tuple[Any, Any]:
-    """The frozen model (new, or the run's last checkpoint when resuming) and its compiled head."""
-    from core.training import resumed_model
-
-    restored = None
-    if done:
-        model = resumed_model(run_id, done, num_classes)
-        restored = getattr(model, "optimizer", None)
-    else:
-        model = build_model(config.model, num_classes)
-    head = head_model(model)
-    compile_model(head, config.effective_learning_rate,
-                  config.effective_weight_decay, jit_compile=jit_compile)
-    if restored is not None and restored.built:
-        targets, sources = head.optimizer.variables, restored.variables
-        if [v.shape for v in targets] == [v.shape for v in sources]:
-            for target, source in zip(targets, sources):
-                target.assign(source)
-    _compile_like(model, head.optimizer)
-    return model, head
-
-
-def _cache_keras_saving_skipsets() -> None:
-    """Keras 3.15's saver stores the attribute skip-sets it computes under one name and looks them up under
-    another, so every save rebuilds them by constructing reference objects: about a third of the time of a
-    frozen model's checkpoint, which dominates an epoch on cached features. Store them where it looks."""
-    try:
-        from keras.src.backend.common import global_state
-        from keras.src.saving import saving_lib
-    except ImportError:
-        return
-    if not hasattr(saving_lib, "get_attr_skipset"):
-        return
-    for obj_type in ("Operation", "Layer", "Functional", "Sequential", "Metric", "Optimizer", "Loss"):
-        name = f"saving_attr_skiplist_{obj_type}"
-        if global_state.get_global_attribute(name) is None:
-            global_state.set_global_attribute(name, saving_lib.get_attr_skipset(obj_type))
-
-
-def _extraction_progress(run_id: str | None, progress: Progress | None, epoch: int) -> Progress:
-    """Forwards extraction progress to the caller and to the run store (throttled, under the 1-based
-    ``epoch`` it precedes), and turns a stop request into ``ExtractionStopped`` within one batch."""
-    last_write = {"at": 0.0}
-
-    def report(done: int, total: int, message: str) -> None:
-        if progress is not None:
-            progress(done, total, message)
-        if run_id is None:
-            return
-        if runs.stop_requested(run_id):
-            raise ExtractionStopped
-        if time.monotonic() - last_write["at"] >= PROGRESS_EVERY_S or done >= total:
-            runs.record_progress(run_id, phase=PHASE, epoch=epoch, batch=done, batches=total)
-            last_write["at"] = time.monotonic()
-
-    return report
-
-
-def uses_feature_cache(config: RunConfig) -> bool:
-    """The engine trains on cached features for frozen runs that ask for it (the default)."""
-    return config.model.regime == "frozen" and config.train.feature_cache
-
-
-def train_on_features(config: RunConfig, run_id: str | None, strategy: Any, device: str, *,
-                      progress: Progress | None = None, callbacks: Sequence[Any] = ()
-                      ) -> tuple[dict[str, float | None], bool]:
-    """``core.training.train`` for a cached frozen run: the same records, checkpoints, TensorBoard logs and
-    stop handling, with the backbone run once per view instead of once per epoch. Returns (last epoch's
-    metrics, stopped)."""
-    import keras
-    import tensorflow as tf
-
-    from core import checkpoints, devices, training
-    from core.data import load_splits
-
-    model_cfg, train_cfg = config.model, config.train
-    note = (lambda phase: runs.record_progress(run_id, phase=phase)) if run_id else (lambda phase: None)
-    stop_asked = (lambda: runs.stop_requested(run_id)) if run_id else (lambda: False)
-    recorded = (lambda: training.last_recorded(run_id)) if run_id else dict
-
-    precision = devices.apply_precision(train_cfg.mixed_precision)
-    keras.utils.set_random_seed(train_cfg.seed)
-    note("loading data")
-    splits = load_splits(config.data, model_cfg.effective_image_size, progress=progress)
-    info = splits.info
-    done = checkpoints.epochs_done(run_id) if run_id else 0
-    epochs = config.effective_epochs
-    if stop_asked():
-        return recorded(), True
-
-    note("building model")
-    with strategy.scope():
-        model, head = _models_for(config, run_id, info.num_classes, done, devices.jit_compile_setting())
-    if stop_asked():
-        return recorded(), True
-    note(PHASE)
-    views = view_count(config)
-    try:
-        feature_set = prepare_features(config, model, splits, views=[view_for_epoch(done, views)],
-                                       progress=_extraction_progress(run_id, progress, done + 1))
-    except ExtractionStopped:
-        return recorded(), True
-
-    num_train = len(feature_set.labels)
-    batch_size = train_cfg.batch_size
-    drop = training.drop_remainder(num_train, batch_size)
-    batches = training.batches_per_epoch(num_train, batch_size)
-    test_ds = _test_dataset(feature_set.test, info.num_classes, batch_size)
-    if strategy is not tf.distribute.get_strategy():
-        training._work_around_keras_under_strategies(head, test_ds)
-
-    hooks: list[Any] = []
-    recorder = None
-    if run_id:
-        folder = runs.run_folder(run_id)
-        folder.mkdir(parents=True, exist_ok=True)
-        total, trainable = parameter_counts(model)
-        shown_device = device if precision == "float32" else f"{device}, {precision}"
-        runs.record_setup(run_id, device=f"{shown_device}, cached features", total_params=total,
-                          trainable_params=trainable)
-        recorder = training.RunRecorder(run_id, num_train=num_train, batch_size=batch_size, batches=batches)
-        _cache_keras_saving_skipsets()
-        hooks += [training.EpochCheckpoint(folder, runs.get_run(run_id).best_val_accuracy, saves=model,
-                                           timing=recorder.epoch_timing), recorder,
-                  *training.tensorboard_logger(folder / runs.TENSORBOARD_DIR)]
-    if progress is not None:
-        hooks.append(training.EpochReporter(progress, epochs))
-    hooks += list(callbacks)
-
-    history = None
-    for start, stop in segments(done, epochs, feature_set):
-        if start > done:
-            if (recorder and recorder.stopping) or head.stop_training:
-                break
-            view = view_for_epoch(start, views)
-            if feature_set.train_views[view] is None:
-                note(PHASE)
-                try:
-                    feature_set = prepare_features(config, model, splits, views=[view], ready=feature_set,
-                                                   progress=_extraction_progress(run_id, progress, start + 1))
-                except ExtractionStopped:
-                    return recorded(), True
-        note("training")
-        train_ds = _training_dataset(feature_set, info.num_classes, batch_size=batch_size, seed=train_cfg.seed,
-                                     first_epoch=start, epochs=stop, drop_remainder=drop)
-        history = head.fit(train_ds, steps_per_epoch=batches, validation_data=test_ds, epochs=stop,
-                           initial_epoch=start, callbacks=hooks, verbose=0, shuffle=False)
-    return training.fit_outcome(run_id, history, recorder)
