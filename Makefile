@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PORT ?= 8501
 
-.PHONY: run test bench clean-venv
+.PHONY: run test lint bench clean-venv
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -22,7 +22,12 @@ $(VENV)/.test: requirements.txt requirements-test.txt $(VENV)/.runtime
 run: $(VENV)/.runtime
 	$(BIN)/streamlit run dashboard/app.py --server.port $(PORT)
 
-test: $(VENV)/.test
+# ruff's settings are in pyproject.toml. `make test` lints first, so a lint failure stops it before pytest.
+lint: $(VENV)/.test
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+test: lint $(VENV)/.test
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 clean-venv:
