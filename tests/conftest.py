@@ -65,14 +65,13 @@ def train_tiny_run(home: Path, *, name: str, test_images: int) -> str:
     """One finished 1-epoch frozen run on 32 px demo images (36 training, ``test_images`` test), trained in
     this process into the data directory ``home``; returns its id."""
     from core import runs, training
-    from core.augment import PRESETS
-    from core.config import DataConfig, ModelConfig, TrainConfig
+    from core.config import AUGMENT_PRESETS, DataConfig, ModelConfig, TrainConfig
 
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("TRANSFER_LAB_HOME", str(home))
         config = RunConfig(name=name,
                                 data=DataConfig(source="demo", max_train_images=36, max_test_images=test_images),
-                                augment=PRESETS["none"],
+                                augment=AUGMENT_PRESETS["none"],
                                 model=ModelConfig(regime="frozen", weights="none", image_size=32),
                                 train=TrainConfig(epochs=1, batch_size=9))
         run_id = runs.create_run(config, runs.FOREGROUND)
