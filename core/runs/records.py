@@ -123,6 +123,12 @@ class RunRecord:
         return path if path.is_file() else None
 
     @property
+    def model_path(self) -> Path | None:
+        """The model a run is used and judged by: the best saved model, else the last, else None (no epoch
+        finished yet)."""
+        return self.best_model or self.last_model
+
+    @property
     def tensorboard_dir(self) -> Path:
         return self.folder / TENSORBOARD_DIR
 
