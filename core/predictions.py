@@ -273,7 +273,7 @@ def run_model_path(run_id: str) -> Path:
     from core import runs
 
     record = runs.get_run(run_id)
-    model_path = record.best_model or record.last_model
+    model_path = record.model_path
     if model_path is None:
         raise RunError(f"The run '{record.name}' has no saved model yet: models are saved at the end of each "
                        "epoch. Wait for its first epoch, or pick another run.")

@@ -45,7 +45,7 @@ def optimizer_steps(path) -> int:
 
 def resume_here(run_id: str, monkeypatch) -> engine.Outcome:
     """Resume in this process (not a background worker) and train to the end."""
-    monkeypatch.setattr(runs, "kick_queue", lambda: None)
+    monkeypatch.setattr("core.runs.controls.kick_queue", lambda: None)  # where resume_run looks it up
     runs.resume_run(run_id)
     assert runs.claim_foreground(run_id)
     return engine.execute(run_id)

@@ -331,7 +331,7 @@ def test_a_run_stopped_before_a_view_resumes_extracting_only_that_view(monkeypat
     first = engine.execute(run_id, callbacks=[StopAfterTheFirstEpoch()])
     assert first.status == "stopped" and [e.epoch for e in runs.epochs(run_id)] == [1]  # stopped extracting view 2
 
-    monkeypatch.setattr(runs, "kick_queue", lambda: None)  # resume in this process, not a background one
+    monkeypatch.setattr("core.runs.controls.kick_queue", lambda: None)  # resume in this process, not a background one
     runs.resume_run(run_id)
     assert runs.claim_foreground(run_id)
     lines = []

@@ -31,7 +31,7 @@ def sleepers(monkeypatch):
         started.append(worker)
         return worker
 
-    monkeypatch.setattr(runs, "_spawn_worker", spawn)
+    monkeypatch.setattr("core.runs.queueing.spawn_worker", spawn)  # where kick_queue looks it up
     yield started
     for worker in started:
         if worker.poll() is None:

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from core import demo, runs
+from core.config import DataConfig, ModelConfig, RunConfig
 from core.training.cli import FLAGS, build_config, parser
-from core.config import RunConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 QUICK = ["--image-size", "32", "--batch-size", "4", "--max-train-images", "32", "--max-test-images", "16",
@@ -175,8 +175,8 @@ def test_flags_become_a_run_config():
 
 
 def test_a_fine_tune_takes_its_parents_data_and_network_unless_told_otherwise():
-    parent = RunConfig(data=runs.DataConfig(source="demo", max_train_images=40),
-                            model=runs.ModelConfig(regime="frozen", weights="none", image_size=64))
+    parent = RunConfig(data=DataConfig(source="demo", max_train_images=40),
+                       model=ModelConfig(regime="frozen", weights="none", image_size=64))
     parent_id = runs.create_run(parent)
     (runs.run_folder(parent_id) / runs.LAST_MODEL).write_bytes(b"model")
     runs.finish_run(parent_id, runs.COMPLETED)

@@ -162,7 +162,7 @@ def classifier_for_run(run_id: str, checkpoint: str = "best") -> Classifier:
     if checkpoint not in CHECKPOINTS:
         raise ConfigError(f"Checkpoint must be one of {', '.join(CHECKPOINTS)} (got {checkpoint!r}).")
     record = runs.get_run(run_id)
-    path = (record.best_model or record.last_model) if checkpoint == "best" else record.last_model
+    path = record.model_path if checkpoint == "best" else record.last_model
     if path is None:
         raise RunError(f"Run {run_id} ({record.name}) has no saved model yet: one is saved after each finished "
                        "epoch. Wait for its first epoch, or pick another run.")

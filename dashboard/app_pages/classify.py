@@ -49,7 +49,7 @@ def model_identity(choice: str, records: dict) -> tuple[str, int]:
     """(model file, modification time) naming the exact model behind a choice, for the caches."""
     if choice == DOG_BREEDS:
         return DOG_BREEDS, 0
-    path = records[choice].best_model or records[choice].last_model
+    path = records[choice].model_path
     try:
         return str(path), path.stat().st_mtime_ns
     except OSError:
@@ -152,7 +152,7 @@ st.markdown(
     "Parts of the photo the model never sees (outside the ImageNet classifier's centre square) stay uncoloured.")
 
 runs.reconcile()
-records = {r.id: r for r in runs.list_runs() if r.best_model or r.last_model}
+records = {r.id: r for r in runs.list_runs() if r.model_path}
 model_column, photos_column = st.columns(2, gap="large")
 with model_column:
     choice = st.selectbox("Model", [*records, DOG_BREEDS], format_func=lambda c: model_label(c, records),

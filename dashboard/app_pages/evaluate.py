@@ -47,7 +47,7 @@ def gallery(run_id: str, items: list[tuple[int, str]], columns: int = 6) -> None
 
 st.title("Evaluate")
 runs.reconcile()
-records = {r.id: r for r in runs.list_runs() if r.best_model or r.last_model}
+records = {r.id: r for r in runs.list_runs() if r.model_path}
 if not records:
     st.info("No run has a saved model yet. Train one on the Train page: a model is saved after every epoch.")
     st.page_link("app_pages/train.py", label="Go to Train", icon=":material/model_training:")

@@ -337,7 +337,7 @@ def run_actions(run_id: str) -> None:
             state.watch_run(record.id)
             st.rerun(scope="app")
     stem = export.download_stem(record)
-    model_path = record.best_model or record.last_model
+    model_path = record.model_path
     if model_path:  # read only when clicked: a model is tens of MB
         actions[2].download_button("Model (.keras)", model_path.read_bytes, file_name=f"{stem}.keras",
                                    key="train_download_model", icon=":material/download:", on_click="ignore")
