@@ -30,7 +30,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 
 from core import demo  # noqa: E402
-from core.home import data_home  # noqa: E402
+from core.data_home import data_home  # noqa: E402
 from core.images import read_image_file  # noqa: E402
 from core.serving.classification import classify  # noqa: E402
 from core.serving.classifiers import Classifier, classifier_from_file  # noqa: E402

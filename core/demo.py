@@ -23,7 +23,7 @@ from typing import Callable
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
-from core.home import subdir
+from core.data_home import subdir
 from core.progress import Progress
 
 DEMO_VERSION = 1

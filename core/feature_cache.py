@@ -43,7 +43,7 @@ from core import demo, runs
 from core.augment import build_augmenter
 from core.config import AugmentConfig, DataConfig
 from core.errors import DataUnavailable, RunError
-from core.home import data_home, subdir
+from core.data_home import data_home, subdir
 from core.images import SUPPORTED_SUFFIXES
 from core.progress import Progress
 

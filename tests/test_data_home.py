@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 import faults
-from core import home, runs
+from core import data_home, runs
 from core.config import AUGMENT_PRESETS, DataConfig, ModelConfig, RunConfig, TrainConfig
 from core.errors import DataHomeUnavailable
 
@@ -69,7 +69,7 @@ def test_a_data_directory_that_cannot_be_created_says_read_only_or_full(tmp_path
 
         monkeypatch.setattr(Path, "mkdir", refuse)
         with pytest.raises(DataHomeUnavailable, match=words) as error:
-            home.data_home()
+            data_home.data_home()
         one_sentence(str(error.value), tmp_path)
 
 

@@ -22,7 +22,7 @@ from typing import Any, Callable, Mapping
 
 import numpy as np
 
-from core import home
+from core import data_home
 from core.errors import ConfigError, WeightsUnavailable
 
 DEFAULT_SIZE = 224
@@ -317,7 +317,7 @@ def _sha256(path: Path) -> str:
 
 def cached_weights_path(source: Path) -> Path:
     """Where the converted copy of ``source`` lives: ``cache/weights/lite0-<sha256[:12]>.weights.h5``."""
-    return home.subdir("cache", "weights") / f"lite0-{_sha256(source)[:12]}.weights.h5"
+    return data_home.subdir("cache", "weights") / f"lite0-{_sha256(source)[:12]}.weights.h5"
 
 
 def _write_cache(converted: Mapping[str, list[np.ndarray]], target: Path) -> None:

@@ -21,7 +21,7 @@ from typing import Any, Iterator
 
 from core.config import RunConfig, TrainConfig
 from core.errors import ConfigError, DataHomeUnavailable
-from core.home import cannot_write, data_home
+from core.data_home import cannot_write, data_home
 from core.runs.records import (BACKGROUND, COMPLETED, FAILED, FOREGROUND, INTERRUPTED, QUEUED, RUNNING, STOPPED,
                                RunRecord, run_folder)
 from core.runs.store import connect, get_run, list_runs, transaction

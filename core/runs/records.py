@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from core.config import RunConfig
-from core.home import data_home
+from core.data_home import data_home
 
 QUEUED, RUNNING, COMPLETED, STOPPED, FAILED, INTERRUPTED = (
     "queued", "running", "completed", "stopped", "failed", "interrupted")

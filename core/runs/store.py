@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Iterator
 
 from core.errors import DataHomeUnavailable, RunError
-from core.home import data_home, write_error
+from core.data_home import data_home, write_error
 from core.runs.records import QUEUED, RUNNING, EpochRecord, RunProgress, RunRecord
 
 BUSY_TIMEOUT_S = 30.0

@@ -16,7 +16,7 @@ import sys
 import time
 from pathlib import Path
 
-from core.home import data_home
+from core.data_home import data_home
 from core.runs.recording import sync_checkpoint
 from core.runs.records import FOREGROUND, INTERRUPTED, QUEUED, RUNNING, WORKER_LOG, run_folder
 from core.runs.store import connect, transaction

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from core import runs
-from core.home import cannot_write
+from core.data_home import cannot_write
 
 
 def partial_paths(folder: Path) -> tuple[Path, Path]:

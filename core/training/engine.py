@@ -35,7 +35,7 @@ import tensorflow as tf
 from core import devices, runs
 from core.data import load_splits
 from core.errors import RunError, TransferLabError
-from core.home import FULL, READ_ONLY, cannot_write, home_path
+from core.data_home import FULL, READ_ONLY, cannot_write, home_path
 from core.models import parameter_counts
 from core.progress import Progress
 from core.training import checkpoints, keras_compat
