@@ -67,10 +67,8 @@ SIZE = 224
 
 
 def run_config(args: argparse.Namespace, variant: str):
-    from core.config import AUGMENT_PRESETS
-    from core.config import DataConfig, ModelConfig, TrainConfig
     from core.catalog import LITE0
-    from core.config import RunConfig
+    from core.config import AUGMENT_PRESETS, DataConfig, ModelConfig, RunConfig, TrainConfig
 
     cached = variant != "notebook"
     views = 1 if variant == "cached_1view" else args.views

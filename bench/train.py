@@ -104,9 +104,7 @@ def batch_timer():
 
 def engine(regime: str, root: Path, images: int, parent: str | None) -> dict:
     from core import runs
-    from core.config import AUGMENT_PRESETS
-    from core.config import DataConfig, ModelConfig, TrainConfig
-    from core.config import RunConfig
+    from core.config import AUGMENT_PRESETS, DataConfig, ModelConfig, RunConfig, TrainConfig
     from core.training.engine import execute
 
     if regime == "finetune":

@@ -18,9 +18,10 @@ from __future__ import annotations
 
 import importlib
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 TOP_K = 5
 """Top-k accuracy and the classifier's answer list: the notebook reports top-5."""

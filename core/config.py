@@ -11,11 +11,23 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Mapping
+from typing import Any, ClassVar
 
-from core.catalog import (ALL_TRANSFORMS_OFF, AUGMENT_PRESET_CHANGES, BACKBONES, DEFAULT_BACKBONE, DEFAULT_REGIME,
-                          FLIP_MODES, REGIMES, SWITCH, TRANSFORMS, WEIGHT_CHOICES_HELP, Regime)
+from core.catalog import (
+    ALL_TRANSFORMS_OFF,
+    AUGMENT_PRESET_CHANGES,
+    BACKBONES,
+    DEFAULT_BACKBONE,
+    DEFAULT_REGIME,
+    FLIP_MODES,
+    REGIMES,
+    SWITCH,
+    TRANSFORMS,
+    WEIGHT_CHOICES_HELP,
+    Regime,
+)
 from core.errors import ConfigError
 
 

@@ -9,16 +9,16 @@ orderings of the heatmap. scikit-learn is imported inside the function that need
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, NamedTuple, Sequence
+from typing import Any, NamedTuple
 
 import numpy as np
 
+from core.catalog import TOP_K
 from core.config import DataConfig
 from core.errors import DataUnavailable
 from core.predictions import Predictions
-from core.catalog import TOP_K
-
 
 # ---------------------------------------------------------------- metrics
 

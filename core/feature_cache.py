@@ -32,24 +32,25 @@ import os
 import shutil
 import time
 import weakref
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from core import demo, runs
 from core.augment import build_augmenter
 from core.config import AugmentConfig, DataConfig
-from core.errors import DataUnavailable, RunError
 from core.data_home import data_home, subdir
+from core.errors import DataUnavailable, RunError
 from core.images import SUPPORTED_SUFFIXES
 from core.progress import Progress
 
 if TYPE_CHECKING:
-    from core.data import Splits
     from core.config import RunConfig
+    from core.data import Splits
 
 CACHE_DIR = ("cache", "features")
 FORMAT_VERSION = 1

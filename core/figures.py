@@ -6,7 +6,8 @@ Pages call these and pass the result to ``st.plotly_chart``; nothing here knows 
 from __future__ import annotations
 
 import itertools
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import plotly.graph_objects as go

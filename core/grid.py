@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from core import runs
-from core.config import format_log_step, RunConfig
+from core.config import RunConfig, format_log_step
 from core.errors import ConfigError
 
 PREFIX = "grid "

@@ -12,9 +12,10 @@ timm's ``imagenet_synset_to_lemma.txt``, with the two doubled names "crane" and 
 
 from __future__ import annotations
 
-from functools import lru_cache
+from collections.abc import Callable, Sequence
+from functools import cache
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 from PIL import Image, ImageOps
@@ -31,19 +32,19 @@ def _lines(name: str) -> tuple[str, ...]:
                  if line.strip())
 
 
-@lru_cache(maxsize=None)
+@cache
 def imagenet_class_names() -> tuple[str, ...]:
     """The 1000 ImageNet-1k class names for people, index i = output i of an ImageNet classifier."""
     return _lines("imagenet_classes.txt")
 
 
-@lru_cache(maxsize=None)
+@cache
 def imagenet_wnids() -> tuple[str, ...]:
     """The 1000 ImageNet-1k WordNet ids (``n01440764`` ...) in the classifier's output order."""
     return _lines("imagenet_wnids.txt")
 
 
-@lru_cache(maxsize=None)
+@cache
 def stanford_dogs_folders() -> tuple[str, ...]:
     """The 120 Stanford Dogs class folders (``n02085620-Chihuahua`` ...), sorted by WordNet id."""
     return _lines("stanford_dogs_classes.txt")
@@ -54,13 +55,13 @@ def breed_name(folder: str) -> str:
     return folder.split("-", 1)[-1].replace("_", " ")
 
 
-@lru_cache(maxsize=None)
+@cache
 def dog_breed_names() -> tuple[str, ...]:
     """The 120 breed names, in the order of the dog-breed classifier's outputs."""
     return tuple(breed_name(folder) for folder in stanford_dogs_folders())
 
 
-@lru_cache(maxsize=None)
+@cache
 def dog_imagenet_indices() -> tuple[int, ...]:
     """For each Stanford Dogs breed, its ImageNet-1k class index (151-268 without 251, then 273-275)."""
     index_of = {wnid: index for index, wnid in enumerate(imagenet_wnids())}
@@ -76,8 +77,7 @@ def dog_breed_classifier(progress: Callable[[int, int, str], None] | None = None
     """
     import keras
 
-    from core.backbones.lite0 import TOP_DROPOUT_RATE, converted_weights, efficientnet_lite0, \
-        imagenet_source_file
+    from core.backbones.lite0 import TOP_DROPOUT_RATE, converted_weights, efficientnet_lite0, imagenet_source_file
 
     kernel, bias = converted_weights(imagenet_source_file(), progress=progress)["predictions"]
     indices = list(dog_imagenet_indices())

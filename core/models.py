@@ -11,11 +11,19 @@ from __future__ import annotations
 
 import inspect
 import re
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
-from core.catalog import (BACKBONES, BUNDLED, KERAS_DOWNLOAD, LITE0, TOP_K, imagenet_weights_available,
-                          missing_weights_message)
+from core.catalog import (
+    BACKBONES,
+    BUNDLED,
+    KERAS_DOWNLOAD,
+    LITE0,
+    TOP_K,
+    imagenet_weights_available,
+    missing_weights_message,
+)
 from core.errors import ConfigError, RunError, WeightsUnavailable
 from core.progress import Progress
 

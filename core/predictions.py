@@ -16,9 +16,10 @@ import hashlib
 import json
 import os
 import zipfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -27,7 +28,6 @@ from core.errors import DataUnavailable, RunError
 from core.models import load_saved_model
 from core.probabilities import are_probabilities, softmax
 from core.progress import Progress
-
 
 CACHE_FORMAT = 1
 FINGERPRINT_SAMPLE_BYTES = 1 << 20

@@ -4,6 +4,6 @@ One alias so that loading data, building models, extracting features and trainin
 way, and a page can hand any of them the same progress bar.
 """
 
-from typing import Callable
+from collections.abc import Callable
 
 Progress = Callable[[int, int, str], None]

@@ -9,8 +9,8 @@ if str(ROOT) not in sys.path:
 
 import streamlit as st  # noqa: E402
 
-from core.errors import DataHomeUnavailable  # noqa: E402
 from core.data_home import write_problem  # noqa: E402
+from core.errors import DataHomeUnavailable  # noqa: E402
 from dashboard import state  # noqa: E402
 
 st.set_page_config(page_title="Transfer Lab", page_icon="🐕", layout="wide")

@@ -6,7 +6,8 @@ callback for an ``st.progress`` bar, so every page's bar fills the same way.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 
 def progress_to(bar: Any) -> Callable[[int, int, str], None]:

@@ -23,7 +23,8 @@ defaults (the regime's learning rate, the live demo's epochs) builds a config wi
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import streamlit as st
 

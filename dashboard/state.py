@@ -9,9 +9,9 @@ copied to a second tab opens with the same choices.
 
 import streamlit as st
 
+from core.catalog import DEFAULT_AUGMENT_PRESET
 from core.config import AUGMENT_PRESETS, AugmentConfig, Config, DataConfig
 from core.errors import ConfigError
-from core.catalog import DEFAULT_AUGMENT_PRESET
 
 DATA_CONFIG, AUGMENT_CONFIG, WATCHED_RUN = "shared.data_config", "shared.augment_config", "shared.watched_run"
 URL_KEYS = {DATA_CONFIG: "data", AUGMENT_CONFIG: "augment", WATCHED_RUN: "run"}

@@ -1,4 +1,5 @@
 from core.config import RunConfig
+
 """Shared fixtures: every test writes into its own data directory, never the developer's."""
 
 import os

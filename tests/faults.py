@@ -86,7 +86,7 @@ class DiskFull:
             return buffered
         return io.TextIOWrapper(buffered, encoding=encoding, errors=errors, newline=newline)
 
-    def install(self, monkeypatch=None) -> "DiskFull":
+    def install(self, monkeypatch=None) -> DiskFull:
         import builtins
 
         if monkeypatch is None:

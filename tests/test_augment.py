@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 
 from core.augment import augment_batch, build_augmenter, preview, preview_each_transform
-from core.errors import ConfigError, ImageUnreadable
 from core.catalog import DEFAULT_AUGMENT_PRESET, TEACHING_NOTES, TRANSFORMS
 from core.config import AUGMENT_PRESETS, AugmentConfig
+from core.errors import ConfigError, ImageUnreadable
 
 REPO = Path(__file__).resolve().parents[1]
 ALL_OFF = {row.switch: False for row in TRANSFORMS}

@@ -25,7 +25,7 @@ CAT_CLASSES = {"tiger cat", "tabby", "Egyptian cat", "Persian cat", "Siamese cat
 # ------------------------------------------------------------------------------------------- fixtures
 
 @pytest.fixture(scope="session")
-def state_dict() -> "collections.OrderedDict[str, np.ndarray]":
+def state_dict() -> collections.OrderedDict[str, np.ndarray]:
     return read_state_dict(SOURCE)
 
 

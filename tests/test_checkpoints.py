@@ -11,8 +11,8 @@ import pytest
 
 import faults
 from core import runs
-from core.config import AUGMENT_PRESETS, DataConfig, ModelConfig, RunConfig, TrainConfig
 from core.catalog import LITE0
+from core.config import AUGMENT_PRESETS, DataConfig, ModelConfig, RunConfig, TrainConfig
 
 keras = pytest.importorskip("keras")
 engine = pytest.importorskip("core.training.engine")

@@ -234,8 +234,7 @@ def test_one_image_per_class_is_refused_on_the_notebook_and_the_cached_path_alik
     assert "'cat' has 1" in str(refused.value) and "'dog' has 1" in str(refused.value)
 
     from core import runs
-    from core.config import AUGMENT_PRESETS
-    from core.config import ModelConfig, TrainConfig
+    from core.config import AUGMENT_PRESETS, ModelConfig, TrainConfig
     from core.training import engine
 
     errors = []

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from core import demo, feature_cache, runs
-from core.config import AUGMENT_PRESETS, DataConfig, ModelConfig, RunConfig, TrainConfig
 from core.catalog import LITE0
+from core.config import AUGMENT_PRESETS, DataConfig, ModelConfig, RunConfig, TrainConfig
 
 tf = pytest.importorskip("tensorflow")
 keras = pytest.importorskip("keras")

@@ -5,10 +5,10 @@ import re
 import numpy as np
 import pytest
 
+from core.catalog import BACKBONES, REGIMES, imagenet_weights_available, keras_weights_dir, weights_file_name
 from core.config import ModelConfig, RunConfig, TrainConfig
 from core.errors import ConfigError, WeightsUnavailable
 from core.models import build_model, compile_model, layers_to_unfreeze, parameter_counts, unfreeze_for_finetune
-from core.catalog import BACKBONES, REGIMES, imagenet_weights_available, keras_weights_dir, weights_file_name
 
 NOTEBOOK_RESOLUTIONS = {"EfficientNetB0": 224, "EfficientNetB1": 240, "EfficientNetB2": 260, "EfficientNetB3": 300,
                         "EfficientNetB4": 380, "EfficientNetB5": 456, "EfficientNetB6": 528, "EfficientNetB7": 600}

@@ -1,4 +1,5 @@
 from core.config import AUGMENT_PRESETS
+
 """The Augment page through AppTest: sliders drive the grid and the config the Train page reads."""
 
 import io
@@ -7,7 +8,6 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 from streamlit.testing.v1 import AppTest
-
 
 APP = str(Path(__file__).resolve().parents[1] / "dashboard" / "app.py")
 STATE = "shared.augment_config"

@@ -13,11 +13,11 @@ import pytest
 from PIL import Image
 
 from core import imagenet
+from core.config import RunConfig
 from core.errors import ConfigError, RunError
 from core.images import DecodeLimits, decode_image
 from core.serving import classification, classifiers, cli, colour_maps, preprocessing
 from core.serving.grad_cam import grad_cam, last_feature_map_layer
-from core.config import RunConfig
 from test_images import STORED_FOR_ORIENTATION, encode, noise, png_declaring, quadrants, with_orientation
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -37,7 +37,7 @@ def bar_picture(horizontal: bool, seed: int, width: int = SIZE, height: int = SI
     return pixels, (top, left, top + bar_h, left + bar_w)
 
 
-def tiny_cnn(num_classes: int, name: str = "tiny") -> "keras.Model":  # noqa: F821
+def tiny_cnn(num_classes: int, name: str = "tiny") -> keras.Model:  # noqa: F821
     import keras
 
     inputs = keras.Input((SIZE, SIZE, 3), name="image")

@@ -19,9 +19,9 @@ from pathlib import Path
 import pytest
 
 from core import demo, evaluation, runs
-from core.predictions import run_predictions
-from core.config import AUGMENT_PRESETS, DataConfig, ModelConfig, RunConfig, TrainConfig
 from core.catalog import LITE0
+from core.config import AUGMENT_PRESETS, DataConfig, ModelConfig, RunConfig, TrainConfig
+from core.predictions import run_predictions
 
 pytest.importorskip("tensorflow")
 engine = pytest.importorskip("core.training.engine")

@@ -218,7 +218,7 @@ def _pending(value: Any, source: str, depth: int = 0) -> list[PendingTensor]:
     return []
 
 
-def read_state_dict(path: str | Path) -> "collections.OrderedDict[str, np.ndarray]":
+def read_state_dict(path: str | Path) -> collections.OrderedDict[str, np.ndarray]:
     """Every tensor of a legacy PyTorch ``.pth`` file as a numpy array, in file order, without PyTorch.
 
     Raises ``UnsafeCheckpoint`` if the pickle names any global outside ``ALLOWED_GLOBALS`` (nothing is
@@ -241,7 +241,7 @@ def read_state_dict(path: str | Path) -> "collections.OrderedDict[str, np.ndarra
                                  "a PyTorch weights file.") from error
 
 
-def _read(data: bytes, source: str) -> "collections.OrderedDict[str, np.ndarray]":
+def _read(data: bytes, source: str) -> collections.OrderedDict[str, np.ndarray]:
     if zipfile.is_zipfile(io.BytesIO(data)):
         raise WeightsUnavailable(f"{source} uses PyTorch's newer zip format; this reader reads the legacy "
                                  "format only (torch.save(..., _use_new_zipfile_serialization=False)).")

@@ -17,8 +17,8 @@ import numpy as np
 
 from core.config import DataConfig
 from core.data.info import DatasetInfo, Splits, finish_pipeline, format_class_name, stanford_dogs_class_names
-from core.errors import DataUnavailable
 from core.data_home import data_home
+from core.errors import DataUnavailable
 from core.progress import Progress
 
 # TFDS image-classification datasets the notebook mentions, with the split used for testing.

@@ -17,15 +17,63 @@ Nothing here imports TensorFlow.
 """
 
 from core.runs.controls import delete_run, request_stop, resume_run, wait_until_finished
-from core.runs.queueing import (check_parent, claim_foreground, config_summary, create_run, finetune_config,
-                                finetune_parents, kick_queue, reconcile, start_run)
-from core.runs.recording import (checkpoint_note, epoch_note, finish_run, record_epoch, record_progress,
-                                 record_setup, stop_requested, sync_checkpoint)
-from core.runs.records import (ACTIVE, BACKGROUND, BEST_MODEL, COMPLETED, EPOCH_NOTE, FAILED, FOREGROUND,
-                               INTERRUPTED, LAST_MODEL, METRICS, PARTIAL, QUEUED, RESUMABLE, RUNNING, STATUSES,
-                               STOPPED, TENSORBOARD_DIR, WORKER_LOG, EpochRecord, RunProgress, RunRecord, run_folder)
-from core.runs.store import (connect, epochs, get_run, keep_open, list_runs, progress, queue, queue_position,
-                             running_run, store_path)
+from core.runs.queueing import (
+                                check_parent,
+                                claim_foreground,
+                                config_summary,
+                                create_run,
+                                finetune_config,
+                                finetune_parents,
+                                kick_queue,
+                                reconcile,
+                                start_run,
+)
+from core.runs.recording import (
+                                checkpoint_note,
+                                epoch_note,
+                                finish_run,
+                                record_epoch,
+                                record_progress,
+                                record_setup,
+                                stop_requested,
+                                sync_checkpoint,
+)
+from core.runs.records import (
+                                ACTIVE,
+                                BACKGROUND,
+                                BEST_MODEL,
+                                COMPLETED,
+                                EPOCH_NOTE,
+                                FAILED,
+                                FOREGROUND,
+                                INTERRUPTED,
+                                LAST_MODEL,
+                                METRICS,
+                                PARTIAL,
+                                QUEUED,
+                                RESUMABLE,
+                                RUNNING,
+                                STATUSES,
+                                STOPPED,
+                                TENSORBOARD_DIR,
+                                WORKER_LOG,
+                                EpochRecord,
+                                RunProgress,
+                                RunRecord,
+                                run_folder,
+)
+from core.runs.store import (
+                                connect,
+                                epochs,
+                                get_run,
+                                keep_open,
+                                list_runs,
+                                progress,
+                                queue,
+                                queue_position,
+                                running_run,
+                                store_path,
+)
 from core.runs.workers import OWNER_ENV, owner_alive, process_alive, worker_owner
 
 __all__ = [

@@ -17,13 +17,24 @@ import os
 import secrets
 import sqlite3
 import time
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 from core.config import RunConfig, TrainConfig
-from core.errors import ConfigError, DataHomeUnavailable
 from core.data_home import cannot_write, data_home
-from core.runs.records import (BACKGROUND, COMPLETED, FAILED, FOREGROUND, INTERRUPTED, QUEUED, RUNNING, STOPPED,
-                               RunRecord, run_folder)
+from core.errors import ConfigError, DataHomeUnavailable
+from core.runs.records import (
+    BACKGROUND,
+    COMPLETED,
+    FAILED,
+    FOREGROUND,
+    INTERRUPTED,
+    QUEUED,
+    RUNNING,
+    STOPPED,
+    RunRecord,
+    run_folder,
+)
 from core.runs.store import connect, get_run, list_runs, transaction
 from core.runs.workers import interrupt_dead_runs, process_start_time, spawn_worker
 

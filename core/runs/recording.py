@@ -11,12 +11,23 @@ import math
 import os
 import time
 import zipfile
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from core.errors import RunError
-from core.runs.records import (BEST_MODEL, COMPLETED, EPOCH_NOTE, FAILED, INTERRUPTED, LAST_MODEL, METRICS, PARTIAL,
-                               STOPPED, run_folder)
+from core.runs.records import (
+    BEST_MODEL,
+    COMPLETED,
+    EPOCH_NOTE,
+    FAILED,
+    INTERRUPTED,
+    LAST_MODEL,
+    METRICS,
+    PARTIAL,
+    STOPPED,
+    run_folder,
+)
 from core.runs.store import connect, epochs, transaction
 
 

@@ -14,11 +14,11 @@ import json
 import sqlite3
 import time
 import urllib.parse
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
-from core.errors import DataHomeUnavailable, RunError
 from core.data_home import data_home, write_error
+from core.errors import DataHomeUnavailable, RunError
 from core.runs.records import QUEUED, RUNNING, EpochRecord, RunProgress, RunRecord
 
 BUSY_TIMEOUT_S = 30.0

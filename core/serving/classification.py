@@ -10,21 +10,21 @@ from __future__ import annotations
 
 import itertools
 import os
+from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Any
 
 import numpy as np
 from PIL import Image
 
+from core.catalog import TOP_K
 from core.errors import ConfigError, TransferLabError
 from core.imagenet import dog_breed_names
 from core.images import DEFAULT_LIMITS, DecodeLimits
+from core.progress import Progress
 from core.serving.classifiers import Classifier
 from core.serving.inputs import ImageInput, input_name, open_input
-from core.catalog import TOP_K
-from core.progress import Progress
-
 
 BATCH_SIZE = 32
 UNSURE_BELOW = 0.40

@@ -15,10 +15,11 @@ from __future__ import annotations
 import json
 import os
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -27,9 +28,8 @@ from core.errors import ConfigError, RunError, TransferLabError
 from core.imagenet import IMAGENET_SIZE, dog_breed_names
 from core.models import load_saved_model
 from core.probabilities import are_probabilities, softmax
-from core.serving.preprocessing import PREPROCESSING, Preprocessing
 from core.progress import Progress
-
+from core.serving.preprocessing import PREPROCESSING, Preprocessing
 
 CHECKPOINTS = ("best", "last")
 CLASS_NAMES_FILE = "class_names.json"

@@ -11,14 +11,14 @@ import argparse
 import json
 import os
 import sys
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Iterable, Sequence
 
+from core.catalog import TOP_K
 from core.errors import TransferLabError
 from core.images import is_image_path
 from core.serving.classification import BATCH_SIZE, iter_classify
 from core.serving.classifiers import CHECKPOINTS, classifier_for_run, imagenet_dog_classifier
-from core.catalog import TOP_K
 
 PROG = "python -m core.serving"
 DESCRIPTION = ("Classify photos with a trained run or with the ImageNet dog-breed classifier (no training). "

@@ -7,8 +7,8 @@ which part of the photo the model sees, so Grad-CAM can paint its heatmap back o
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 from PIL import Image

@@ -20,7 +20,8 @@ image, reused every K epochs, instead of a fresh one every epoch.
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Any, Iterable, Iterator
+from collections.abc import Iterable, Iterator
+from typing import TYPE_CHECKING, Any
 
 import keras
 import numpy as np
@@ -28,8 +29,7 @@ import tensorflow as tf
 
 from core import runs
 from core.errors import RunError
-from core.feature_cache import (FEATURE_LAYER, HEAD_LAYERS, CachedFeatures, FeatureSet, prepare_features,
-                                view_count)
+from core.feature_cache import FEATURE_LAYER, HEAD_LAYERS, CachedFeatures, FeatureSet, prepare_features, view_count
 from core.models import build_model, compile_model, compile_with_optimizer
 from core.progress import Progress
 from core.training.callbacks import PROGRESS_EVERY_S
@@ -37,8 +37,8 @@ from core.training.path import Fitting, Models, StopRequested, TrainingPath, res
 from core.training.pipelines import batches_per_epoch, drop_remainder
 
 if TYPE_CHECKING:
-    from core.data import Splits
     from core.config import RunConfig
+    from core.data import Splits
 
 PHASE = "extracting features"  # the run's live phase while a view is extracted
 

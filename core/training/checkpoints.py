@@ -21,8 +21,9 @@ import math
 import os
 import shutil
 import zipfile
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from core import runs
 from core.data_home import cannot_write

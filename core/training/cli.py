@@ -22,15 +22,23 @@ import argparse
 import json
 import os
 import sys
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
-from core.config import (AUGMENT_PRESETS, DATA_SOURCE_HELP, MIXED_PRECISION_CHOICES, DataConfig, ModelConfig, RunConfig,
-                         TrainConfig)
+from core import runs
+from core.catalog import BACKBONES, DEFAULT_AUGMENT_PRESET, REGIMES, WEIGHT_CHOICES_HELP
+from core.config import (
+    AUGMENT_PRESETS,
+    DATA_SOURCE_HELP,
+    MIXED_PRECISION_CHOICES,
+    DataConfig,
+    ModelConfig,
+    RunConfig,
+    TrainConfig,
+)
 from core.errors import TransferLabError
 from core.preflight import check_run
-from core import runs
 from core.runs import METRICS, finetune_config
-from core.catalog import BACKBONES, DEFAULT_AUGMENT_PRESET, REGIMES, WEIGHT_CHOICES_HELP
 
 PROG = "python -m core.training"
 

@@ -25,17 +25,19 @@ from __future__ import annotations
 import sys
 import time
 import traceback
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import keras
 import tensorflow as tf
 
 from core import devices, runs
+from core.config import RunConfig
 from core.data import load_splits
-from core.errors import RunError, TransferLabError
 from core.data_home import FULL, READ_ONLY, cannot_write, home_path
+from core.errors import RunError, TransferLabError
 from core.models import parameter_counts
 from core.progress import Progress
 from core.training import checkpoints, keras_compat
@@ -44,7 +46,6 @@ from core.training.callbacks import EpochCheckpoint, EpochReporter, RunRecorder,
 from core.training.image_path import ImagePath
 from core.training.path import Models, StopRequested, TrainingPath
 from core.training.pipelines import batches_per_epoch
-from core.config import RunConfig
 
 
 @dataclass

@@ -17,8 +17,9 @@ run then ends as stopped, with the epochs it recorded so far.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Iterable
+from typing import TYPE_CHECKING, Any
 
 from core import runs
 from core.errors import ConfigError, RunError
@@ -26,8 +27,8 @@ from core.models import load_saved_model
 from core.progress import Progress
 
 if TYPE_CHECKING:
-    from core.data import Splits
     from core.config import RunConfig
+    from core.data import Splits
 
 
 class StopRequested(Exception):

@@ -14,7 +14,8 @@ import sys
 import threading
 import time
 import traceback
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from core import runs
 from core.errors import RunError

@@ -4,10 +4,10 @@ import numpy as np
 import streamlit as st
 
 from core import augment, data
-from core.errors import TransferLabError
-from core.images import decode_image, resize_for_model
 from core.catalog import TRANSFORMS
 from core.config import AUGMENT_PRESETS, AugmentConfig
+from core.errors import TransferLabError
+from core.images import decode_image, resize_for_model
 from dashboard import forms, state
 from dashboard.messages import show_error
 

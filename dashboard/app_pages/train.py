@@ -6,7 +6,7 @@ import streamlit as st
 
 from core import catalog, export, figures, grid, preflight, runs
 from core.catalog import BACKBONES, LIVE_DEMO, REGIMES
-from core.config import DataConfig, format_log_step, ModelConfig, RunConfig, TrainConfig
+from core.config import DataConfig, ModelConfig, RunConfig, TrainConfig, format_log_step
 from core.devices import describe_device
 from core.errors import TransferLabError
 from dashboard import forms, state
