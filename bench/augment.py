@@ -51,9 +51,12 @@ def pipeline_img_per_s(preset: str, images: int = 512, batch: int = 64, epochs: 
     pixels = np.random.default_rng(1).integers(0, 256, (images, SIZE, SIZE, 3), dtype=np.uint8)
     labels = np.zeros(images, dtype=np.int32)
     augmenter = build_augmenter(AUGMENT_PRESETS[preset])
-    ds = (tf.data.Dataset.from_tensor_slices((pixels, labels)).batch(batch)
-          .map(lambda x, y: (augmenter(x, training=True), y), num_parallel_calls=tf.data.AUTOTUNE)
-          .prefetch(tf.data.AUTOTUNE))
+    ds = (
+        tf.data.Dataset.from_tensor_slices((pixels, labels))
+        .batch(batch)
+        .map(lambda x, y: (augmenter(x, training=True), y), num_parallel_calls=tf.data.AUTOTUNE)
+        .prefetch(tf.data.AUTOTUNE)
+    )
     for _ in ds.take(2):
         pass
     start = time.perf_counter()
@@ -90,7 +93,7 @@ def frozen_train_img_per_s(batches: int = 10, warmup: int = 3, batch: int = 32) 
 
     ends: list[float] = []
     model.fit(images, labels, batch_size=batch, epochs=1, shuffle=False, verbose=0, callbacks=[BatchClock()])
-    timed = ends[warmup - 1:]
+    timed = ends[warmup - 1 :]
     return batch * (len(timed) - 1) / (timed[-1] - timed[0])
 
 
@@ -99,15 +102,19 @@ def main() -> None:
     pipeline = pipeline_img_per_s("notebook")
     pipeline_strong = pipeline_img_per_s("strong")
     frozen = frozen_train_img_per_s()
-    print(json.dumps({
-        "preview_9_median_s": round(preview_notebook, 4),
-        "pipeline_img_per_s": round(pipeline, 1),
-        "frozen_train_img_per_s": round(frozen, 1),
-        "pipeline_over_frozen": round(pipeline / frozen, 2),
-        "preview_9_strong_median_s": round(preview_strong, 4),
-        "pipeline_strong_img_per_s": round(pipeline_strong, 1),
-        "load_average_1min": round(os.getloadavg()[0], 2),
-    }))
+    print(
+        json.dumps(
+            {
+                "preview_9_median_s": round(preview_notebook, 4),
+                "pipeline_img_per_s": round(pipeline, 1),
+                "frozen_train_img_per_s": round(frozen, 1),
+                "pipeline_over_frozen": round(pipeline / frozen, 2),
+                "preview_9_strong_median_s": round(preview_strong, 4),
+                "pipeline_strong_img_per_s": round(pipeline_strong, 1),
+                "load_average_1min": round(os.getloadavg()[0], 2),
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -92,21 +92,25 @@ def main() -> None:
         reopen = time.perf_counter() - start
 
     eval_rate, predict_rate = max(rates["ours"]), max(rates["predict"])
-    print(json.dumps({
-        "eval_img_per_s": round(eval_rate, 1),
-        "predict_img_per_s": round(predict_rate, 1),
-        "eval_vs_predict": round(eval_rate / predict_rate, 3),
-        "eval_rounds_img_per_s": [round(r, 1) for r in rates["ours"]],
-        "predict_rounds_img_per_s": [round(r, 1) for r in rates["predict"]],
-        "test_images": count,
-        "image_size": SIZE,
-        "batch_size": BATCH,
-        "predict_split_total_s": round(total, 2),
-        "cached_reopen_s": round(reopen, 3),
-        "heatmap_build_s": round(heatmap_cold, 3),
-        "heatmap_build_warm_s": round(heatmap_warm, 3),
-        "heatmap_classes": HEATMAP_CLASSES,
-    }))
+    print(
+        json.dumps(
+            {
+                "eval_img_per_s": round(eval_rate, 1),
+                "predict_img_per_s": round(predict_rate, 1),
+                "eval_vs_predict": round(eval_rate / predict_rate, 3),
+                "eval_rounds_img_per_s": [round(r, 1) for r in rates["ours"]],
+                "predict_rounds_img_per_s": [round(r, 1) for r in rates["predict"]],
+                "test_images": count,
+                "image_size": SIZE,
+                "batch_size": BATCH,
+                "predict_split_total_s": round(total, 2),
+                "cached_reopen_s": round(reopen, 3),
+                "heatmap_build_s": round(heatmap_cold, 3),
+                "heatmap_build_warm_s": round(heatmap_warm, 3),
+                "heatmap_classes": HEATMAP_CLASSES,
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

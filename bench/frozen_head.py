@@ -73,11 +73,19 @@ def run_config(args: argparse.Namespace, variant: str):
     cached = variant != "notebook"
     views = 1 if variant == "cached_1view" else args.views
     learning_rate = args.learning_rate / 2 if variant == "cached_rerun" else args.learning_rate
-    return RunConfig(name=f"bench {variant}", data=DataConfig(source="demo", max_train_images=args.train_images),
-                     augment=AUGMENT_PRESETS["notebook"],
-                     model=ModelConfig(backbone=LITE0, regime="frozen", weights="imagenet", image_size=SIZE),
-                     train=TrainConfig(epochs=args.epochs, batch_size=args.batch_size, learning_rate=learning_rate,
-                                       feature_cache=cached, cached_views=views))
+    return RunConfig(
+        name=f"bench {variant}",
+        data=DataConfig(source="demo", max_train_images=args.train_images),
+        augment=AUGMENT_PRESETS["notebook"],
+        model=ModelConfig(backbone=LITE0, regime="frozen", weights="imagenet", image_size=SIZE),
+        train=TrainConfig(
+            epochs=args.epochs,
+            batch_size=args.batch_size,
+            learning_rate=learning_rate,
+            feature_cache=cached,
+            cached_views=views,
+        ),
+    )
 
 
 def child(args: argparse.Namespace) -> None:
@@ -120,11 +128,22 @@ def child(args: argparse.Namespace) -> None:
     record = runs.get_run(run_id)
     predictions = evaluation.predict_split(record.last_model, config.data, SIZE, None)
     accuracy = float((predictions.predicted == predictions.labels).mean())
-    print(json.dumps({"total_s": total, "epoch_s": statistics.median(e.seconds for e in epochs[1:]),
-                      "epoch_compute_s": statistics.median(timer.seconds[1:]),
-                      "first_epoch_s": epochs[0].seconds, "first_epoch_done_s": timer.first_epoch_done - started, "test_accuracy": accuracy,
-                      "last_val_accuracy": epochs[-1].val_accuracy, "train_images": describe(config.data).num_train,
-                      "feature_cache_mb": feature_cache.cache_size_bytes() / 1e6}), flush=True)
+    print(
+        json.dumps(
+            {
+                "total_s": total,
+                "epoch_s": statistics.median(e.seconds for e in epochs[1:]),
+                "epoch_compute_s": statistics.median(timer.seconds[1:]),
+                "first_epoch_s": epochs[0].seconds,
+                "first_epoch_done_s": timer.first_epoch_done - started,
+                "test_accuracy": accuracy,
+                "last_val_accuracy": epochs[-1].val_accuracy,
+                "train_images": describe(config.data).num_train,
+                "feature_cache_mb": feature_cache.cache_size_bytes() / 1e6,
+            }
+        ),
+        flush=True,
+    )
 
 
 def warm_up() -> None:
@@ -144,8 +163,11 @@ def main() -> None:
     parser.add_argument("--train-images", type=int, default=None, help="default: all 1,350 demo training images")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--learning-rate", type=float, default=1e-2)
-    parser.add_argument("--variants", default="notebook,cached,cached_rerun,cached_1view",
-                        help="cached_rerun reuses the views cached by the cached variant run just before it")
+    parser.add_argument(
+        "--variants",
+        default="notebook,cached,cached_rerun,cached_1view",
+        help="cached_rerun reuses the views cached by the cached variant run just before it",
+    )
     parser.add_argument("--home", type=Path, default=None, help="data directory (default: a temporary one)")
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -158,18 +180,35 @@ def main() -> None:
 
     home = args.home or Path(tempfile.mkdtemp(prefix="bench-frozen-head-"))
     env = {**os.environ, "TRANSFER_LAB_HOME": str(home), "PYTHONPATH": str(ROOT)}
-    subprocess.run([sys.executable, str(Path(__file__).resolve()), "--child", "warm_up"], env=env, check=True,
-                   cwd=ROOT)
-    result: dict[str, object] = {"load_before": round(os.getloadavg()[0], 2), "cpus": os.cpu_count(),
-                                 "epochs": args.epochs, "views": args.views, "learning_rate": args.learning_rate,
-                                 "batch_size": args.batch_size, "image_size": SIZE, "backbone": "Lite0 (ImageNet)"}
+    subprocess.run([sys.executable, str(Path(__file__).resolve()), "--child", "warm_up"], env=env, check=True, cwd=ROOT)
+    result: dict[str, object] = {
+        "load_before": round(os.getloadavg()[0], 2),
+        "cpus": os.cpu_count(),
+        "epochs": args.epochs,
+        "views": args.views,
+        "learning_rate": args.learning_rate,
+        "batch_size": args.batch_size,
+        "image_size": SIZE,
+        "backbone": "Lite0 (ImageNet)",
+    }
     for variant in args.variants.split(","):
-        flags = ["--epochs", str(args.epochs), "--views", str(args.views), "--batch-size", str(args.batch_size),
-                 "--learning-rate", str(args.learning_rate), "--child", variant]
+        flags = [
+            "--epochs",
+            str(args.epochs),
+            "--views",
+            str(args.views),
+            "--batch-size",
+            str(args.batch_size),
+            "--learning-rate",
+            str(args.learning_rate),
+            "--child",
+            variant,
+        ]
         if args.train_images:
             flags += ["--train-images", str(args.train_images)]
-        done = subprocess.run([sys.executable, str(Path(__file__).resolve()), *flags], env=env, cwd=ROOT,
-                              capture_output=True, text=True)
+        done = subprocess.run(
+            [sys.executable, str(Path(__file__).resolve()), *flags], env=env, cwd=ROOT, capture_output=True, text=True
+        )
         if done.returncode != 0:
             raise SystemExit(f"{variant} failed:\n{done.stderr[-3000:]}")
         numbers = json.loads(done.stdout.strip().splitlines()[-1])
@@ -180,11 +219,13 @@ def main() -> None:
         result["total_speedup"] = round(result["notebook_total_s"] / result["cached_total_s"], 2)
         result["epoch_speedup"] = round(result["notebook_epoch_s"] / result["cached_epoch_s"], 1)
         result["epoch_compute_speedup"] = round(
-            result["notebook_epoch_compute_s"] / result["cached_epoch_compute_s"], 1)
+            result["notebook_epoch_compute_s"] / result["cached_epoch_compute_s"], 1
+        )
     for variant in ("cached_rerun", "cached_1view"):
         if f"{variant}_total_s" in result and "notebook_total_s" in result:
             result[f"total_speedup_{variant.removeprefix('cached_')}"] = round(
-                result["notebook_total_s"] / result[f"{variant}_total_s"], 2)
+                result["notebook_total_s"] / result[f"{variant}_total_s"], 2
+            )
     print(json.dumps(result), flush=True)
 
 

@@ -119,14 +119,18 @@ def main() -> None:
         bare = compiled_call_ms(classifier, prepared[0])
         preparing = prepare_ms(classifier, paths)
         folder_rate, predict_rate = throughputs(classifier, paths, prepared)
-    print(json.dumps({
-        "single_latency_median_ms": round(single, 1),
-        "folder_img_per_s": round(folder_rate, 1),
-        "batched_predict_img_per_s": round(predict_rate, 1),
-        "folder_vs_predict": round(folder_rate / predict_rate, 2),
-        "compiled_call_ms": round(bare, 1),
-        "prepare_ms": round(preparing, 1),
-    }))
+    print(
+        json.dumps(
+            {
+                "single_latency_median_ms": round(single, 1),
+                "folder_img_per_s": round(folder_rate, 1),
+                "batched_predict_img_per_s": round(predict_rate, 1),
+                "folder_vs_predict": round(folder_rate / predict_rate, 2),
+                "compiled_call_ms": round(bare, 1),
+                "prepare_ms": round(preparing, 1),
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

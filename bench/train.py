@@ -111,17 +111,23 @@ def engine(regime: str, root: Path, images: int, parent: str | None) -> dict:
         config = runs.finetune_config(parent)
         config = config.replace(train=config.train.replace(epochs=EPOCHS))
     else:
-        config = RunConfig(data=DataConfig(source=f"folder:{root}", max_train_images=images),
-                           augment=AUGMENT_PRESETS["none"],
-                           model=ModelConfig(regime=regime, weights="none", image_size=SIZE),
-                           train=TrainConfig(epochs=EPOCHS, batch_size=BATCH, feature_cache=False))
+        config = RunConfig(
+            data=DataConfig(source=f"folder:{root}", max_train_images=images),
+            augment=AUGMENT_PRESETS["none"],
+            model=ModelConfig(regime=regime, weights="none", image_size=SIZE),
+            train=TrainConfig(epochs=EPOCHS, batch_size=BATCH, feature_cache=False),
+        )
     run_id = runs.create_run(config, runs.FOREGROUND)
     assert runs.claim_foreground(run_id)
     timer = batch_timer()
     outcome = execute(run_id, callbacks=[timer])
     assert outcome.status == "completed", outcome.error
-    return {"run_id": run_id, "img_per_s": timer.images_per_s(), "cpu_ms_per_img": timer.cpu_ms_per_image(),
-            "peak_rss_mb": peak_rss_mb()}
+    return {
+        "run_id": run_id,
+        "img_per_s": timer.images_per_s(),
+        "cpu_ms_per_img": timer.cpu_ms_per_image(),
+        "peak_rss_mb": peak_rss_mb(),
+    }
 
 
 def plain_keras(regime: str, root: Path, images: int) -> dict:
@@ -143,20 +149,22 @@ def plain_keras(regime: str, root: Path, images: int) -> dict:
     x, y = load("train", images)
     validation = load("test", TEST_IMAGES)
     keras.utils.set_random_seed(0)
-    model = build_model(ModelConfig(regime="scratch" if regime == "scratch" else "frozen", weights="none",
-                                    image_size=SIZE), CLASSES)
+    model = build_model(
+        ModelConfig(regime="scratch" if regime == "scratch" else "frozen", weights="none", image_size=SIZE), CLASSES
+    )
     learning_rate, weight_decay = {"scratch": (1e-3, None), "frozen": (1e-4, 0.01), "finetune": (1e-5, 0.01)}[regime]
     if regime == "finetune":
         unfreeze_for_finetune(model, top_layers=20)
-    model.compile(optimizer=keras.optimizers.Adam(learning_rate=learning_rate, weight_decay=weight_decay),
-                  loss="categorical_crossentropy",
-                  metrics=["accuracy", keras.metrics.TopKCategoricalAccuracy(k=5, name="top5_accuracy")])
+    model.compile(
+        optimizer=keras.optimizers.Adam(learning_rate=learning_rate, weight_decay=weight_decay),
+        loss="categorical_crossentropy",
+        metrics=["accuracy", keras.metrics.TopKCategoricalAccuracy(k=5, name="top5_accuracy")],
+    )
     timer = batch_timer()
     train = tf.data.Dataset.from_tensor_slices((x, y)).batch(BATCH).prefetch(tf.data.AUTOTUNE)
     test = tf.data.Dataset.from_tensor_slices(validation).batch(BATCH).prefetch(tf.data.AUTOTUNE)
     model.fit(train, epochs=EPOCHS, validation_data=test, callbacks=[timer], verbose=0)
-    return {"img_per_s": timer.images_per_s(), "cpu_ms_per_img": timer.cpu_ms_per_image(),
-            "peak_rss_mb": peak_rss_mb()}
+    return {"img_per_s": timer.images_per_s(), "cpu_ms_per_img": timer.cpu_ms_per_image(), "peak_rss_mb": peak_rss_mb()}
 
 
 def child(args: argparse.Namespace) -> None:
@@ -168,10 +176,21 @@ def child(args: argparse.Namespace) -> None:
 
 
 def run_child(kind: str, regime: str, root: Path, home: Path, images: int, parent: str | None = None) -> dict:
-    command = [sys.executable, __file__, "--child", kind, "--regime", regime, "--root", str(root),
-               "--images", str(images)] + (["--parent", parent] if parent else [])
-    result = subprocess.run(command, env={**os.environ, "TRANSFER_LAB_HOME": str(home)}, capture_output=True,
-                            text=True, check=False)
+    command = [
+        sys.executable,
+        __file__,
+        "--child",
+        kind,
+        "--regime",
+        regime,
+        "--root",
+        str(root),
+        "--images",
+        str(images),
+    ] + (["--parent", parent] if parent else [])
+    result = subprocess.run(
+        command, env={**os.environ, "TRANSFER_LAB_HOME": str(home)}, capture_output=True, text=True, check=False
+    )
     if result.returncode != 0:
         raise SystemExit(f"{kind} {regime} failed:\n{result.stderr[-3000:]}")
     return json.loads(result.stdout.strip().splitlines()[-1])
@@ -181,8 +200,11 @@ def cpu_comparison(engine_result: dict, plain_result: dict) -> dict:
     if "cpu_ms_per_img" not in engine_result or "cpu_ms_per_img" not in plain_result:
         return {}
     engine_cpu, plain_cpu = engine_result["cpu_ms_per_img"], plain_result["cpu_ms_per_img"]
-    return {"engine_cpu_ms_per_img": round(engine_cpu, 1), "keras_cpu_ms_per_img": round(plain_cpu, 1),
-            "cpu_overhead_pct": round(100 * (engine_cpu / plain_cpu - 1), 1)}
+    return {
+        "engine_cpu_ms_per_img": round(engine_cpu, 1),
+        "keras_cpu_ms_per_img": round(plain_cpu, 1),
+        "cpu_overhead_pct": round(100 * (engine_cpu / plain_cpu - 1), 1),
+    }
 
 
 def main() -> None:
@@ -206,13 +228,24 @@ def main() -> None:
             plain = run_child("keras", regime, root, home, images)
             if regime == "frozen":
                 parent = measured["run_id"]
-            print(json.dumps({
-                "regime": regime, "engine_img_per_s": round(measured["img_per_s"], 1),
-                "keras_fit_img_per_s": round(plain["img_per_s"], 1), "peak_rss_mb": round(measured["peak_rss_mb"]),
-                "overhead_pct": round(100 * (1 - measured["img_per_s"] / plain["img_per_s"]), 1),
-                "keras_peak_rss_mb": round(plain["peak_rss_mb"]),
-                **cpu_comparison(measured, plain), "images": images, "image_size": SIZE, "batch_size": BATCH,
-                "load_average": round(os.getloadavg()[0], 1)}), flush=True)
+            print(
+                json.dumps(
+                    {
+                        "regime": regime,
+                        "engine_img_per_s": round(measured["img_per_s"], 1),
+                        "keras_fit_img_per_s": round(plain["img_per_s"], 1),
+                        "peak_rss_mb": round(measured["peak_rss_mb"]),
+                        "overhead_pct": round(100 * (1 - measured["img_per_s"] / plain["img_per_s"]), 1),
+                        "keras_peak_rss_mb": round(plain["peak_rss_mb"]),
+                        **cpu_comparison(measured, plain),
+                        "images": images,
+                        "image_size": SIZE,
+                        "batch_size": BATCH,
+                        "load_average": round(os.getloadavg()[0], 1),
+                    }
+                ),
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

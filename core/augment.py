@@ -43,18 +43,21 @@ MAX_PREVIEWS = 64
 
 def rotation_layer(cfg: AugmentConfig, seed: int) -> Any:
     import keras
+
     return keras.layers.RandomRotation(factor=cfg.rotation, seed=seed, name="augment_rotation")
 
 
 def translation_layer(cfg: AugmentConfig, seed: int) -> Any:
     import keras
-    return keras.layers.RandomTranslation(height_factor=cfg.translation_height,
-                                          width_factor=cfg.translation_width, seed=seed,
-                                          name="augment_translation")
+
+    return keras.layers.RandomTranslation(
+        height_factor=cfg.translation_height, width_factor=cfg.translation_width, seed=seed, name="augment_translation"
+    )
 
 
 def zoom_layer(cfg: AugmentConfig, seed: int) -> Any:
     import keras
+
     # A negative height factor zooms in: Keras samples a centred window of (1 - zoom)..1 of each side
     # and resizes it back, which is the notebook's "random crop, then resize to the original size".
     return keras.layers.RandomZoom(height_factor=(-cfg.zoom, 0.0), seed=seed, name="augment_zoom")
@@ -66,10 +69,12 @@ def flip_layer(cfg: AugmentConfig, seed: int) -> Any:
 
 def contrast_layer(cfg: AugmentConfig, seed: int) -> Any:
     import keras
+
     # Keras documents factor=c as a contrast factor drawn from [1 - c, 1 + c], but in Keras 3 a single
     # number is clamped to [0, c] (contrast only ever goes up); the pair (c, c) gives the documented range.
-    return keras.layers.RandomContrast(factor=(cfg.contrast, cfg.contrast), value_range=(0, 255), seed=seed,
-                                       name="augment_contrast")
+    return keras.layers.RandomContrast(
+        factor=(cfg.contrast, cfg.contrast), value_range=(0, 255), seed=seed, name="augment_contrast"
+    )
 
 
 def channel_shift_layer(cfg: AugmentConfig, seed: int) -> Any:
@@ -96,8 +101,11 @@ def build_augmenter(cfg: AugmentConfig, *, name: str = "augmentation") -> Any:
     """
     import keras
 
-    layers = [row.layer_function()(cfg, _layer_seed(cfg.seed, index))
-              for index, row in enumerate(TRANSFORMS) if row.is_active(cfg)]
+    layers = [
+        row.layer_function()(cfg, _layer_seed(cfg.seed, index))
+        for index, row in enumerate(TRANSFORMS)
+        if row.is_active(cfg)
+    ]
     clip = custom_objects()["ClipPixels"](name="augment_clip")
     return keras.Sequential([keras.Input(shape=(None, None, 3), name="images"), *layers, clip], name=name)
 
@@ -120,8 +128,9 @@ def preview(image: np.ndarray, cfg: AugmentConfig | None = None, n: int = 9) -> 
     return list(_to_uint8(augment_batch(build_augmenter(cfg), batch)))
 
 
-def preview_each_transform(image: np.ndarray, cfg: AugmentConfig | None = None,
-                           candidates: int = 4) -> list[tuple[str, np.ndarray]]:
+def preview_each_transform(
+    image: np.ndarray, cfg: AugmentConfig | None = None, candidates: int = 4
+) -> list[tuple[str, np.ndarray]]:
     """Each enabled transformation applied alone: ``[(name, uint8 image), ...]`` in pipeline order.
 
     Of ``candidates`` random draws the one that changes the picture most is shown, so that a flip
@@ -143,11 +152,11 @@ def _rgb_pixels(image: np.ndarray) -> np.ndarray:
     if pixels.ndim == 2:
         pixels = pixels[..., None]
     if pixels.ndim != 3 or pixels.shape[2] not in (1, 3, 4) or min(pixels.shape[:2]) < 2:
-        raise ImageUnreadable(
-            f"The preview needs a picture as a height x width x 3 array (got shape {pixels.shape}).")
+        raise ImageUnreadable(f"The preview needs a picture as a height x width x 3 array (got shape {pixels.shape}).")
     if pixels.dtype != np.uint8:
         raise ImageUnreadable(
-            f"The preview needs 8-bit pixels (uint8, 0..255), got {pixels.dtype}; convert the picture first.")
+            f"The preview needs 8-bit pixels (uint8, 0..255), got {pixels.dtype}; convert the picture first."
+        )
     return np.repeat(pixels, 3, axis=2) if pixels.shape[2] == 1 else pixels[..., :3]
 
 
@@ -202,8 +211,13 @@ def custom_objects() -> dict[str, type]:
 
         def augment(self, images: Any) -> Any:
             shape = tf.shape(images)
-            shifts = keras.random.uniform(tf.stack([shape[0], 1, 1, shape[3]]), -self.strength, self.strength,
-                                          dtype=self.compute_dtype, seed=self.generator)
+            shifts = keras.random.uniform(
+                tf.stack([shape[0], 1, 1, shape[3]]),
+                -self.strength,
+                self.strength,
+                dtype=self.compute_dtype,
+                seed=self.generator,
+            )
             return tf.clip_by_value(images + shifts, 0.0, 255.0)
 
     @tf.function(reduce_retracing=True)
@@ -230,8 +244,9 @@ def custom_objects() -> dict[str, type]:
             self.supports_jit = False
 
         def augment(self, images: Any) -> Any:
-            factors = keras.random.uniform(tf.shape(images)[:1], 1.0, self.strength, dtype="float32",
-                                           seed=self.generator)
+            factors = keras.random.uniform(
+                tf.shape(images)[:1], 1.0, self.strength, dtype="float32", seed=self.generator
+            )
             restored = shrink_and_restore(tf.cast(images, tf.float32), factors)
             return tf.cast(tf.ensure_shape(restored, images.shape), self.compute_dtype)
 
@@ -266,8 +281,9 @@ def custom_objects() -> dict[str, type]:
         """
 
         def augment(self, images: Any) -> Any:
-            noise = keras.random.normal(tf.shape(images), stddev=self.strength, dtype=self.compute_dtype,
-                                        seed=self.generator)
+            noise = keras.random.normal(
+                tf.shape(images), stddev=self.strength, dtype=self.compute_dtype, seed=self.generator
+            )
             return tf.clip_by_value(images + noise, 0.0, 255.0)
 
     @register

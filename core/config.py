@@ -31,15 +31,34 @@ from core.catalog import (
 from core.errors import ConfigError
 
 
-def setting(default: Any, label: str, help: str = "", *, min: float | None = None,
-            max: float | None = None, step: float | None = None, choices: tuple | None = None,
-            optional: bool = False, log: bool = False, group: str | None = None) -> Any:
+def setting(
+    default: Any,
+    label: str,
+    help: str = "",
+    *,
+    min: float | None = None,
+    max: float | None = None,
+    step: float | None = None,
+    choices: tuple | None = None,
+    optional: bool = False,
+    log: bool = False,
+    group: str | None = None,
+) -> Any:
     """A dataclass field that carries what a widget and a validator need to know about it.
 
     ``group`` ties fields that a page shows together (an on/off switch and its strength sliders).
     """
-    meta = {"label": label, "help": help, "min": min, "max": max, "step": step,
-            "choices": choices, "optional": optional, "log": log, "group": group}
+    meta = {
+        "label": label,
+        "help": help,
+        "min": min,
+        "max": max,
+        "step": step,
+        "choices": choices,
+        "optional": optional,
+        "log": log,
+        "group": group,
+    }
     return field(default=default, metadata=meta)
 
 
@@ -69,9 +88,7 @@ class Config:
                     raise ConfigError(f"{label} must be a finite number (got {value!r}).")
                 low, high = meta["min"], meta["max"]
                 if (low is not None and value < low) or (high is not None and value > high):
-                    raise ConfigError(
-                        f"{label} must be between {_fmt(low)} and {_fmt(high)} (got {_fmt(value)})."
-                    )
+                    raise ConfigError(f"{label} must be between {_fmt(low)} and {_fmt(high)} (got {_fmt(value)}).")
         self.validate()
 
     def validate(self) -> None:
@@ -128,8 +145,11 @@ class Config:
 def log_steps(low: float, high: float, mantissas: tuple[int, ...] = (1, 2, 3, 5)) -> list[float]:
     """The values a log-scale setting (a learning rate) steps through: 1, 2, 3, 5 per decade, so one step
     multiplies or divides by about 1.5-2 instead of adding a fixed amount."""
-    steps = [float(f"{m}e{e}") for e in range(math.floor(math.log10(low)), math.ceil(math.log10(high)) + 1)
-             for m in mantissas]
+    steps = [
+        float(f"{m}e{e}")
+        for e in range(math.floor(math.log10(low)), math.ceil(math.log10(high)) + 1)
+        for m in mantissas
+    ]
     return [value for value in steps if low <= value <= high]
 
 
@@ -159,13 +179,24 @@ class DataConfig(Config):
 
     source: str = setting("demo", "Data source", DATA_SOURCE_HELP)
     max_train_images: int | None = setting(
-        None, "Training images (at most)", "Use a subset for quick runs; empty means all.",
-        min=1, max=10_000_000, optional=True)
+        None,
+        "Training images (at most)",
+        "Use a subset for quick runs; empty means all.",
+        min=1,
+        max=10_000_000,
+        optional=True,
+    )
     max_test_images: int | None = setting(
-        None, "Test images (at most)", "Use a subset for quick runs; empty means all.",
-        min=1, max=10_000_000, optional=True)
+        None,
+        "Test images (at most)",
+        "Use a subset for quick runs; empty means all.",
+        min=1,
+        max=10_000_000,
+        optional=True,
+    )
     test_fraction: float = setting(
-        0.2, "Test fraction", "For folders without train/ and test/ sub-folders.", min=0.05, max=0.9)
+        0.2, "Test fraction", "For folders without train/ and test/ sub-folders.", min=0.05, max=0.9
+    )
     seed: int = setting(0, "Data seed", "Fixes the split and the subset.", min=0, max=2**31 - 1)
 
     def validate(self) -> None:
@@ -197,6 +228,7 @@ class DataConfig(Config):
 
 # ------------------------------------------------------------------------------- augmentation
 
+
 @dataclass(frozen=True)
 class AugmentConfig(Config):
     """Which random transformations are applied to training images, and how strongly.
@@ -206,60 +238,122 @@ class AugmentConfig(Config):
     """
 
     rotation_on: bool = setting(
-        True, "Rotation", "Turn each image by a random angle.", choices=SWITCH, group="rotation")
+        True, "Rotation", "Turn each image by a random angle.", choices=SWITCH, group="rotation"
+    )
     rotation: float = setting(
-        0.15, "Rotation amount (fraction of a full turn)",
+        0.15,
+        "Rotation amount (fraction of a full turn)",
         "0.15 turns each image by up to ±54° (0.15 × 360°) either way; corners are filled by reflection.",
-        min=0.0, max=0.5, step=0.01, group="rotation")
+        min=0.0,
+        max=0.5,
+        step=0.01,
+        group="rotation",
+    )
     translation_on: bool = setting(
-        True, "Translation", "Shift each image up/down and left/right by a random amount.",
-        choices=SWITCH, group="translation")
+        True,
+        "Translation",
+        "Shift each image up/down and left/right by a random amount.",
+        choices=SWITCH,
+        group="translation",
+    )
     translation_height: float = setting(
-        0.1, "Vertical shift (fraction of the height)", "0.1 moves the picture up or down by up to 10%.",
-        min=0.0, max=0.5, step=0.01, group="translation")
+        0.1,
+        "Vertical shift (fraction of the height)",
+        "0.1 moves the picture up or down by up to 10%.",
+        min=0.0,
+        max=0.5,
+        step=0.01,
+        group="translation",
+    )
     translation_width: float = setting(
-        0.1, "Horizontal shift (fraction of the width)", "0.1 moves the picture left or right by up to 10%.",
-        min=0.0, max=0.5, step=0.01, group="translation")
+        0.1,
+        "Horizontal shift (fraction of the width)",
+        "0.1 moves the picture left or right by up to 10%.",
+        min=0.0,
+        max=0.5,
+        step=0.01,
+        group="translation",
+    )
     zoom_on: bool = setting(
-        False, "Crop and resize (zoom)", "Cut out a smaller centre part and stretch it back to full size.",
-        choices=SWITCH, group="zoom")
+        False,
+        "Crop and resize (zoom)",
+        "Cut out a smaller centre part and stretch it back to full size.",
+        choices=SWITCH,
+        group="zoom",
+    )
     zoom: float = setting(
-        0.2, "Zoom amount (fraction cropped away)",
+        0.2,
+        "Zoom amount (fraction cropped away)",
         "0.2 keeps between 80% and 100% of each side, then resizes back to the original size.",
-        min=0.0, max=0.9, step=0.05, group="zoom")
-    flip_on: bool = setting(
-        True, "Flip", "Mirror the image half of the time.", choices=SWITCH, group="flip")
+        min=0.0,
+        max=0.9,
+        step=0.05,
+        group="zoom",
+    )
+    flip_on: bool = setting(True, "Flip", "Mirror the image half of the time.", choices=SWITCH, group="flip")
     flip_mode: str = setting(
-        "horizontal_and_vertical", "Flip direction",
+        "horizontal_and_vertical",
+        "Flip direction",
         "'horizontal' mirrors left-right; 'vertical' turns upside down; 'both' (Keras' default) does "
-        "both together, a 180° turn.", choices=FLIP_MODES, group="flip")
+        "both together, a 180° turn.",
+        choices=FLIP_MODES,
+        group="flip",
+    )
     contrast_on: bool = setting(
-        True, "Contrast", "Make each image randomly flatter or punchier.", choices=SWITCH, group="contrast")
+        True, "Contrast", "Make each image randomly flatter or punchier.", choices=SWITCH, group="contrast"
+    )
     contrast: float = setting(
-        0.1, "Contrast amount", "0.1 multiplies each image's contrast by a random factor from 0.9 to 1.1.",
-        min=0.0, max=1.0, step=0.05, group="contrast")
+        0.1,
+        "Contrast amount",
+        "0.1 multiplies each image's contrast by a random factor from 0.9 to 1.1.",
+        min=0.0,
+        max=1.0,
+        step=0.05,
+        group="contrast",
+    )
     channel_shift_on: bool = setting(
-        False, "Per-channel brightness", "Move the red, green and blue histograms by separate random amounts.",
-        choices=SWITCH, group="channel_shift")
+        False,
+        "Per-channel brightness",
+        "Move the red, green and blue histograms by separate random amounts.",
+        choices=SWITCH,
+        group="channel_shift",
+    )
     channel_shift: float = setting(
-        20.0, "Channel shift (pixel values)",
+        20.0,
+        "Channel shift (pixel values)",
         "20 adds a random amount between -20 and +20 (out of 255) to each colour channel separately.",
-        min=0.0, max=100.0, step=1.0, group="channel_shift")
+        min=0.0,
+        max=100.0,
+        step=1.0,
+        group="channel_shift",
+    )
     downsample_on: bool = setting(
-        False, "Down-sample and resize", "Shrink the image, then enlarge it back: it loses detail.",
-        choices=SWITCH, group="downsample")
+        False,
+        "Down-sample and resize",
+        "Shrink the image, then enlarge it back: it loses detail.",
+        choices=SWITCH,
+        group="downsample",
+    )
     downsample_factor: float = setting(
-        2.0, "Down-sample factor (at most)",
+        2.0,
+        "Down-sample factor (at most)",
         "2 shrinks each image by a random factor between 1 and 2 before resizing it back; 1 does nothing.",
-        min=1.0, max=8.0, step=0.5, group="downsample")
-    noise_on: bool = setting(
-        False, "Gaussian noise", "Add random grain to every pixel.", choices=SWITCH, group="noise")
+        min=1.0,
+        max=8.0,
+        step=0.5,
+        group="downsample",
+    )
+    noise_on: bool = setting(False, "Gaussian noise", "Add random grain to every pixel.", choices=SWITCH, group="noise")
     noise_std: float = setting(
-        10.0, "Noise strength (std, pixel values)",
+        10.0,
+        "Noise strength (std, pixel values)",
         "10 adds noise with a standard deviation of 10 (out of 255) to every pixel and channel.",
-        min=0.0, max=100.0, step=1.0, group="noise")
-    seed: int = setting(
-        0, "Augmentation seed", "The same seed gives the same previews.", min=0, max=2**31 - 1, step=1)
+        min=0.0,
+        max=100.0,
+        step=1.0,
+        group="noise",
+    )
+    seed: int = setting(0, "Augmentation seed", "The same seed gives the same previews.", min=0, max=2**31 - 1, step=1)
 
     def validate(self) -> None:
         for row in TRANSFORMS:
@@ -284,8 +378,9 @@ class AugmentConfig(Config):
 
     def recipe(self) -> tuple:
         """What the settings actually do: the active transformations and their strengths (seed aside)."""
-        return tuple((row.key, tuple(getattr(self, f) for f in row.strengths + row.options))
-                     for row in self.active_transforms)
+        return tuple(
+            (row.key, tuple(getattr(self, f) for f in row.strengths + row.options)) for row in self.active_transforms
+        )
 
     def matching_preset(self) -> str | None:
         """The preset that does the same thing (ignoring the seed and switched-off sliders)."""
@@ -303,9 +398,9 @@ def _label(name: str) -> str:
     return AugmentConfig.__dataclass_fields__[name].metadata["label"]
 
 
-
 AUGMENT_PRESETS: dict[str, AugmentConfig] = {
-    name: AugmentConfig(**changes) for name, changes in AUGMENT_PRESET_CHANGES.items()}
+    name: AugmentConfig(**changes) for name, changes in AUGMENT_PRESET_CHANGES.items()
+}
 """The catalog's augmentation presets as configs; 'notebook' (the course notebook's four layers) is the default."""
 
 
@@ -319,30 +414,56 @@ MIXED_PRECISION_CHOICES = ("off", "mixed_float16", "mixed_bfloat16")
 class ModelConfig(Config):
     """Which network, trained which way. ``None`` means "the regime's or backbone's default"."""
 
-    backbone: str = setting(DEFAULT_BACKBONE, "Backbone", "EfficientNet B0 (smallest, fastest) to B7 (largest).",
-                            choices=tuple(BACKBONES))
-    regime: str = setting(DEFAULT_REGIME, "Training regime",
-                          "; ".join(f"{row.name}: {row.label.lower()}" for row in REGIMES.values()) + ".",
-                          choices=tuple(REGIMES))
-    weights: str | None = setting(None, "Starting weights",
-                                  WEIGHT_CHOICES_HELP + " Empty: the regime's default.", optional=True)
-    image_size: int | None = setting(None, "Image size (pixels)",
-                                     "Empty: the backbone's native resolution (224 for B0). Smaller trains "
-                                     "much faster on a CPU.", min=32, max=1024, step=8, optional=True)
-    drop_connect_rate: float = setting(0.2, "Stochastic depth rate",
-                                       "EfficientNet's drop_connect_rate: randomly skips blocks while training. "
-                                       "Higher regularises more.", min=0.0, max=0.9, step=0.05)
-    top_dropout: float = setting(0.2, "Head dropout", "Dropout before the new classifier (frozen regime).",
-                                 min=0.0, max=0.9, step=0.05)
-    unfreeze_top_layers: int = setting(20, "Layers to unfreeze",
-                                       "Fine-tuning: how many layers from the top become trainable (batch "
-                                       "normalisation layers always stay frozen).", min=1, max=1000)
-    unfreeze_from_block: int | None = setting(None, "Unfreeze from block",
-                                              "Fine-tuning: unfreeze whole blocks N..7 and the top instead of "
-                                              "a layer count.", min=1, max=7, optional=True)
-    parent_run_id: str | None = setting(None, "Frozen run to fine-tune",
-                                        "Fine-tuning continues the saved model of this frozen run.",
-                                        optional=True)
+    backbone: str = setting(
+        DEFAULT_BACKBONE, "Backbone", "EfficientNet B0 (smallest, fastest) to B7 (largest).", choices=tuple(BACKBONES)
+    )
+    regime: str = setting(
+        DEFAULT_REGIME,
+        "Training regime",
+        "; ".join(f"{row.name}: {row.label.lower()}" for row in REGIMES.values()) + ".",
+        choices=tuple(REGIMES),
+    )
+    weights: str | None = setting(
+        None, "Starting weights", WEIGHT_CHOICES_HELP + " Empty: the regime's default.", optional=True
+    )
+    image_size: int | None = setting(
+        None,
+        "Image size (pixels)",
+        "Empty: the backbone's native resolution (224 for B0). Smaller trains much faster on a CPU.",
+        min=32,
+        max=1024,
+        step=8,
+        optional=True,
+    )
+    drop_connect_rate: float = setting(
+        0.2,
+        "Stochastic depth rate",
+        "EfficientNet's drop_connect_rate: randomly skips blocks while training. Higher regularises more.",
+        min=0.0,
+        max=0.9,
+        step=0.05,
+    )
+    top_dropout: float = setting(
+        0.2, "Head dropout", "Dropout before the new classifier (frozen regime).", min=0.0, max=0.9, step=0.05
+    )
+    unfreeze_top_layers: int = setting(
+        20,
+        "Layers to unfreeze",
+        "Fine-tuning: how many layers from the top become trainable (batch normalisation layers always stay frozen).",
+        min=1,
+        max=1000,
+    )
+    unfreeze_from_block: int | None = setting(
+        None,
+        "Unfreeze from block",
+        "Fine-tuning: unfreeze whole blocks N..7 and the top instead of a layer count.",
+        min=1,
+        max=7,
+        optional=True,
+    )
+    parent_run_id: str | None = setting(
+        None, "Frozen run to fine-tune", "Fine-tuning continues the saved model of this frozen run.", optional=True
+    )
 
     def validate(self) -> None:
         for name in ("image_size", "unfreeze_top_layers", "unfreeze_from_block"):
@@ -353,19 +474,26 @@ class ModelConfig(Config):
         if self.weights is not None and not self.weights.strip():
             raise ConfigError(f"Starting weights must be {WEIGHT_CHOICES_HELP} (got an empty text).")
         if self.regime == "scratch" and self.weights not in (None, "none"):
-            raise ConfigError(f"Training from scratch starts from random weights, so Starting weights must be "
-                              f"empty or 'none' (got {self.weights!r}). To start from ImageNet, choose the "
-                              "frozen regime.")
+            raise ConfigError(
+                f"Training from scratch starts from random weights, so Starting weights must be "
+                f"empty or 'none' (got {self.weights!r}). To start from ImageNet, choose the "
+                "frozen regime."
+            )
         if self.regime == "finetune":
             if not self.parent_run_id:
-                raise ConfigError("Fine-tuning continues a finished frozen run: choose it in "
-                                  "'Frozen run to fine-tune'.")
+                raise ConfigError(
+                    "Fine-tuning continues a finished frozen run: choose it in 'Frozen run to fine-tune'."
+                )
             if self.weights is not None:
-                raise ConfigError(f"Fine-tuning starts from the frozen run's saved model, so leave Starting "
-                                  f"weights empty (got {self.weights!r}).")
+                raise ConfigError(
+                    f"Fine-tuning starts from the frozen run's saved model, so leave Starting "
+                    f"weights empty (got {self.weights!r})."
+                )
         elif self.parent_run_id:
-            raise ConfigError(f"Only fine-tuning continues another run: clear 'Frozen run to fine-tune' "
-                              f"(got {self.parent_run_id!r}) or choose the finetune regime.")
+            raise ConfigError(
+                f"Only fine-tuning continues another run: clear 'Frozen run to fine-tune' "
+                f"(got {self.parent_run_id!r}) or choose the finetune regime."
+            )
 
     @property
     def effective_image_size(self) -> int:
@@ -382,8 +510,11 @@ class ModelConfig(Config):
         if self.image_size:
             parts.append(f"{self.image_size} px")
         if self.regime == "finetune":
-            parts.append(f"from block {self.unfreeze_from_block}" if self.unfreeze_from_block
-                         else f"top {self.unfreeze_top_layers} layers")
+            parts.append(
+                f"from block {self.unfreeze_from_block}"
+                if self.unfreeze_from_block
+                else f"top {self.unfreeze_top_layers} layers"
+            )
         return ", ".join(parts)
 
 
@@ -391,31 +522,57 @@ class ModelConfig(Config):
 class TrainConfig(Config):
     """How long and how fast to train. ``None`` means "the regime's default" (``RunConfig.effective_*``)."""
 
-    epochs: int | None = setting(None, "Epochs", "Passes over the training images. Empty: the regime's "
-                                 "default (the notebook's 30, or 10 for fine-tuning).", min=1, max=1000,
-                                 optional=True)
-    batch_size: int = setting(32, "Batch size", "Images per training step, over all devices together.",
-                              min=1, max=4096)
-    learning_rate: float | None = setting(None, "Learning rate", "Empty: the regime's default (1e-3 scratch, "
-                                          "1e-4 frozen, 1e-5 fine-tune).", min=1e-7, max=1.0, optional=True,
-                                          log=True)
-    weight_decay: float | None = setting(None, "Weight decay", "Adam's decoupled weight decay; 0 for none. "
-                                         "Empty: the regime's default.", min=0.0, max=1.0, step=0.001,
-                                         optional=True)
-    mixed_precision: str = setting("off", "Mixed precision", "Faster on recent GPUs; ignored on a CPU.",
-                                   choices=MIXED_PRECISION_CHOICES)
-    seed: int = setting(0, "Training seed", "Fixes the initial weights and the shuffling order.",
-                        min=0, max=2**31 - 1)
-    feature_cache: bool = setting(True, "Cached features (fast)",
-                                  "Frozen regime: run the backbone once per image (per augmented view) and train "
-                                  "the head on the stored features, seconds per epoch instead of minutes. Off: "
-                                  "the notebook's way, every image through the whole backbone in every epoch, "
-                                  "with fresh augmentation each time.", choices=(True, False), group="feature_cache")
-    cached_views: int = setting(5, "Augmented views per image",
-                                "With cached features and augmentation on: how many augmented versions of each "
-                                "training image are extracted; epoch e trains on version e mod this number. More "
-                                "views regularise more but take longer to extract.", min=1, max=20,
-                                group="feature_cache")
+    epochs: int | None = setting(
+        None,
+        "Epochs",
+        "Passes over the training images. Empty: the regime's default (the notebook's 30, or 10 for fine-tuning).",
+        min=1,
+        max=1000,
+        optional=True,
+    )
+    batch_size: int = setting(32, "Batch size", "Images per training step, over all devices together.", min=1, max=4096)
+    learning_rate: float | None = setting(
+        None,
+        "Learning rate",
+        "Empty: the regime's default (1e-3 scratch, 1e-4 frozen, 1e-5 fine-tune).",
+        min=1e-7,
+        max=1.0,
+        optional=True,
+        log=True,
+    )
+    weight_decay: float | None = setting(
+        None,
+        "Weight decay",
+        "Adam's decoupled weight decay; 0 for none. Empty: the regime's default.",
+        min=0.0,
+        max=1.0,
+        step=0.001,
+        optional=True,
+    )
+    mixed_precision: str = setting(
+        "off", "Mixed precision", "Faster on recent GPUs; ignored on a CPU.", choices=MIXED_PRECISION_CHOICES
+    )
+    seed: int = setting(0, "Training seed", "Fixes the initial weights and the shuffling order.", min=0, max=2**31 - 1)
+    feature_cache: bool = setting(
+        True,
+        "Cached features (fast)",
+        "Frozen regime: run the backbone once per image (per augmented view) and train "
+        "the head on the stored features, seconds per epoch instead of minutes. Off: "
+        "the notebook's way, every image through the whole backbone in every epoch, "
+        "with fresh augmentation each time.",
+        choices=(True, False),
+        group="feature_cache",
+    )
+    cached_views: int = setting(
+        5,
+        "Augmented views per image",
+        "With cached features and augmentation on: how many augmented versions of each "
+        "training image are extracted; epoch e trains on version e mod this number. More "
+        "views regularise more but take longer to extract.",
+        min=1,
+        max=20,
+        group="feature_cache",
+    )
 
     def validate(self) -> None:
         for name in ("epochs", "batch_size", "seed", "cached_views"):
@@ -424,8 +581,9 @@ class TrainConfig(Config):
                 label = type(self).__dataclass_fields__[name].metadata["label"]
                 raise ConfigError(f"{label} must be a whole number (got {value!r}).")
         if not isinstance(self.feature_cache, bool):
-            raise ConfigError(f"Cached features (fast) must be switched on (True) or off (False) "
-                              f"(got {self.feature_cache!r}).")
+            raise ConfigError(
+                f"Cached features (fast) must be switched on (True) or off (False) (got {self.feature_cache!r})."
+            )
 
     def summary(self) -> str:
         parts = [f"batch {self.batch_size}"]
@@ -440,12 +598,17 @@ class TrainConfig(Config):
 
 # ------------------------------------------------------------------------------- a whole run
 
+
 @dataclass(frozen=True)
 class RunConfig(Config):
     """Everything that defines a run; stored with it as JSON."""
 
     nested: ClassVar[Mapping[str, type]] = {
-        "data": DataConfig, "augment": AugmentConfig, "model": ModelConfig, "train": TrainConfig}
+        "data": DataConfig,
+        "augment": AugmentConfig,
+        "model": ModelConfig,
+        "train": TrainConfig,
+    }
 
     name: str = setting("", "Run name", "Shown in the run list. Empty: made from the settings.")
     data: DataConfig = field(default_factory=DataConfig)
@@ -458,8 +621,7 @@ class RunConfig(Config):
             raise ConfigError(f"Run name must be at most 200 characters (got {len(self.name)}).")
 
     def display_name(self) -> str:
-        return self.name.strip() or (
-            f"{self.model.regime} {self.model.backbone} {self.model.effective_image_size}px")
+        return self.name.strip() or (f"{self.model.regime} {self.model.backbone} {self.model.effective_image_size}px")
 
     @property
     def regime_defaults(self) -> Regime:

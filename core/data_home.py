@@ -61,21 +61,29 @@ def cannot_write(path: Path, error: BaseException | None = None, *, then: str = 
     blocker = _file_in_the_way(path)
     code = getattr(error, "errno", None)
     if blocker == path:
-        return DataHomeUnavailable(f"The data directory {path} is a file, not a folder: move that file away "
-                                   f"{ELSEWHERE}, then {then}.")
+        return DataHomeUnavailable(
+            f"The data directory {path} is a file, not a folder: move that file away {ELSEWHERE}, then {then}."
+        )
     if blocker is not None:
-        return DataHomeUnavailable(f"The data directory {path} cannot be created because {blocker} is a file, "
-                                   f"not a folder: point TRANSFER_LAB_HOME at a folder you can write, then {then}.")
+        return DataHomeUnavailable(
+            f"The data directory {path} cannot be created because {blocker} is a file, "
+            f"not a folder: point TRANSFER_LAB_HOME at a folder you can write, then {then}."
+        )
     if code in FULL:
-        return DataHomeUnavailable(f"The disk is full: free space in {_existing(path)} or point TRANSFER_LAB_HOME "
-                                   f"at a folder on another disk, then {then} ({os.strerror(code)}).")
+        return DataHomeUnavailable(
+            f"The disk is full: free space in {_existing(path)} or point TRANSFER_LAB_HOME "
+            f"at a folder on another disk, then {then} ({os.strerror(code)})."
+        )
     if code in READ_ONLY:
-        return DataHomeUnavailable(f"The data directory {_existing(path)} is read-only: its runs can be viewed but "
-                                   f"nothing new can be saved; make it writable {ELSEWHERE}, then {then} "
-                                   f"({os.strerror(code)}).")
+        return DataHomeUnavailable(
+            f"The data directory {_existing(path)} is read-only: its runs can be viewed but "
+            f"nothing new can be saved; make it writable {ELSEWHERE}, then {then} "
+            f"({os.strerror(code)})."
+        )
     reason = os.strerror(code) if code else (str(error) if error else "unknown reason")
-    return DataHomeUnavailable(f"The data directory {_existing(path)} cannot be written: check its disk "
-                               f"{ELSEWHERE}, then {then} ({reason}).")
+    return DataHomeUnavailable(
+        f"The data directory {_existing(path)} cannot be written: check its disk {ELSEWHERE}, then {then} ({reason})."
+    )
 
 
 def _existing(path: Path) -> Path:

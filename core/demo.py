@@ -36,8 +36,10 @@ largest set takes minutes."""
 
 
 def _polygon(n: int, radius: float, phase: float = 0.0) -> list[tuple[float, float]]:
-    return [(radius * math.cos(phase + 2 * math.pi * k / n), radius * math.sin(phase + 2 * math.pi * k / n))
-            for k in range(n)]
+    return [
+        (radius * math.cos(phase + 2 * math.pi * k / n), radius * math.sin(phase + 2 * math.pi * k / n))
+        for k in range(n)
+    ]
 
 
 def _star(radius: float) -> list[tuple[float, float]]:
@@ -110,8 +112,11 @@ def render(class_index: int, split: str, index: int, size: int) -> Image.Image:
     if outline == "circle":
         draw.ellipse([cx - radius, cy - radius, cx + radius, cy + radius], fill=colour)
     elif outline == "ring":
-        draw.ellipse([cx - radius, cy - radius, cx + radius, cy + radius], outline=colour,
-                     width=max(1, int(radius * float(rng.uniform(0.25, 0.4)))))
+        draw.ellipse(
+            [cx - radius, cy - radius, cx + radius, cy + radius],
+            outline=colour,
+            width=max(1, int(radius * float(rng.uniform(0.25, 0.4)))),
+        )
     elif outline == "crescent":
         mask = Image.new("L", (big, big), 0)
         mdraw = ImageDraw.Draw(mask)
@@ -137,8 +142,11 @@ def file_name(class_index: int, index: int) -> str:
 def split_items(root: Path, split: str) -> list[tuple[Path, int]]:
     """Every (file, label) of a split, known without drawing anything."""
     per_class = TRAIN_PER_CLASS if split == "train" else TEST_PER_CLASS
-    return [(root / split / name / file_name(label, i), label)
-            for label, name in enumerate(CLASS_NAMES) for i in range(per_class)]
+    return [
+        (root / split / name / file_name(label, i), label)
+        for label, name in enumerate(CLASS_NAMES)
+        for i in range(per_class)
+    ]
 
 
 def render_file(path: Path, size: int) -> Image.Image:

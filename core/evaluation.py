@@ -22,6 +22,7 @@ from core.predictions import Predictions
 
 # ---------------------------------------------------------------- metrics
 
+
 @dataclass(frozen=True)
 class ClassMetrics:
     """One row of the per-class table."""
@@ -51,13 +52,19 @@ class Metrics:
 
     def per_class_rows(self) -> list[dict[str, Any]]:
         """The per-class table as rows (``st.dataframe`` and pandas take this as is)."""
-        return [{"class": row.name, "precision": row.precision, "recall": row.recall, "f1": row.f1,
-                 "support": row.support} for row in self.per_class]
+        return [
+            {"class": row.name, "precision": row.precision, "recall": row.recall, "f1": row.f1, "support": row.support}
+            for row in self.per_class
+        ]
 
 
 def _headline_rows(k: int) -> list[tuple[str, str]]:
-    return [("accuracy", "Overall accuracy"), ("top_k_accuracy", f"Top-{k} accuracy"),
-            ("weighted_precision", "Average precision"), ("weighted_recall", "Average recall")]
+    return [
+        ("accuracy", "Overall accuracy"),
+        ("top_k_accuracy", f"Top-{k} accuracy"),
+        ("weighted_precision", "Average precision"),
+        ("weighted_recall", "Average recall"),
+    ]
 
 
 def compute_metrics(predictions: Predictions, top_k: int = TOP_K) -> Metrics:
@@ -80,7 +87,8 @@ def compute_metrics(predictions: Predictions, top_k: int = TOP_K) -> Metrics:
     else:
         top_k_accuracy = float(skm.top_k_accuracy_score(labels, scores, k=k, labels=every_class))
     precision, recall, f1, support = skm.precision_recall_fscore_support(
-        labels, predicted, labels=every_class, average=None, zero_division=0)
+        labels, predicted, labels=every_class, average=None, zero_division=0
+    )
     present, counts = np.unique(labels, return_counts=True)
     weights = counts / counts.sum()
     return Metrics(
@@ -156,6 +164,7 @@ def predictions_difference(a: Predictions, b: Predictions) -> str | None:
 
 # ---------------------------------------------------------------- the confusion matrix
 
+
 def log_confusion(cm: np.ndarray) -> np.ndarray:
     """The notebook's log view of a confusion matrix: ``log((count + 1) / row total)``.
 
@@ -221,11 +230,20 @@ def top_losses(predictions: Predictions, k: int = 16) -> list[TopLoss]:
     losses = predictions.losses
     order = np.lexsort((np.arange(len(losses)), -losses))[:k]
     predicted, confidence, names = predictions.predicted, predictions.confidence, predictions.class_names
-    return [TopLoss(int(predictions.indices[i]), float(losses[i]), names[predictions.labels[i]],
-                    names[predicted[i]], float(confidence[i])) for i in order]
+    return [
+        TopLoss(
+            int(predictions.indices[i]),
+            float(losses[i]),
+            names[predictions.labels[i]],
+            names[predicted[i]],
+            float(confidence[i]),
+        )
+        for i in order
+    ]
 
 
 # ---------------------------------------------------------------- class orderings for the heatmap
+
 
 def index_order(cm: np.ndarray) -> list[int]:
     """Classes as the data lists them."""

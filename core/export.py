@@ -16,7 +16,9 @@ def metrics_csv(run_id: str) -> str:
     writer = csv.writer(buffer)
     writer.writerow(["epoch", *runs.METRICS, "seconds", "images_per_s"])
     for record in runs.epochs(run_id):
-        writer.writerow([record.epoch, *(record.metrics()[m] for m in runs.METRICS), record.seconds, record.images_per_s])
+        writer.writerow(
+            [record.epoch, *(record.metrics()[m] for m in runs.METRICS), record.seconds, record.images_per_s]
+        )
     return buffer.getvalue()
 
 

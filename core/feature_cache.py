@@ -62,6 +62,7 @@ VIEW_SEED_STEP = 7_919  # views of one config draw with seeds seed, seed + 7919,
 
 # ---------------------------------------------------------------------------------------------- keys
 
+
 def is_augmenting(augment: AugmentConfig | None) -> bool:
     return augment is not None and bool(augment.enabled_transforms())
 
@@ -84,11 +85,19 @@ class FeatureSource:
         augmenting = is_augmenting(self.augment)
         other_split_limit = "max_test_images" if self.split == "train" else "max_train_images"
         data = {name: value for name, value in self.data.to_dict().items() if name != other_split_limit}
-        return {"format": FORMAT_VERSION, "keras": _version("keras"), "data": data,
-                "data_fingerprint": self.data_fingerprint, "split": self.split, "backbone": self.backbone,
-                "weights": self.weights, "image_size": self.image_size,
-                "augment": self.augment.to_dict() if augmenting else None,
-                "view": self.view if augmenting else 0, "compute_dtype": self.compute_dtype}
+        return {
+            "format": FORMAT_VERSION,
+            "keras": _version("keras"),
+            "data": data,
+            "data_fingerprint": self.data_fingerprint,
+            "split": self.split,
+            "backbone": self.backbone,
+            "weights": self.weights,
+            "image_size": self.image_size,
+            "augment": self.augment.to_dict() if augmenting else None,
+            "view": self.view if augmenting else 0,
+            "compute_dtype": self.compute_dtype,
+        }
 
     @property
     def key(self) -> str:
@@ -138,6 +147,7 @@ def view_augment(augment: AugmentConfig, view: int) -> AugmentConfig:
 
 # ---------------------------------------------------------------------------------------------- the store
 
+
 @dataclass(frozen=True, eq=False)
 class CachedFeatures:
     """One cached array: ``features[i]`` (float32, memory-mapped) is the image whose label is ``labels[i]``."""
@@ -183,12 +193,19 @@ def load_entry(key: str) -> CachedFeatures | None:
         meta = json.loads(meta_path.read_text())
         count = int(meta["count"])
         labels = np.asarray(meta["labels"], dtype=np.int64)
-        if (meta["format"] != FORMAT_VERSION or array_path.stat().st_size != meta["bytes"]
-                or _sha256(array_path) != meta["sha256"]):
+        if (
+            meta["format"] != FORMAT_VERSION
+            or array_path.stat().st_size != meta["bytes"]
+            or _sha256(array_path) != meta["sha256"]
+        ):
             raise ValueError("the array does not match its metadata")
         features = np.load(array_path, mmap_mode="r")
-        if (list(features.shape) != meta["shape"] or str(features.dtype) != meta["dtype"]
-                or not 0 < count <= features.shape[0] or labels.shape != (count,)):
+        if (
+            list(features.shape) != meta["shape"]
+            or str(features.dtype) != meta["dtype"]
+            or not 0 < count <= features.shape[0]
+            or labels.shape != (count,)
+        ):
             raise ValueError("the array's shape does not match its metadata")
     except (OSError, ValueError, KeyError, TypeError):
         _remove_entry(key)
@@ -196,8 +213,9 @@ def load_entry(key: str) -> CachedFeatures | None:
     return CachedFeatures(key, features[:count], labels)
 
 
-def write_entry(key: str, batches: Iterable[tuple[np.ndarray, np.ndarray]], *, capacity: int, dim: int,
-                description: dict[str, Any]) -> CachedFeatures:
+def write_entry(
+    key: str, batches: Iterable[tuple[np.ndarray, np.ndarray]], *, capacity: int, dim: int, description: dict[str, Any]
+) -> CachedFeatures:
     """Stream (features, labels) batches into a new entry: a temporary memory-mapped file, renamed when
     complete, then its metadata. ``capacity`` rows are reserved; fewer may arrive (unreadable images)."""
     subdir(*CACHE_DIR)
@@ -210,18 +228,30 @@ def write_entry(key: str, batches: Iterable[tuple[np.ndarray, np.ndarray]], *, c
         for features, batch_labels in batches:
             start = len(labels)
             if start + len(features) > capacity:
-                raise DataUnavailable(f"The data source gave more than the {capacity} images it listed; it changed "
-                                      "while features were being extracted. Start the run again.")
-            out[start:start + len(features)] = features
+                raise DataUnavailable(
+                    f"The data source gave more than the {capacity} images it listed; it changed "
+                    "while features were being extracted. Start the run again."
+                )
+            out[start : start + len(features)] = features
             labels.extend(int(label) for label in batch_labels)
         out.flush()
         del out
         if not labels:
-            raise DataUnavailable("No image of this split could be read, so there is nothing to extract features "
-                                  "from. Check the data source on the Data page.")
-        meta = {"format": FORMAT_VERSION, "shape": [capacity, dim], "dtype": "float32", "count": len(labels),
-                "bytes": partial.stat().st_size, "sha256": _sha256(partial), "labels": labels,
-                "created_at": time.time(), "source": description}
+            raise DataUnavailable(
+                "No image of this split could be read, so there is nothing to extract features "
+                "from. Check the data source on the Data page."
+            )
+        meta = {
+            "format": FORMAT_VERSION,
+            "shape": [capacity, dim],
+            "dtype": "float32",
+            "count": len(labels),
+            "bytes": partial.stat().st_size,
+            "sha256": _sha256(partial),
+            "labels": labels,
+            "created_at": time.time(),
+            "source": description,
+        }
         os.replace(partial, array_path)
         partial_meta.write_text(json.dumps(meta))
         os.replace(partial_meta, meta_path)
@@ -229,7 +259,7 @@ def write_entry(key: str, batches: Iterable[tuple[np.ndarray, np.ndarray]], *, c
         partial.unlink(missing_ok=True)
         partial_meta.unlink(missing_ok=True)
     features = np.load(array_path, mmap_mode="r")
-    return CachedFeatures(key, features[:len(labels)], np.asarray(labels, dtype=np.int64))
+    return CachedFeatures(key, features[: len(labels)], np.asarray(labels, dtype=np.int64))
 
 
 def cache_size_bytes() -> int:
@@ -266,6 +296,7 @@ def clear_cache() -> int:
 
 # ---------------------------------------------------------------------------------------------- extraction
 
+
 def feature_extractor(model: Any) -> Any:
     """The frozen model up to its pooled features (a view of its layers, no copy)."""
     import keras
@@ -283,8 +314,9 @@ def _traced_extractor(model: Any) -> Callable[[Any], Any]:
 
     if model not in _traced_extractors:
         extractor = feature_extractor(model)
-        _traced_extractors[model] = tf.function(lambda images: tf.cast(extractor(images, training=False),
-                                                                       tf.float32), reduce_retracing=True)
+        _traced_extractors[model] = tf.function(
+            lambda images: tf.cast(extractor(images, training=False), tf.float32), reduce_retracing=True
+        )
     return _traced_extractors[model]
 
 
@@ -299,9 +331,14 @@ def _augmentation(augment: AugmentConfig | None) -> Callable[[Any], Any] | None:
     return tf.function(lambda images: augmenter(images, training=True))
 
 
-def extract(model: Any, images: Any, *, augment: AugmentConfig | None = None,
-            batch_size: int = EXTRACT_BATCH, on_batch: Callable[[int], None] | None = None
-            ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+def extract(
+    model: Any,
+    images: Any,
+    *,
+    augment: AugmentConfig | None = None,
+    batch_size: int = EXTRACT_BATCH,
+    on_batch: Callable[[int], None] | None = None,
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """(pooled features, labels) batches of a frozen model for an unbatched (image, label) dataset, augmented
     when ``augment`` enables a transformation. Every batch is padded to ``batch_size`` so one trace serves all."""
     import tensorflow as tf
@@ -349,18 +386,33 @@ def feature_sources(config: RunConfig, model: Any) -> tuple[list[FeatureSource],
     import keras
 
     augmenting = is_augmenting(config.augment)
-    common = dict(data=config.data, backbone=config.model.backbone,
-                  weights=weights_identity(model, config.model.effective_weights),
-                  image_size=config.model.effective_image_size, data_fingerprint=data_fingerprint(config.data),
-                  compute_dtype=keras.config.dtype_policy().compute_dtype)
+    common = dict(
+        data=config.data,
+        backbone=config.model.backbone,
+        weights=weights_identity(model, config.model.effective_weights),
+        image_size=config.model.effective_image_size,
+        data_fingerprint=data_fingerprint(config.data),
+        compute_dtype=keras.config.dtype_policy().compute_dtype,
+    )
     views = view_count(config)
-    train = [FeatureSource(split="train", augment=view_augment(config.augment, view) if augmenting else None,
-                           view=view, **common) for view in range(views)]
+    train = [
+        FeatureSource(
+            split="train", augment=view_augment(config.augment, view) if augmenting else None, view=view, **common
+        )
+        for view in range(views)
+    ]
     return train, FeatureSource(split="test", **common)
 
 
-def prepare_features(config: RunConfig, model: Any, splits: Splits, *, progress: Progress | None = None,
-                     views: Iterable[int] | None = None, ready: FeatureSet | None = None) -> FeatureSet:
+def prepare_features(
+    config: RunConfig,
+    model: Any,
+    splits: Splits,
+    *,
+    progress: Progress | None = None,
+    views: Iterable[int] | None = None,
+    ready: FeatureSet | None = None,
+) -> FeatureSet:
     """Load the run's cached features, extracting the missing ones first. ``views``: the training views that
     must be there on return (default: all); others are loaded if cached, else left ``None`` for later.
     ``ready``: a set from an earlier call, whose entries are kept as they are. ``progress(done, total,
@@ -371,21 +423,25 @@ def prepare_features(config: RunConfig, model: Any, splits: Splits, *, progress:
     if ready is not None:
         known = {source.key: entry for source, entry in zip(train_sources, ready.train_views) if entry is not None}
         known[test_source.key] = ready.test
-    wanted = [(source, splits.train, splits.info.num_train, view in required)
-              for view, source in enumerate(train_sources)]
+    wanted = [
+        (source, splits.train, splits.info.num_train, view in required) for view, source in enumerate(train_sources)
+    ]
     wanted.append((test_source, splits.test, splits.info.num_test, True))
-    found = {source.key: known[source.key] if source.key in known else load_entry(source.key)
-             for source, *_ in wanted}
-    missing = [(source, images, count) for source, images, count, needed in wanted
-               if needed and found[source.key] is None]
+    found = {source.key: known[source.key] if source.key in known else load_entry(source.key) for source, *_ in wanted}
+    missing = [
+        (source, images, count) for source, images, count, needed in wanted if needed and found[source.key] is None
+    ]
     total = sum(math.ceil(count / EXTRACT_BATCH) for _, _, count in missing)
     done = 0
     dim = int(model.get_layer(FEATURE_LAYER).output.shape[-1])
     for source, images, count in missing:
         if count <= 0:
             raise DataUnavailable(f"The {source.split} split of {config.data.source} has no images.")
-        what = (f"view {source.view + 1} of {len(train_sources)} of the {count} training images"
-                if source.split == "train" else f"the {count} test images")
+        what = (
+            f"view {source.view + 1} of {len(train_sources)} of the {count} training images"
+            if source.split == "train"
+            else f"the {count} test images"
+        )
         message = f"Extracting {model.name} features: {what}"
 
         def advance(_images: int, message: str = message) -> None:
@@ -397,11 +453,17 @@ def prepare_features(config: RunConfig, model: Any, splits: Splits, *, progress:
         if progress is not None:
             progress(done, total, message)
         found[source.key] = write_entry(
-            source.key, extract(model, images, augment=source.augment, on_batch=advance),
-            capacity=count, dim=dim, description=source.describe())
+            source.key,
+            extract(model, images, augment=source.augment, on_batch=advance),
+            capacity=count,
+            dim=dim,
+            description=source.describe(),
+        )
     train_views = [found[source.key] for source in train_sources]
     present = [view for view in train_views if view is not None]
     if any(not np.array_equal(view.labels, present[0].labels) for view in present):
-        raise RunError("The cached training views disagree on their images (the data changed between them). "
-                       "Clear the feature cache on the Home page and start the run again.")
+        raise RunError(
+            "The cached training views disagree on their images (the data changed between them). "
+            "Clear the feature cache on the Home page and start the run again."
+        )
     return FeatureSet(train_views, found[test_source.key])

@@ -31,8 +31,11 @@ def class_balance(info: DatasetInfo) -> go.Figure:
         else:
             fig.add_bar(x=info.class_names, y=counts, name=split, marker_color=colour)
     fig.update_layout(
-        barmode="group", title="Images per class", height=max(320, 14 * info.num_classes) if many else 360,
-        margin=dict(l=10, r=10, t=40, b=10), legend=dict(orientation="h", y=1.08, x=1, xanchor="right"),
+        barmode="group",
+        title="Images per class",
+        height=max(320, 14 * info.num_classes) if many else 360,
+        margin=dict(l=10, r=10, t=40, b=10),
+        legend=dict(orientation="h", y=1.08, x=1, xanchor="right"),
     )
     axis = dict(title="images")
     fig.update_xaxes(**axis) if many else fig.update_yaxes(**axis)
@@ -40,8 +43,10 @@ def class_balance(info: DatasetInfo) -> go.Figure:
 
 
 CONFUSION_COLOURSCALE = "Viridis"  # the notebook's imshow default: bright cells are frequent
-CONFUSION_HOVER = ("True: <b>%{y}</b><br>Predicted: <b>%{x}</b><br>Images: %{customdata[2]}"
-                   "<br>Share of the true class: %{customdata[3]:.1%}<extra></extra>")
+CONFUSION_HOVER = (
+    "True: <b>%{y}</b><br>Predicted: <b>%{x}</b><br>Images: %{customdata[2]}"
+    "<br>Share of the true class: %{customdata[3]:.1%}<extra></extra>"
+)
 
 
 def confusion_heatmap(cm: np.ndarray, class_names: Sequence[str], order: Sequence[int] | None = None) -> go.Figure:
@@ -78,24 +83,55 @@ def confusion_heatmap(cm: np.ndarray, class_names: Sequence[str], order: Sequenc
     height = int(min(max(450, (22 if few else 13) * n + 220), 2000))
     cell_px = float(np.clip((height - 220) / max(n, 1), 6, 60))
     filled_r, filled_c = np.nonzero(counts)
-    fig = go.Figure(go.Heatmap(
-        z=z, x=names, y=names, customdata=customdata, colorscale=CONFUSION_COLOURSCALE, hoverongaps=False,
-        colorbar=dict(title=dict(text="Log count<br><sup>log((count+1)/row total)</sup>", side="right")),
-        hovertemplate=CONFUSION_HOVER, name="confusion",
-    ))
+    fig = go.Figure(
+        go.Heatmap(
+            z=z,
+            x=names,
+            y=names,
+            customdata=customdata,
+            colorscale=CONFUSION_COLOURSCALE,
+            hoverongaps=False,
+            colorbar=dict(title=dict(text="Log count<br><sup>log((count+1)/row total)</sup>", side="right")),
+            hovertemplate=CONFUSION_HOVER,
+            name="confusion",
+        )
+    )
     fig.add_scatter(
-        x=names[filled_c], y=names[filled_r], customdata=customdata[filled_r, filled_c],
-        mode="markers", hovertemplate=CONFUSION_HOVER, showlegend=False, name="cells",
+        x=names[filled_c],
+        y=names[filled_r],
+        customdata=customdata[filled_r, filled_c],
+        mode="markers",
+        hovertemplate=CONFUSION_HOVER,
+        showlegend=False,
+        name="cells",
         marker=dict(symbol="square-open", size=cell_px, color="white", opacity=0, line=dict(width=2)),
-        selected=dict(marker=dict(opacity=1)), unselected=dict(marker=dict(opacity=0)),
+        selected=dict(marker=dict(opacity=1)),
+        unselected=dict(marker=dict(opacity=0)),
     )
     font_size = 11 if few else 8
-    fig.update_layout(height=height, margin=dict(l=10, r=10, t=30, b=10), clickmode="event+select",
-                      dragmode="zoom", hovermode="closest")
-    fig.update_xaxes(title="Predicted class", type="category", tickangle=-45 if few else -90,
-                     tickfont=dict(size=font_size), automargin=True, showgrid=False)
-    fig.update_yaxes(title="True class", type="category", autorange="reversed",
-                     tickfont=dict(size=font_size), automargin=True, showgrid=False)
+    fig.update_layout(
+        height=height,
+        margin=dict(l=10, r=10, t=30, b=10),
+        clickmode="event+select",
+        dragmode="zoom",
+        hovermode="closest",
+    )
+    fig.update_xaxes(
+        title="Predicted class",
+        type="category",
+        tickangle=-45 if few else -90,
+        tickfont=dict(size=font_size),
+        automargin=True,
+        showgrid=False,
+    )
+    fig.update_yaxes(
+        title="True class",
+        type="category",
+        autorange="reversed",
+        tickfont=dict(size=font_size),
+        automargin=True,
+        showgrid=False,
+    )
     return fig
 
 
@@ -138,19 +174,28 @@ RUN_COLOURS = ("#2563eb", "#dc2626", "#16a34a", "#9333ea", "#ea580c", "#0891b2",
 def _curve_panels(title_suffix: str = "") -> go.Figure:
     from plotly.subplots import make_subplots
 
-    fig = make_subplots(rows=1, cols=2, subplot_titles=(f"model accuracy{title_suffix}", f"model loss{title_suffix}"),
-                        horizontal_spacing=0.08)
+    fig = make_subplots(
+        rows=1,
+        cols=2,
+        subplot_titles=(f"model accuracy{title_suffix}", f"model loss{title_suffix}"),
+        horizontal_spacing=0.08,
+    )
     fig.update_xaxes(title_text="epoch", rangemode="tozero")
     fig.update_yaxes(title_text="accuracy", range=[0, 1.02], row=1, col=1)
     fig.update_yaxes(title_text="loss", rangemode="tozero", row=1, col=2)
-    fig.update_layout(height=380, margin=dict(l=10, r=10, t=40, b=10), hovermode="x unified",
-                      legend=dict(orientation="h", y=-0.22), uirevision="keep")
+    fig.update_layout(
+        height=380,
+        margin=dict(l=10, r=10, t=40, b=10),
+        hovermode="x unified",
+        legend=dict(orientation="h", y=-0.22),
+        uirevision="keep",
+    )
     return fig
 
 
 def epoch_tick_step(last_epoch: int) -> int:
     """The smallest of 1, 2, 5, 10, 20, 50... that puts at most MAX_EPOCH_TICKS ticks up to ``last_epoch``."""
-    steps = (factor * 10 ** power for power in itertools.count() for factor in (1, 2, 5))
+    steps = (factor * 10**power for power in itertools.count() for factor in (1, 2, 5))
     return next(step for step in steps if last_epoch / step <= MAX_EPOCH_TICKS)
 
 
@@ -169,8 +214,15 @@ def training_curves(epochs: list, offset: int = 0) -> go.Figure:
     xs = [offset + e.epoch for e in epochs]
     for index, (metric, legend, panel, dashed) in enumerate(CURVES):
         colour = TRAIN_COLOUR if not metric.startswith("val_") else TEST_COLOUR
-        fig.add_scatter(x=xs, y=[getattr(e, metric) for e in epochs], name=legend, mode="lines+markers",
-                        line=dict(color=colour, dash="dot" if dashed else "solid"), row=1, col=panel)
+        fig.add_scatter(
+            x=xs,
+            y=[getattr(e, metric) for e in epochs],
+            name=legend,
+            mode="lines+markers",
+            line=dict(color=colour, dash="dot" if dashed else "solid"),
+            row=1,
+            col=panel,
+        )
     _whole_epoch_ticks(fig, xs)
     return fig
 
@@ -189,10 +241,17 @@ def compare_runs(runs: list[tuple[str, list, int]]) -> go.Figure:
         all_epochs += xs
         for metric, panel in (("val_accuracy", 1), ("accuracy", 1), ("val_loss", 2), ("loss", 2)):
             training = not metric.startswith("val_")
-            fig.add_scatter(x=xs, y=[getattr(e, metric) for e in epochs], mode="lines+markers",
-                            name=f"{name} ({'train' if training else 'validation'})", legendgroup=f"run{index}",
-                            showlegend=metric in ("val_accuracy", "accuracy"),
-                            line=dict(color=colour, dash="dot" if training else "solid"), row=1, col=panel)
+            fig.add_scatter(
+                x=xs,
+                y=[getattr(e, metric) for e in epochs],
+                mode="lines+markers",
+                name=f"{name} ({'train' if training else 'validation'})",
+                legendgroup=f"run{index}",
+                showlegend=metric in ("val_accuracy", "accuracy"),
+                line=dict(color=colour, dash="dot" if training else "solid"),
+                row=1,
+                col=panel,
+            )
     _whole_epoch_ticks(fig, all_epochs)
     return fig
 
@@ -212,14 +271,24 @@ def top_k_bars(top: Sequence[tuple[str, float]], title: str = "") -> go.Figure:
     """
     labels = _unique_labels([str(name) for name, _ in top])
     probabilities = [float(p) for _, p in top]
-    fig = go.Figure(go.Bar(
-        x=probabilities, y=labels, orientation="h", text=[f"{p:.1%}" for p in probabilities],
-        textposition="auto", cliponaxis=False,
-        marker_color=[PREDICTION_COLOUR if i == 0 else OTHER_CLASS_COLOUR for i in range(len(labels))],
-        hovertemplate="<b>%{y}</b><br>probability %{x:.3f}<extra></extra>",
-    ))
+    fig = go.Figure(
+        go.Bar(
+            x=probabilities,
+            y=labels,
+            orientation="h",
+            text=[f"{p:.1%}" for p in probabilities],
+            textposition="auto",
+            cliponaxis=False,
+            marker_color=[PREDICTION_COLOUR if i == 0 else OTHER_CLASS_COLOUR for i in range(len(labels))],
+            hovertemplate="<b>%{y}</b><br>probability %{x:.3f}<extra></extra>",
+        )
+    )
     fig.update_xaxes(range=[0, 1], tickformat=".0%", dtick=0.25, title_text="probability", fixedrange=True)
     fig.update_yaxes(autorange="reversed", fixedrange=True, automargin=True)
-    fig.update_layout(title=title or None, height=80 + 34 * max(len(labels), 1),
-                      margin=dict(l=10, r=30, t=40 if title else 10, b=10), showlegend=False)
+    fig.update_layout(
+        title=title or None,
+        height=80 + 34 * max(len(labels), 1),
+        margin=dict(l=10, r=30, t=40 if title else 10, b=10),
+        showlegend=False,
+    )
     return fig

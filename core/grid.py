@@ -37,9 +37,12 @@ def launch_grid(base: RunConfig, learning_rates: list[float], weight_decays: lis
         raise ConfigError("A grid of more than 36 cells would take too long; pick fewer values.")
     grid_id = str(1 + max((int(i) for i in grid_ids() if i.isdigit() and len(i) < 6), default=0))
     configs = [
-        base.replace(name=f"{PREFIX}{grid_id}: lr {format_log_step(lr)}, wd {wd:g}",
-                     train=base.train.replace(learning_rate=lr, weight_decay=wd))
-        for lr in sorted(learning_rates, reverse=True) for wd in sorted(weight_decays)
+        base.replace(
+            name=f"{PREFIX}{grid_id}: lr {format_log_step(lr)}, wd {wd:g}",
+            train=base.train.replace(learning_rate=lr, weight_decay=wd),
+        )
+        for lr in sorted(learning_rates, reverse=True)
+        for wd in sorted(weight_decays)
     ]
     for config in configs:
         runs.start_run(config)
@@ -51,7 +54,7 @@ def grid_ids() -> list[str]:
     ids = []
     for record in runs.list_runs():
         if record.name.startswith(PREFIX) and ":" in record.name:
-            grid_id = record.name[len(PREFIX):].split(":", 1)[0]
+            grid_id = record.name[len(PREFIX) :].split(":", 1)[0]
             if grid_id not in ids:
                 ids.append(grid_id)
     return ids
@@ -63,8 +66,10 @@ def grid_label(grid_id: str) -> str:
     if not members:
         return f"Grid {grid_id}"
     config = members[0].config
-    return (f"Grid {grid_id} · {len(members)} cells · {config.model.backbone} "
-            f"{config.model.effective_image_size} px · {config.data.summary()}")
+    return (
+        f"Grid {grid_id} · {len(members)} cells · {config.model.backbone} "
+        f"{config.model.effective_image_size} px · {config.data.summary()}"
+    )
 
 
 def grid_cells(grid_id: str) -> list[GridCell]:
@@ -72,8 +77,11 @@ def grid_cells(grid_id: str) -> list[GridCell]:
     for record in runs.list_runs():
         if record.name.startswith(f"{PREFIX}{grid_id}:"):
             train = record.config.train
-            cells.append(GridCell(train.learning_rate, train.weight_decay or 0.0, record.id, record.status,
-                                  record.best_val_accuracy))
+            cells.append(
+                GridCell(
+                    train.learning_rate, train.weight_decay or 0.0, record.id, record.status, record.best_val_accuracy
+                )
+            )
     return cells
 
 
@@ -86,8 +94,9 @@ def grid_table(cells: list[GridCell]) -> pd.DataFrame:
     )
     if table.empty:
         return table
-    pivot = table.pivot_table(index="learning rate", columns="weight decay", values="accuracy", aggfunc="max",
-                              dropna=False)
+    pivot = table.pivot_table(
+        index="learning rate", columns="weight decay", values="accuracy", aggfunc="max", dropna=False
+    )
     pivot = pivot.reindex(index=sorted(pivot.index, reverse=True), columns=sorted(pivot.columns))
     pivot.index = [f"learning rate {format_log_step(lr)}" for lr in pivot.index]
     pivot.columns = [f"weight decay {wd:g}" for wd in pivot.columns]

@@ -28,8 +28,7 @@ CENTRE_CROP_FRACTION = 0.875
 
 
 def _lines(name: str) -> tuple[str, ...]:
-    return tuple(line.strip() for line in (RESOURCES / name).read_text(encoding="utf-8").splitlines()
-                 if line.strip())
+    return tuple(line.strip() for line in (RESOURCES / name).read_text(encoding="utf-8").splitlines() if line.strip())
 
 
 @cache
@@ -81,8 +80,13 @@ def dog_breed_classifier(progress: Callable[[int, int, str], None] | None = None
 
     kernel, bias = converted_weights(imagenet_source_file(), progress=progress)["predictions"]
     indices = list(dog_imagenet_indices())
-    backbone = efficientnet_lite0(include_top=False, weights="imagenet", pooling="avg",
-                                  input_shape=(IMAGENET_SIZE, IMAGENET_SIZE, 3), progress=progress)
+    backbone = efficientnet_lite0(
+        include_top=False,
+        weights="imagenet",
+        pooling="avg",
+        input_shape=(IMAGENET_SIZE, IMAGENET_SIZE, 3),
+        progress=progress,
+    )
     features = keras.layers.Dropout(TOP_DROPOUT_RATE, name="top_dropout")(backbone.output)
     head = keras.layers.Dense(len(indices), activation="softmax", name="dog_predictions")
     outputs = head(features)
@@ -99,8 +103,7 @@ def imagenet_eval_array(image: Image.Image, size: int = IMAGENET_SIZE) -> np.nda
     try:
         upright = ImageOps.exif_transpose(image).convert("RGB")
     except (OSError, ValueError) as error:
-        raise ImageUnreadable(f"This image could not be decoded ({error}); try another JPEG or PNG file.") \
-            from error
+        raise ImageUnreadable(f"This image could not be decoded ({error}); try another JPEG or PNG file.") from error
     width, height = upright.size
     side = CENTRE_CROP_FRACTION * min(width, height)
     left, top = (width - side) / 2, (height - side) / 2
@@ -112,7 +115,9 @@ def top_predictions(probabilities: np.ndarray, names: Sequence[str], k: int = 5)
     """The ``k`` most probable classes of one prediction vector, as (name, probability), best first."""
     probabilities = np.asarray(probabilities).reshape(-1)
     if probabilities.size != len(names):
-        raise ConfigError(f"The model gives {probabilities.size} outputs but there are {len(names)} "
-                                 "class names; it is not the classifier these names belong to.")
+        raise ConfigError(
+            f"The model gives {probabilities.size} outputs but there are {len(names)} "
+            "class names; it is not the classifier these names belong to."
+        )
     order = np.argsort(probabilities)[::-1][:k]
     return [(names[i], float(probabilities[i])) for i in order]

@@ -40,8 +40,7 @@ from core.errors import ConfigError, ImageUnreadable
 SUPPORTED_FORMATS: tuple[str, ...] = ("JPEG", "PNG", "WEBP", "BMP", "TIFF", "GIF")
 """Pillow plugin names we let parse untrusted bytes."""
 
-SUPPORTED_SUFFIXES: frozenset[str] = frozenset(
-    {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"})
+SUPPORTED_SUFFIXES: frozenset[str] = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"})
 """Lower-case file suffixes worth trying when scanning a folder (compare with ``is_image_path``)."""
 
 SUPPORTED_NAMES = "JPEG, PNG, WebP, BMP, GIF or TIFF"
@@ -63,9 +62,10 @@ _SIGNATURES: tuple[tuple[bytes, str], ...] = (
 """Leading bytes of the supported formats (WebP is checked apart: RIFF....WEBP)."""
 
 _OTHER_KINDS: tuple[tuple[re.Pattern[bytes], str], ...] = (
-    (re.compile(rb"....ftyp(heic|heix|hevc|hevx|heim|heis|mif1|msf1)", re.S),
-     "a HEIC/HEIF photo (the iPhone default; choose 'Most Compatible' in the camera settings "
-     "or export it as JPEG)"),
+    (
+        re.compile(rb"....ftyp(heic|heix|hevc|hevx|heim|heis|mif1|msf1)", re.S),
+        "a HEIC/HEIF photo (the iPhone default; choose 'Most Compatible' in the camera settings or export it as JPEG)",
+    ),
     (re.compile(rb"....ftyp(avif|avis)", re.S), "an AVIF image"),
     (re.compile(rb"....ftyp", re.S), "a video or other media file"),
     (re.compile(rb"%PDF-"), "a PDF document"),
@@ -114,13 +114,19 @@ class DecodeLimits(Config):
     """How big a file we agree to decode; the defaults suit uploads and folder datasets."""
 
     max_pixels: int = setting(
-        40_000_000, "Largest image (pixels)",
+        40_000_000,
+        "Largest image (pixels)",
         "Larger images are refused before decoding (40 megapixels is a 7,000 x 5,700 photo).",
-        min=1, max=_PIL_HARD_LIMIT)
+        min=1,
+        max=_PIL_HARD_LIMIT,
+    )
     max_bytes: int = setting(
-        25 * 2**20, "Largest file (bytes)",
+        25 * 2**20,
+        "Largest file (bytes)",
         "Larger files are refused before reading; 25 MB matches the upload limit.",
-        min=1, max=2**31)
+        min=1,
+        max=2**31,
+    )
 
 
 DEFAULT_LIMITS = DecodeLimits()
@@ -142,8 +148,7 @@ def is_image_path(path: str | PathLike[str]) -> bool:
     return Path(path).suffix.lower() in SUPPORTED_SUFFIXES
 
 
-def decode_image(data: bytes, name: str | None = None,
-                 limits: DecodeLimits = DEFAULT_LIMITS) -> Image.Image:
+def decode_image(data: bytes, name: str | None = None, limits: DecodeLimits = DEFAULT_LIMITS) -> Image.Image:
     """A fully loaded, upright RGB image from untrusted bytes; ``ImageUnreadable`` otherwise.
 
     ``name`` (e.g. the uploaded file's name) is used in messages. Animated files give their
@@ -173,20 +178,18 @@ def decode_image(data: bytes, name: str | None = None,
         raise ImageUnreadable(_bomb_message(error, subject, limits)) from error
     except MemoryError:
         raise ImageUnreadable(
-            f"{subject} is too large to decode with the memory available. "
-            "Resize it to a smaller image and try again.") from None
+            f"{subject} is too large to decode with the memory available. Resize it to a smaller image and try again."
+        ) from None
     except Exception as error:  # the boundary: Pillow raises many types on crafted bytes
         raise ImageUnreadable(_corrupt_message(error, subject)) from error
 
 
-def decode_image_array(data: bytes, name: str | None = None,
-                       limits: DecodeLimits = DEFAULT_LIMITS) -> np.ndarray:
+def decode_image_array(data: bytes, name: str | None = None, limits: DecodeLimits = DEFAULT_LIMITS) -> np.ndarray:
     """``decode_image`` as a writable uint8 array of shape (height, width, 3)."""
     return np.array(decode_image(data, name, limits), dtype=np.uint8)
 
 
-def read_image_file(path: str | PathLike[str],
-                    limits: DecodeLimits = DEFAULT_LIMITS) -> Image.Image:
+def read_image_file(path: str | PathLike[str], limits: DecodeLimits = DEFAULT_LIMITS) -> Image.Image:
     """``decode_image`` for a file, refusing one over the byte limit before reading it."""
     subject = Path(path).name or str(path)
     try:
@@ -198,8 +201,7 @@ def read_image_file(path: str | PathLike[str],
     return decode_image(data, subject, limits)
 
 
-def inspect_image_file(path: str | PathLike[str],
-                       limits: DecodeLimits = DEFAULT_LIMITS) -> ImageHeader:
+def inspect_image_file(path: str | PathLike[str], limits: DecodeLimits = DEFAULT_LIMITS) -> ImageHeader:
     """The header of an image file, checked against the limits, without decoding its pixels.
 
     Cheap enough to scan big folders; a file that passes may still turn out truncated when
@@ -216,8 +218,7 @@ def inspect_image_file(path: str | PathLike[str],
                 warnings.simplefilter("ignore")
                 with Image.open(file, formats=SUPPORTED_FORMATS) as image:
                     _check_header(image, subject, limits)
-                    return ImageHeader(str(image.format), image.width, image.height,
-                                       image.mode, n_bytes)
+                    return ImageHeader(str(image.format), image.width, image.height, image.mode, n_bytes)
     except ImageUnreadable:
         raise
     except OSError as error:
@@ -289,12 +290,14 @@ def _check_byte_count(n_bytes: int, subject: str, limits: DecodeLimits) -> None:
     if n_bytes == 0:
         raise ImageUnreadable(
             f"{subject} is empty (0 bytes). Choose the file again; if it stays empty, "
-            "export the image again from where it came from.")
+            "export the image again from where it came from."
+        )
     if n_bytes > limits.max_bytes:
         raise ImageUnreadable(
             f"{subject} is too large: {_describe_bytes(n_bytes)}, and the limit is "
             f"{_describe_bytes(limits.max_bytes)}. Save a smaller copy (e.g. as JPEG) and try "
-            "again.")
+            "again."
+        )
 
 
 def _check_header(image: Image.Image, subject: str, limits: DecodeLimits) -> None:
@@ -302,13 +305,15 @@ def _check_header(image: Image.Image, subject: str, limits: DecodeLimits) -> Non
     if width < 1 or height < 1:
         raise ImageUnreadable(
             f"{subject} is truncated or corrupt: it declares {width} x {height} pixels. "
-            "Try re-saving it as JPEG or PNG.")
+            "Try re-saving it as JPEG or PNG."
+        )
     if width * height > limits.max_pixels:
         raise ImageUnreadable(
             f"{subject} is too large: {width:,} x {height:,} pixels "
             f"({_describe_pixels(width * height)}), and the limit is "
             f"{_describe_pixels(limits.max_pixels)}. Resize it (e.g. to 2,000 pixels on the "
-            "long side) and try again.")
+            "long side) and try again."
+        )
 
 
 def _check_jpeg_scans(data: bytes, subject: str) -> None:
@@ -317,7 +322,8 @@ def _check_jpeg_scans(data: bytes, subject: str) -> None:
         raise ImageUnreadable(
             f"{subject} is too costly to decode: it has {scans:,} JPEG scans, where photos have "
             f"at most a few dozen (limit {MAX_JPEG_SCANS}). It is probably broken or crafted; "
-            "try re-saving it as JPEG or PNG.")
+            "try re-saving it as JPEG or PNG."
+        )
 
 
 def _open_regular_file(path: str | PathLike[str], subject: str) -> BinaryIO:
@@ -377,7 +383,8 @@ def _to_rgb(image: Image.Image, subject: str) -> Image.Image:
     except ValueError:
         raise ImageUnreadable(
             f"{subject} uses the colour mode {mode}, which cannot be converted to RGB. "
-            "Re-save it as an RGB JPEG or PNG.") from None
+            "Re-save it as an RGB JPEG or PNG."
+        ) from None
 
 
 def _scale_to_uint8(values: np.ndarray, nominal_max: float | None) -> np.ndarray:
@@ -438,7 +445,7 @@ def _looks_like_text(head: bytes) -> bool:
     except UnicodeDecodeError as error:
         if error.start < len(head) - 3:  # not just a character cut at the end of the sample
             return False
-        text = head[:error.start].decode("utf-8")
+        text = head[: error.start].decode("utf-8")
     printable = sum(char.isprintable() or char in "\t\r\n" for char in text)
     return bool(text) and printable >= 0.95 * len(text)
 
@@ -447,15 +454,17 @@ def _not_an_image_message(data: bytes, subject: str) -> str:
     head = data[:4096]
     claimed = _claimed_format(head)
     if claimed is not None:
-        return (f"{subject} is truncated or corrupt: it starts like a {claimed} file but its "
-                "header cannot be read. Try re-saving it as JPEG or PNG.")
+        return (
+            f"{subject} is truncated or corrupt: it starts like a {claimed} file but its "
+            "header cannot be read. Try re-saving it as JPEG or PNG."
+        )
     kind = next((kind for pattern, kind in _OTHER_KINDS if pattern.match(head)), None)
     if kind is not None:
-        return (f"{subject} is {kind}, not a supported image. "
-                f"Convert it to JPEG or PNG ({SUPPORTED_NAMES} are accepted).")
+        return (
+            f"{subject} is {kind}, not a supported image. Convert it to JPEG or PNG ({SUPPORTED_NAMES} are accepted)."
+        )
     if _looks_like_text(head):
-        return (f"{subject} is not an image: it contains text. "
-                f"Choose a {SUPPORTED_NAMES} file.")
+        return f"{subject} is not an image: it contains text. Choose a {SUPPORTED_NAMES} file."
     return f"{subject} is not an image in a supported format. Choose a {SUPPORTED_NAMES} file."
 
 
@@ -467,11 +476,14 @@ def _corrupt_message(error: BaseException, subject: str) -> str:
 def _bomb_message(error: Image.DecompressionBombError, subject: str, limits: DecodeLimits) -> str:
     found = re.search(r"\((\d+) pixels\)", str(error))
     declared = f" ({_describe_pixels(int(found.group(1)))})" if found else ""
-    return (f"{subject} is too large: it declares more pixels{declared} than the limit of "
-            f"{_describe_pixels(limits.max_pixels)}. Resize it and try again.")
+    return (
+        f"{subject} is too large: it declares more pixels{declared} than the limit of "
+        f"{_describe_pixels(limits.max_pixels)}. Resize it and try again."
+    )
 
 
 def _os_error_message(error: OSError, subject: str) -> str:
-    reason = next((reason for kind, reason in _OS_ERROR_REASONS if isinstance(error, kind)),
-                  error.strerror or str(error))
+    reason = next(
+        (reason for kind, reason in _OS_ERROR_REASONS if isinstance(error, kind)), error.strerror or str(error)
+    )
     return f"{subject} cannot be read: {reason}."

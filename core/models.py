@@ -54,24 +54,31 @@ def check_weights_file(path: Path, backbone: str) -> None:
     hostile or foreign file. Whether a Keras file's layers fit is only known once the model is built.
     """
     if not path.exists():
-        raise WeightsUnavailable(f"The weights file {path} does not exist: check the path, or choose "
-                                 "'imagenet' or 'none'.")
+        raise WeightsUnavailable(
+            f"The weights file {path} does not exist: check the path, or choose 'imagenet' or 'none'."
+        )
     if not path.is_file():
-        raise WeightsUnavailable(f"The weights {path} is not a file: give the path of a Keras weights file "
-                                 f"({', '.join(KERAS_WEIGHTS_SUFFIXES)}), or choose 'imagenet' or 'none'.")
+        raise WeightsUnavailable(
+            f"The weights {path} is not a file: give the path of a Keras weights file "
+            f"({', '.join(KERAS_WEIGHTS_SUFFIXES)}), or choose 'imagenet' or 'none'."
+        )
     name = path.name.lower()
     if name.endswith(".pth"):
         if BACKBONES[backbone].weights_source != BUNDLED:
-            raise WeightsUnavailable(f"{path.name} is a PyTorch file, which only {LITE0} reads; {backbone} needs a "
-                                     f"Keras weights file ({', '.join(KERAS_WEIGHTS_SUFFIXES)}).")
+            raise WeightsUnavailable(
+                f"{path.name} is a PyTorch file, which only {LITE0} reads; {backbone} needs a "
+                f"Keras weights file ({', '.join(KERAS_WEIGHTS_SUFFIXES)})."
+            )
         from core.backbones import lite0
 
         lite0.converted_weights(path)
         return
     if not name.endswith(KERAS_WEIGHTS_SUFFIXES):
-        raise WeightsUnavailable(f"{path.name} is not a Keras weights file: Keras reads weights from "
-                                 f"{', '.join(KERAS_WEIGHTS_SUFFIXES)} files. Save them with model.save_weights(...) "
-                                 "or choose 'imagenet' or 'none'.")
+        raise WeightsUnavailable(
+            f"{path.name} is not a Keras weights file: Keras reads weights from "
+            f"{', '.join(KERAS_WEIGHTS_SUFFIXES)} files. Save them with model.save_weights(...) "
+            "or choose 'imagenet' or 'none'."
+        )
     if name.endswith(".keras"):
         import zipfile
 
@@ -81,15 +88,19 @@ def check_weights_file(path: Path, backbone: str) -> None:
 
         readable = h5py.is_hdf5(str(path))
     if not readable:
-        raise WeightsUnavailable(f"{path.name} is named like a Keras weights file but is not one (its content is "
-                                 f"not {'a .keras archive' if name.endswith('.keras') else 'HDF5'}); save the "
-                                 "weights again with model.save_weights(...).")
+        raise WeightsUnavailable(
+            f"{path.name} is named like a Keras weights file but is not one (its content is "
+            f"not {'a .keras archive' if name.endswith('.keras') else 'HDF5'}); save the "
+            "weights again with model.save_weights(...)."
+        )
 
 
 # ---------------------------------------------------------------------------------------------- building
 
-def _build_backbone(backbone: str, *, weights: str | None, drop_connect_rate: float,
-                    progress: Progress | None = None, **kwargs: Any) -> Any:
+
+def _build_backbone(
+    backbone: str, *, weights: str | None, drop_connect_rate: float, progress: Progress | None = None, **kwargs: Any
+) -> Any:
     """Call the table's builder; turn a failed download or unreadable file into WeightsUnavailable."""
     row = BACKBONES[backbone]
     build = row.build_function()
@@ -99,8 +110,9 @@ def _build_backbone(backbone: str, *, weights: str | None, drop_connect_rate: fl
     if "progress" in accepts:
         kwargs["progress"] = progress
     if weights not in (None, "imagenet") and not Path(weights).is_file():
-        raise WeightsUnavailable(f"The weights file {weights} does not exist: check the path, or choose "
-                                 "'imagenet' or 'none'.")
+        raise WeightsUnavailable(
+            f"The weights file {weights} does not exist: check the path, or choose 'imagenet' or 'none'."
+        )
     include_top = kwargs.get("include_top", True)
     try:
         model = build(weights=weights, **kwargs)
@@ -111,8 +123,10 @@ def _build_backbone(backbone: str, *, weights: str | None, drop_connect_rate: fl
             if not imagenet_weights_available(include_top)[backbone]:
                 raise WeightsUnavailable(missing_weights_message(backbone, include_top)) from error
         if weights not in (None, "imagenet"):
-            raise WeightsUnavailable(f"Could not load the weights file {weights} into {backbone}: {error}. "
-                                     f"It must be a Keras weights file made for {backbone}.") from error
+            raise WeightsUnavailable(
+                f"Could not load the weights file {weights} into {backbone}: {error}. "
+                f"It must be a Keras weights file made for {backbone}."
+            ) from error
         raise
     if "drop_connect_rate" not in accepts:
         _scale_drop_connect(model, drop_connect_rate / KERAS_DROP_CONNECT_RATE)
@@ -134,8 +148,7 @@ def _probabilities(features: Any, num_classes: int, name: str) -> Any:
     from keras import layers
 
     mixed = keras.config.dtype_policy().compute_dtype != "float32"
-    return layers.Dense(num_classes, activation="softmax", name=name,
-                        dtype="float32" if mixed else None)(features)
+    return layers.Dense(num_classes, activation="softmax", name=name, dtype="float32" if mixed else None)(features)
 
 
 def build_scratch(model: ModelConfig, num_classes: int, progress: Progress | None = None) -> Any:
@@ -145,9 +158,16 @@ def build_scratch(model: ModelConfig, num_classes: int, progress: Progress | Non
 
     size = model.effective_image_size
     mixed = keras.config.dtype_policy().compute_dtype != "float32"
-    network = _build_backbone(model.backbone, weights=None, drop_connect_rate=model.drop_connect_rate,
-                              progress=progress, include_top=True, classes=num_classes,
-                              input_shape=(size, size, 3), classifier_activation=None if mixed else "softmax")
+    network = _build_backbone(
+        model.backbone,
+        weights=None,
+        drop_connect_rate=model.drop_connect_rate,
+        progress=progress,
+        include_top=True,
+        classes=num_classes,
+        input_shape=(size, size, 3),
+        classifier_activation=None if mixed else "softmax",
+    )
     if not mixed:
         return network
     outputs = layers.Activation("softmax", dtype="float32", name="probabilities")(network.output)
@@ -166,9 +186,14 @@ def build_frozen(model: ModelConfig, num_classes: int, progress: Progress | None
     size = model.effective_image_size
     inputs = layers.Input(shape=(size, size, 3), name="image")
     weights = model.effective_weights
-    backbone = _build_backbone(model.backbone, weights=None if weights == "none" else weights,
-                               drop_connect_rate=model.drop_connect_rate, progress=progress,
-                               include_top=False, input_tensor=inputs)
+    backbone = _build_backbone(
+        model.backbone,
+        weights=None if weights == "none" else weights,
+        drop_connect_rate=model.drop_connect_rate,
+        progress=progress,
+        include_top=False,
+        input_tensor=inputs,
+    )
     backbone.trainable = False
     x = layers.GlobalAveragePooling2D(name="avg_pool")(backbone.output)
     x = layers.BatchNormalization(name="head_bn")(x)
@@ -200,13 +225,17 @@ def layers_to_unfreeze(model: Any, top_layers: int, from_block: int | None = Non
     candidates = model.layers
     if from_block is not None:
         prefix = f"block{from_block}"
-        starts = [i for i, layer in enumerate(candidates)
-                  if layer.name.startswith(prefix) and layer.name[len(prefix):len(prefix) + 1].isalpha()]
+        starts = [
+            i
+            for i, layer in enumerate(candidates)
+            if layer.name.startswith(prefix) and layer.name[len(prefix) : len(prefix) + 1].isalpha()
+        ]
         if not starts:
-            blocks = sorted({layer.name[5] for layer in candidates
-                             if layer.name.startswith("block") and layer.name[5:6].isdigit()})
+            blocks = sorted(
+                {layer.name[5] for layer in candidates if layer.name.startswith("block") and layer.name[5:6].isdigit()}
+            )
             raise ConfigError(f"This model has no block {from_block}; its blocks are {', '.join(blocks)}.")
-        candidates = candidates[starts[0]:]
+        candidates = candidates[starts[0] :]
     else:
         candidates = candidates[-top_layers:]
     return [layer for layer in candidates if not is_batch_norm(layer)]
@@ -238,9 +267,11 @@ def load_saved_model(path: str | Path, compile: bool = True) -> Any:
     try:
         return keras.saving.load_model(path, safe_mode=True, compile=compile)
     except Exception as error:  # Keras raises many types for a bad file; one message for people
-        raise RunError(f"The model file {path} could not be loaded ({type(error).__name__}: "
-                       f"{' '.join(str(error).split())[:200]}). It may be damaged or saved by another "
-                       "version: train the run again.") from error
+        raise RunError(
+            f"The model file {path} could not be loaded ({type(error).__name__}: "
+            f"{' '.join(str(error).split())[:200]}). It may be damaged or saved by another "
+            "version: train the run again."
+        ) from error
 
 
 def compile_model(model: Any, learning_rate: float, weight_decay: float, jit_compile: bool | str = False) -> None:
@@ -260,10 +291,15 @@ def compile_with_optimizer(model: Any, optimizer: Any, jit_compile: bool | str =
     path's whole model shares its head's, so its checkpoints carry the optimizer state)."""
     import keras
 
-    model.compile(optimizer=optimizer, loss="categorical_crossentropy",
-                  metrics=[keras.metrics.CategoricalAccuracy(name="accuracy"),
-                           keras.metrics.TopKCategoricalAccuracy(k=TOP_K, name="top5_accuracy")],
-                  jit_compile=jit_compile)
+    model.compile(
+        optimizer=optimizer,
+        loss="categorical_crossentropy",
+        metrics=[
+            keras.metrics.CategoricalAccuracy(name="accuracy"),
+            keras.metrics.TopKCategoricalAccuracy(k=TOP_K, name="top5_accuracy"),
+        ],
+        jit_compile=jit_compile,
+    )
 
 
 def parameter_counts(model: Any) -> tuple[int, int]:

@@ -110,16 +110,20 @@ def prediction_fingerprint(model_path: Path, data_config: DataConfig, image_size
             f"The model file {model_path} cannot be read ({error.strerror or error}). "
             "Train the run again, or pick a run whose model was saved."
         ) from error
-    return json.dumps({
-        "format": CACHE_FORMAT,
-        "model": {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "sha256_head_tail": digest.hexdigest()},
-        "data": data_config.to_dict(),
-        "image_size": int(image_size),
-    }, sort_keys=True)
+    return json.dumps(
+        {
+            "format": CACHE_FORMAT,
+            "model": {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "sha256_head_tail": digest.hexdigest()},
+            "data": data_config.to_dict(),
+            "image_size": int(image_size),
+        },
+        sort_keys=True,
+    )
 
 
-def load_cached_predictions(cache_path: Path, model_path: Path, data_config: DataConfig,
-                            image_size: int) -> Predictions | None:
+def load_cached_predictions(
+    cache_path: Path, model_path: Path, data_config: DataConfig, image_size: int
+) -> Predictions | None:
     """The cached predictions if they were made by this model file on this data, else None."""
     return _read_cache(Path(cache_path), prediction_fingerprint(model_path, data_config, image_size))
 
@@ -147,9 +151,14 @@ def _write_cache(cache_path: Path, fingerprint: str, predictions: Predictions) -
     partial = cache_path.with_name(f".{cache_path.name}.{os.getpid()}.tmp")
     try:
         with partial.open("wb") as handle:
-            np.savez(handle, probabilities=predictions.probabilities, labels=predictions.labels,
-                     indices=predictions.indices, class_names=np.array(predictions.class_names, dtype=str),
-                     fingerprint=np.array(fingerprint))
+            np.savez(
+                handle,
+                probabilities=predictions.probabilities,
+                labels=predictions.labels,
+                indices=predictions.indices,
+                class_names=np.array(predictions.class_names, dtype=str),
+                fingerprint=np.array(fingerprint),
+            )
         os.replace(partial, cache_path)
     finally:
         partial.unlink(missing_ok=True)
@@ -162,8 +171,9 @@ def _existing_model_file(model_path: Path) -> Path:
     return model_path
 
 
-def predict_dataset(model: Any, batches: Any, class_names: Sequence[str], total: int = 0,
-                    progress: Progress | None = None) -> Predictions:
+def predict_dataset(
+    model: Any, batches: Any, class_names: Sequence[str], total: int = 0, progress: Progress | None = None
+) -> Predictions:
     """Run ``model`` over a batched ``(images, labels)`` dataset, keeping only probabilities and labels.
 
     One traced inference function with an unknown batch size (so the last, smaller batch does not
@@ -173,8 +183,12 @@ def predict_dataset(model: Any, batches: Any, class_names: Sequence[str], total:
     """
     import tensorflow as tf
 
-    infer = tf.function(lambda images: model(images, training=False), input_signature=[batches.element_spec[0]],
-                        reduce_retracing=True, jit_compile=bool(getattr(model, "jit_compile", False)))
+    infer = tf.function(
+        lambda images: model(images, training=False),
+        input_signature=[batches.element_spec[0]],
+        reduce_retracing=True,
+        jit_compile=bool(getattr(model, "jit_compile", False)),
+    )
     chunks: list[np.ndarray] = []
     labels: list[np.ndarray] = []
     done = 0
@@ -200,15 +214,26 @@ def predict_dataset(model: Any, batches: Any, class_names: Sequence[str], total:
         if progress:
             progress(done, max(total, done), f"Predicted {done} of {max(total, done)} test images")
     if not chunks:
-        raise DataUnavailable("The test split is empty: there is nothing to evaluate. "
-                              "Use a data source with test images.")
+        raise DataUnavailable(
+            "The test split is empty: there is nothing to evaluate. Use a data source with test images."
+        )
     probabilities = np.concatenate(chunks)
-    return Predictions(probabilities=probabilities, labels=np.concatenate(labels),
-                       class_names=list(class_names), indices=np.arange(len(probabilities), dtype=np.int64))
+    return Predictions(
+        probabilities=probabilities,
+        labels=np.concatenate(labels),
+        class_names=list(class_names),
+        indices=np.arange(len(probabilities), dtype=np.int64),
+    )
 
 
-def predict_split(model_path: Path, data_config: DataConfig, image_size: int, cache_path: Path | None,
-                  progress: Progress | None = None, batch_size: int = 64) -> Predictions:
+def predict_split(
+    model_path: Path,
+    data_config: DataConfig,
+    image_size: int,
+    cache_path: Path | None,
+    progress: Progress | None = None,
+    batch_size: int = 64,
+) -> Predictions:
     """Predictions of a saved model over the whole test split, from the cache when still valid.
 
     The cache (``cache_path``, ``.npz``; None disables it) is keyed by ``prediction_fingerprint``: a
@@ -268,6 +293,7 @@ test_images.__test__ = False  # a data helper, not a pytest test, even when impo
 
 # ---------------------------------------------------------------- runs
 
+
 def run_model_path(run_id: str) -> Path:
     """The model a run is judged by: the best epoch's, else the last one's."""
     from core import runs
@@ -275,8 +301,10 @@ def run_model_path(run_id: str) -> Path:
     record = runs.get_run(run_id)
     model_path = record.model_path
     if model_path is None:
-        raise RunError(f"The run '{record.name}' has no saved model yet: models are saved at the end of each "
-                       "epoch. Wait for its first epoch, or pick another run.")
+        raise RunError(
+            f"The run '{record.name}' has no saved model yet: models are saved at the end of each "
+            "epoch. Wait for its first epoch, or pick another run."
+        )
     return model_path
 
 
@@ -286,5 +314,6 @@ def run_predictions(run_id: str, progress: Progress | None = None) -> Prediction
 
     config = runs.get_run(run_id).config
     model_path = run_model_path(run_id)
-    return predict_split(model_path, config.data, config.model.effective_image_size,
-                         cache_path_for(model_path), progress)
+    return predict_split(
+        model_path, config.data, config.model.effective_image_size, cache_path_for(model_path), progress
+    )

@@ -14,6 +14,8 @@ def progress_to(bar: Any) -> Callable[[int, int, str], None]:
     """A ``progress(done, total, message)`` callback that fills ``bar`` (from ``st.progress``) and shows the
     message. A total of 0 (not known yet, or nothing to do) shows an empty bar instead of dividing by zero,
     and a count that overshoots its total never overfills the bar."""
+
     def report(done: int, total: int, message: str) -> None:
         bar.progress(min(done / total, 1.0) if total else 0.0, text=message)
+
     return report

@@ -62,10 +62,19 @@ def render(current: Any, name: str, prefix: str, container: Any = st, **options:
     return render_field(field_named(type(current), name), current, prefix, container, **options)
 
 
-def render_field(f: dataclasses.Field, current: Any, prefix: str, container: Any = st, *,
-                 disabled: bool = False, key: str | None = None, choices: tuple | list | None = None,
-                 format_func: Callable[[Any], str] | None = None, buttons: bool = False,
-                 placeholder: str | None = None) -> Any:
+def render_field(
+    f: dataclasses.Field,
+    current: Any,
+    prefix: str,
+    container: Any = st,
+    *,
+    disabled: bool = False,
+    key: str | None = None,
+    choices: tuple | list | None = None,
+    format_func: Callable[[Any], str] | None = None,
+    buttons: bool = False,
+    placeholder: str | None = None,
+) -> Any:
     """One widget for one field, initialised from ``current`` unless the user already moved it.
 
     ``key`` replaces the ``<prefix>_<field>`` key; ``choices`` narrows the field's choices (or offers some for a
@@ -87,10 +96,12 @@ def render_field(f: dataclasses.Field, current: Any, prefix: str, container: Any
     if options:
         format_func = format_func or _format_choice
         if buttons:
-            return container.segmented_control(text, options, **({"default": value} if fresh else {}),
-                                               format_func=format_func, **common)
-        return container.selectbox(text, options, **({"index": options.index(value)} if fresh else {}),
-                                   format_func=format_func, **common)
+            return container.segmented_control(
+                text, options, **({"default": value} if fresh else {}), format_func=format_func, **common
+            )
+        return container.selectbox(
+            text, options, **({"index": options.index(value)} if fresh else {}), format_func=format_func, **common
+        )
     low, high, step = meta["min"], meta["max"], meta["step"]
     if low is not None and high is not None:
         if meta["log"]:
@@ -98,20 +109,28 @@ def render_field(f: dataclasses.Field, current: Any, prefix: str, container: Any
                 raise ValueError(f"{f.name}: a log-scale widget needs a starting value; pass a config with one.")
             steps = log_steps(low, high)
             steps = steps if value in steps else sorted({*steps, value})
-            return container.select_slider(text, options=steps, **({"value": value} if fresh else {}),
-                                           format_func=format_log_step, **common)
+            return container.select_slider(
+                text, options=steps, **({"value": value} if fresh else {}), format_func=format_log_step, **common
+            )
         is_int = not any(isinstance(v, float) for v in (low, high, step))
         cast = int if is_int else float
         step = cast(step) if step is not None else (1 if is_int else (high - low) / 100)
         value_kwargs = {"value": None if value is None else cast(value)} if fresh else {}
         if meta["optional"] or (high - low) / step > MAX_SLIDER_STEPS:  # type a number, don't slide
-            return container.number_input(text, min_value=cast(low), max_value=cast(high), step=step,
-                                          format=None if is_int else "%g", placeholder=placeholder,
-                                          **value_kwargs, **common)
-        return container.slider(text, min_value=cast(low), max_value=cast(high), step=step, **value_kwargs,
-                                **common)
-    typed = container.text_input(text, **({"value": "" if value is None else str(value)} if fresh else {}),
-                                 placeholder=placeholder, **common)
+            return container.number_input(
+                text,
+                min_value=cast(low),
+                max_value=cast(high),
+                step=step,
+                format=None if is_int else "%g",
+                placeholder=placeholder,
+                **value_kwargs,
+                **common,
+            )
+        return container.slider(text, min_value=cast(low), max_value=cast(high), step=step, **value_kwargs, **common)
+    typed = container.text_input(
+        text, **({"value": "" if value is None else str(value)} if fresh else {}), placeholder=placeholder, **common
+    )
     return (typed.strip() or None) if meta["optional"] else typed
 
 

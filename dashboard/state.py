@@ -25,7 +25,9 @@ def _from_url(key: str, cls: type[Config], default: Config) -> Config:
         config = default
         if text:
             try:
-                config = AUGMENT_PRESETS[text] if cls is AugmentConfig and text in AUGMENT_PRESETS else cls.from_query(text)
+                config = (
+                    AUGMENT_PRESETS[text] if cls is AugmentConfig and text in AUGMENT_PRESETS else cls.from_query(text)
+                )
             except ConfigError:
                 config = default  # a hand-edited or outdated URL: start from the defaults
         st.session_state[key] = config

@@ -71,11 +71,13 @@ def train_tiny_run(home: Path, *, name: str, test_images: int) -> str:
 
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("TRANSFER_LAB_HOME", str(home))
-        config = RunConfig(name=name,
-                                data=DataConfig(source="demo", max_train_images=36, max_test_images=test_images),
-                                augment=AUGMENT_PRESETS["none"],
-                                model=ModelConfig(regime="frozen", weights="none", image_size=32),
-                                train=TrainConfig(epochs=1, batch_size=9))
+        config = RunConfig(
+            name=name,
+            data=DataConfig(source="demo", max_train_images=36, max_test_images=test_images),
+            augment=AUGMENT_PRESETS["none"],
+            model=ModelConfig(regime="frozen", weights="none", image_size=32),
+            train=TrainConfig(epochs=1, batch_size=9),
+        )
         run_id = runs.create_run(config, runs.FOREGROUND)
         assert runs.claim_foreground(run_id)
         engine.execute(run_id)

@@ -74,8 +74,7 @@ class DiskFull:
         path = Path(os.fsdecode(file)).absolute()
         return path == self.folder or self.folder in path.parents
 
-    def open(self, file, mode="r", buffering=-1, encoding=None, errors=None, newline=None, closefd=True,
-             opener=None):
+    def open(self, file, mode="r", buffering=-1, encoding=None, errors=None, newline=None, closefd=True, opener=None):
         if not self._covers(file) or not any(flag in mode for flag in "wax+"):
             return self._open(file, mode, buffering, encoding, errors, newline, closefd, opener)
         raw_mode = mode.replace("b", "").replace("t", "")
@@ -98,8 +97,14 @@ class DiskFull:
 
 def _environment(home: Path, extra: dict | None = None) -> dict:
     env = {key: value for key, value in os.environ.items() if not key.startswith("PYTEST")}
-    env.update({"TRANSFER_LAB_HOME": str(home), "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONDONTWRITEBYTECODE": "1",
-                "PYTHONPATH": os.pathsep.join([str(ROOT), str(TESTS)])})
+    env.update(
+        {
+            "TRANSFER_LAB_HOME": str(home),
+            "TF_CPP_MIN_LOG_LEVEL": "2",
+            "PYTHONDONTWRITEBYTECODE": "1",
+            "PYTHONPATH": os.pathsep.join([str(ROOT), str(TESTS)]),
+        }
+    )
     env.update(extra or {})
     return env
 
@@ -124,8 +129,9 @@ def kill_after_replacing(name: str, times: int) -> None:
 
 def run_python(code: str, home: Path, timeout: float = 600) -> subprocess.CompletedProcess:
     """``python -c code`` with this checkout and the test helpers importable, writing into ``home``."""
-    return subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=_environment(home), capture_output=True,
-                          text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, env=_environment(home), capture_output=True, text=True, timeout=timeout
+    )
 
 
 def fill_the_disk(home: str | Path) -> None:
@@ -144,8 +150,14 @@ def run_full(code: str, home: Path, *, before: str = "", timeout: float = 300) -
     there is still room (a test harness that needs a temporary folder). Output comes back through pipes,
     which the size limit does not cover."""
     script = f"{before}\nimport faults\nfaults.fill_the_disk({str(home)!r})\n{code}"
-    return subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=_environment(home), capture_output=True,
-                          text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=ROOT,
+        env=_environment(home),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def make_read_only(folder: Path) -> None:
@@ -176,8 +188,14 @@ def run_as_reader(args: list[str], home: Path, timeout: float = 300) -> subproce
     capabilities that override them)."""
     scratch = Path(tempfile.mkdtemp(prefix="transfer-lab-reader-"))  # its $HOME (Keras, Streamlit settings)
     try:
-        return subprocess.run([sys.executable, *args], cwd=ROOT, env=_environment(home, {"HOME": str(scratch)}),
-                              preexec_fn=_without_override if os.geteuid() == 0 else None,
-                              capture_output=True, text=True, timeout=timeout)
+        return subprocess.run(
+            [sys.executable, *args],
+            cwd=ROOT,
+            env=_environment(home, {"HOME": str(scratch)}),
+            preexec_fn=_without_override if os.geteuid() == 0 else None,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
     finally:
         shutil.rmtree(scratch, ignore_errors=True)

@@ -18,9 +18,20 @@ from core.errors import ConfigError, ImageUnreadable
 
 REPO = Path(__file__).resolve().parents[1]
 ALL_OFF = {row.switch: False for row in TRANSFORMS}
-STRONGEST = AugmentConfig(rotation=0.5, translation_height=0.5, translation_width=0.5, zoom_on=True, zoom=0.9,
-                          contrast=1.0, channel_shift_on=True, channel_shift=100.0, downsample_on=True,
-                          downsample_factor=8.0, noise_on=True, noise_std=100.0)
+STRONGEST = AugmentConfig(
+    rotation=0.5,
+    translation_height=0.5,
+    translation_width=0.5,
+    zoom_on=True,
+    zoom=0.9,
+    contrast=1.0,
+    channel_shift_on=True,
+    channel_shift=100.0,
+    downsample_on=True,
+    downsample_factor=8.0,
+    noise_on=True,
+    noise_std=100.0,
+)
 
 
 def only(key: str, **strengths: object) -> AugmentConfig:
@@ -49,8 +60,10 @@ def run(cfg: AugmentConfig, batch: np.ndarray) -> np.ndarray:
 
 
 def test_config_module_imports_without_tensorflow() -> None:
-    code = ("import sys, core.augment as a; a.AugmentConfig().summary(); a.preview; "
-            "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules")
+    code = (
+        "import sys, core.augment as a; a.AugmentConfig().summary(); a.preview; "
+        "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules"
+    )
     subprocess.run([sys.executable, "-c", code], cwd=REPO, check=True)
 
 
@@ -78,12 +91,28 @@ def test_preset_match_ignores_seed_and_sliders_of_switched_off_transforms() -> N
     assert custom.summary() == "custom: rotation 0.2, translation 0.1/0.1, flip both, contrast 0.1"
 
 
-@pytest.mark.parametrize("field, value", [
-    ("rotation", 0.6), ("rotation", -0.1), ("rotation", math.nan), ("rotation", "a lot"),
-    ("translation_height", 0.51), ("translation_width", -1.0), ("zoom", 0.95), ("contrast", 1.5),
-    ("channel_shift", 101.0), ("downsample_factor", 0.5), ("downsample_factor", 9.0), ("noise_std", -1.0),
-    ("flip_mode", "diagonal"), ("rotation_on", "yes"), ("noise_on", 1), ("seed", -1), ("seed", 1.5),
-])
+@pytest.mark.parametrize(
+    "field, value",
+    [
+        ("rotation", 0.6),
+        ("rotation", -0.1),
+        ("rotation", math.nan),
+        ("rotation", "a lot"),
+        ("translation_height", 0.51),
+        ("translation_width", -1.0),
+        ("zoom", 0.95),
+        ("contrast", 1.5),
+        ("channel_shift", 101.0),
+        ("downsample_factor", 0.5),
+        ("downsample_factor", 9.0),
+        ("noise_std", -1.0),
+        ("flip_mode", "diagonal"),
+        ("rotation_on", "yes"),
+        ("noise_on", 1),
+        ("seed", -1),
+        ("seed", 1.5),
+    ],
+)
 def test_impossible_values_are_rejected_naming_the_field(field: str, value: object) -> None:
     label = AugmentConfig.__dataclass_fields__[field].metadata["label"]
     with pytest.raises(ConfigError, match=label.replace("(", r"\(").replace(")", r"\)")):
@@ -143,8 +172,7 @@ def test_each_transformation_changes_images_when_on(key: str, images: np.ndarray
 
 
 @pytest.mark.parametrize("key", [row.key for row in TRANSFORMS])
-def test_each_transformation_is_the_exact_identity_when_off_or_at_strength_zero(key: str,
-                                                                                images: np.ndarray) -> None:
+def test_each_transformation_is_the_exact_identity_when_off_or_at_strength_zero(key: str, images: np.ndarray) -> None:
     row = next(r for r in TRANSFORMS if r.key == key)
     off = only(key).replace(**{row.switch: False})
     assert np.array_equal(run(off, images), images.astype(np.float32))
@@ -214,8 +242,11 @@ def test_training_pipeline_map_augments_batches_in_graph_mode(images: np.ndarray
 
     augmenter = build_augmenter(AUGMENT_PRESETS["strong"])
     labels = np.arange(len(images))
-    ds = (tf.data.Dataset.from_tensor_slices((images, labels)).batch(4)
-          .map(lambda x, y: (augmenter(x, training=True), y), num_parallel_calls=tf.data.AUTOTUNE))
+    ds = (
+        tf.data.Dataset.from_tensor_slices((images, labels))
+        .batch(4)
+        .map(lambda x, y: (augmenter(x, training=True), y), num_parallel_calls=tf.data.AUTOTUNE)
+    )
     batches = list(ds.as_numpy_iterator())
     out = np.concatenate([x for x, _ in batches])
     assert [x.shape for x, _ in batches] == [(4, 40, 48, 3)] * 2 and out.dtype == np.float32
@@ -244,13 +275,16 @@ def test_augmenter_inside_a_model_trains_saves_and_loads(images: np.ndarray, tmp
 def test_a_saved_model_with_augmentation_loads_in_a_new_process(images: np.ndarray, tmp_path: Path) -> None:
     import keras
 
-    model = keras.Sequential([keras.Input((40, 48, 3)), build_augmenter(AUGMENT_PRESETS["strong"]),
-                              keras.layers.GlobalAveragePooling2D()])
+    model = keras.Sequential(
+        [keras.Input((40, 48, 3)), build_augmenter(AUGMENT_PRESETS["strong"]), keras.layers.GlobalAveragePooling2D()]
+    )
     path = tmp_path / "model.keras"
     model.save(path)
-    code = ("from core.augment import register_layers; register_layers(); import keras; "
-            f"m = keras.models.load_model({str(path)!r}); "
-            "print(sorted(type(l).__name__ for l in m.get_layer('augmentation').layers))")
+    code = (
+        "from core.augment import register_layers; register_layers(); import keras; "
+        f"m = keras.models.load_model({str(path)!r}); "
+        "print(sorted(type(l).__name__ for l in m.get_layer('augmentation').layers))"
+    )
     result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
     assert "PixelGaussianNoise" in result.stdout and "GatherRandomFlip" in result.stdout
 

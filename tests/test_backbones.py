@@ -24,6 +24,7 @@ CAT_CLASSES = {"tiger cat", "tabby", "Egyptian cat", "Persian cat", "Siamese cat
 
 # ------------------------------------------------------------------------------------------- fixtures
 
+
 @pytest.fixture(scope="session")
 def state_dict() -> collections.OrderedDict[str, np.ndarray]:
     return read_state_dict(SOURCE)
@@ -69,6 +70,7 @@ def _top5(model, photo: np.ndarray) -> list[str]:
 
 # ------------------------------------------------------------------------------------------- a tiny legacy writer
 
+
 class _Global:
     """Pickles as ``GLOBAL module name`` whatever it is, as torch.save writes its rebuild functions."""
 
@@ -86,8 +88,7 @@ class _Storage:
 
 class _Tensor:
     def __init__(self, storage: _Storage, offset: int, shape: tuple, stride: tuple, hooks=None) -> None:
-        self.args = (storage, offset, shape, stride, False,
-                     collections.OrderedDict() if hooks is None else hooks)
+        self.args = (storage, offset, shape, stride, False, collections.OrderedDict() if hooks is None else hooks)
 
     def __reduce__(self):
         return (_Global("torch._utils", "_rebuild_tensor_v2"), self.args)
@@ -112,11 +113,16 @@ def _legacy_file(path: Path, state, storages: dict[str, np.ndarray], header_pick
 
     buffer = io.BytesIO()
     _LegacyPickler(buffer, protocol=2).dump(state)
-    parts = [header_pickle if header_pickle is not None else pickle.dumps(0x1950A86A20F9469CFC6C, protocol=2),
-             pickle.dumps(1001, protocol=2),
-             pickle.dumps({"protocol_version": 1001, "little_endian": True,
-                           "type_sizes": {"short": 2, "int": 4, "long": 4}}, protocol=2),
-             buffer.getvalue(), pickle.dumps(list(storages), protocol=2)]
+    parts = [
+        header_pickle if header_pickle is not None else pickle.dumps(0x1950A86A20F9469CFC6C, protocol=2),
+        pickle.dumps(1001, protocol=2),
+        pickle.dumps(
+            {"protocol_version": 1001, "little_endian": True, "type_sizes": {"short": 2, "int": 4, "long": 4}},
+            protocol=2,
+        ),
+        buffer.getvalue(),
+        pickle.dumps(list(storages), protocol=2),
+    ]
     for data in storages.values():
         parts += [struct.pack("<q", data.size), data.astype(data.dtype.newbyteorder("<")).tobytes()]
     path.write_bytes(b"".join(parts))
@@ -143,6 +149,7 @@ class _CallsEval:
 
 # ------------------------------------------------------------------------------------------- reader
 
+
 def test_reader_returns_every_tensor_of_the_lite0_file(state_dict):
     assert len(state_dict) == 296
     trainable = sum(a.size for k, a in state_dict.items() if not k.endswith(BN_STATISTICS))
@@ -162,12 +169,14 @@ def test_reader_honours_offsets_strides_and_dtypes(tmp_path):
     floats = np.arange(24, dtype=np.float32)
     longs = np.array([7, -3, 2**40], dtype=np.int64)
     s0, s1 = _Storage("s0", 24), _Storage("s1", 3, storage="LongStorage")
-    state = collections.OrderedDict([
-        ("plain", _Tensor(s0, 0, (2, 3), (3, 1))),
-        ("transposed", _Tensor(s0, 0, (3, 2), (1, 3))),
-        ("offset", _Tensor(s0, 6, (2, 2, 2), (8, 1, 4))),
-        ("scalar", _Tensor(s1, 2, (), ())),
-    ])
+    state = collections.OrderedDict(
+        [
+            ("plain", _Tensor(s0, 0, (2, 3), (3, 1))),
+            ("transposed", _Tensor(s0, 0, (3, 2), (1, 3))),
+            ("offset", _Tensor(s0, 6, (2, 2, 2), (8, 1, 4))),
+            ("scalar", _Tensor(s1, 2, (), ())),
+        ]
+    )
     path = _legacy_file(tmp_path / "tiny.pth", state, {"s0": floats, "s1": longs})
     result = read_state_dict(path)
     assert list(result) == ["plain", "transposed", "offset", "scalar"]
@@ -186,8 +195,12 @@ def test_reader_refuses_any_other_global_and_runs_nothing(tmp_path, where, paylo
     evil_bytes = pickle.dumps(evil, protocol=2)
     tensor = _Tensor(_Storage("s0", 2), 0, (2,), (1,), hooks=evil if where == "hooks" else None)
     state = evil if where == "state" else collections.OrderedDict(weight=tensor)
-    path = _legacy_file(tmp_path / "evil.pth", state, {"s0": np.zeros(2, np.float32)},
-                        header_pickle=evil_bytes if where == "header" else None)
+    path = _legacy_file(
+        tmp_path / "evil.pth",
+        state,
+        {"s0": np.zeros(2, np.float32)},
+        header_pickle=evil_bytes if where == "header" else None,
+    )
     with pytest.raises(UnsafeCheckpoint, match="refused") as refused:
         read_state_dict(path)
     assert payload.split(".")[1] in str(refused.value)
@@ -206,17 +219,22 @@ def test_reader_rejects_damaged_and_missing_files(tmp_path):
     not_torch.write_bytes(pickle.dumps([1, 2, 3]))
     with pytest.raises(WeightsUnavailable, match="magic"):
         read_state_dict(not_torch)
-    out_of_bounds = _legacy_file(tmp_path / "oob.pth",
-                                 collections.OrderedDict(w=_Tensor(_Storage("s0", 4), 1, (4,), (1,))),
-                                 {"s0": np.zeros(4, np.float32)})
+    out_of_bounds = _legacy_file(
+        tmp_path / "oob.pth",
+        collections.OrderedDict(w=_Tensor(_Storage("s0", 4), 1, (4,), (1,))),
+        {"s0": np.zeros(4, np.float32)},
+    )
     with pytest.raises(WeightsUnavailable, match="past its data"):
         read_state_dict(out_of_bounds)
 
 
 def _raw_legacy_file(path: Path, state_pickle: bytes, storages: dict[str, np.ndarray]) -> Path:
     """A legacy .pth around a state pickle written by hand (for shapes ``pickle`` itself cannot write)."""
-    header = [pickle.dumps(0x1950A86A20F9469CFC6C, protocol=2), pickle.dumps(1001, protocol=2),
-              pickle.dumps({"protocol_version": 1001, "little_endian": True}, protocol=2)]
+    header = [
+        pickle.dumps(0x1950A86A20F9469CFC6C, protocol=2),
+        pickle.dumps(1001, protocol=2),
+        pickle.dumps({"protocol_version": 1001, "little_endian": True}, protocol=2),
+    ]
     tail = [pickle.dumps(list(storages), protocol=2)]
     for data in storages.values():
         tail += [struct.pack("<q", data.size), data.astype(data.dtype.newbyteorder("<")).tobytes()]
@@ -259,8 +277,9 @@ def test_reader_refuses_one_storage_repeated_under_thousands_of_names(tmp_path):
 def test_reader_keeps_a_tensor_shared_by_two_names(tmp_path):
     """Tied weights (one tensor under two names) are legitimate and stay readable."""
     tied = _Tensor(_Storage("s0", 6), 0, (2, 3), (3, 1))
-    path = _legacy_file(tmp_path / "tied.pth", collections.OrderedDict(embed=tied, head=tied),
-                        {"s0": np.arange(6, dtype=np.float32)})
+    path = _legacy_file(
+        tmp_path / "tied.pth", collections.OrderedDict(embed=tied, head=tied), {"s0": np.arange(6, dtype=np.float32)}
+    )
     result = read_state_dict(path)
     np.testing.assert_array_equal(result["embed"], result["head"])
 
@@ -280,6 +299,7 @@ def test_reader_refuses_absurd_dimension_counts(tmp_path):
 
 # ------------------------------------------------------------------------------------------- mapping
 
+
 def test_weight_plan_uses_every_tensor_of_the_file_exactly_once(state_dict):
     used = collections.Counter(key for row in lite0.weight_plan() for key in row.torch_keys())
     assert set(used) == set(state_dict)
@@ -295,8 +315,9 @@ def test_conversion_fills_every_weight_of_the_keras_model_with_the_right_shape(s
         for variable, array in zip(layer.weights, converted[layer.name]):
             np.testing.assert_array_equal(variable.numpy(), array)
     assert sum(int(np.prod(w.shape)) for w in imagenet_model.trainable_weights) == 4_652_008
-    np.testing.assert_array_equal(imagenet_model.get_layer("top_bn").moving_variance.numpy(),
-                                  state_dict["_bn1.running_var"])
+    np.testing.assert_array_equal(
+        imagenet_model.get_layer("top_bn").moving_variance.numpy(), state_dict["_bn1.running_var"]
+    )
 
 
 def test_conversion_refuses_a_file_that_is_not_lite0(state_dict):
@@ -322,11 +343,11 @@ def test_converted_layers_compute_what_the_pytorch_layers_compute(imagenet_model
 
     w = state_dict["_conv_stem.weight"]  # (out, in, kh, kw); 'same' with stride 2 at 224 pads bottom/right only
     i, j = 5, 7
-    patch = scaled[0, 2 * i:2 * i + 3, 2 * j:2 * j + 3, :]
+    patch = scaled[0, 2 * i : 2 * i + 3, 2 * j : 2 * j + 3, :]
     np.testing.assert_allclose(stem[0, i, j], np.einsum("oikl,kli->o", w, patch), rtol=1e-4, atol=1e-4)
 
     d = state_dict["_blocks.0._depthwise_conv.weight"][:, 0]  # (channels, kh, kw)
-    window = stem_act[0, i - 1:i + 2, j - 1:j + 2, :]
+    window = stem_act[0, i - 1 : i + 2, j - 1 : j + 2, :]
     np.testing.assert_allclose(dwconv[0, i, j], np.einsum("ckl,klc->c", d, window), rtol=1e-4, atol=1e-4)
 
     logits = state_dict["_fc.weight"] @ pooled[0] + state_dict["_fc.bias"]
@@ -336,6 +357,7 @@ def test_converted_layers_compute_what_the_pytorch_layers_compute(imagenet_model
 
 # ------------------------------------------------------------------------------------------- builder
 
+
 def test_builder_has_keras_efficientnet_layer_names_and_shapes(imagenet_model):
     assert imagenet_model.input.shape == (None, 224, 224, 3)
     assert imagenet_model.get_layer("top_activation").output.shape == (None, 7, 7, 1280)
@@ -343,8 +365,24 @@ def test_builder_has_keras_efficientnet_layer_names_and_shapes(imagenet_model):
     assert model.output.shape == (None, None, None, 1280)
     assert [layer.name for layer in model.layers[-3:]] == ["top_conv", "top_bn", "top_activation"]
     prefixes = {layer.name.split("_")[0] for layer in model.layers if layer.name.startswith("block")}
-    assert prefixes == {"block1a", "block2a", "block2b", "block3a", "block3b", "block4a", "block4b", "block4c",
-                        "block5a", "block5b", "block5c", "block6a", "block6b", "block6c", "block6d", "block7a"}
+    assert prefixes == {
+        "block1a",
+        "block2a",
+        "block2b",
+        "block3a",
+        "block3b",
+        "block4a",
+        "block4b",
+        "block4c",
+        "block5a",
+        "block5b",
+        "block5c",
+        "block6a",
+        "block6b",
+        "block6c",
+        "block6d",
+        "block7a",
+    }
     assert model.get_layer("block6a_dwconv").kernel_size == (5, 5)
     assert model.get_layer("block7a_project_conv").filters == 320
     assert not any("se_" in layer.name for layer in model.layers)
@@ -357,11 +395,19 @@ def test_builder_has_keras_efficientnet_layer_names_and_shapes(imagenet_model):
 def test_drop_connect_rates_grow_with_depth_on_residual_blocks_only():
     import keras
 
-    model = lite0.efficientnet_lite0(include_top=False, weights=None, input_shape=(32, 32, 3),
-                                     drop_connect_rate=0.2)
+    model = lite0.efficientnet_lite0(include_top=False, weights=None, input_shape=(32, 32, 3), drop_connect_rate=0.2)
     drops = {layer.name: layer.rate for layer in model.layers if layer.name.endswith("_drop")}
-    assert set(drops) == {"block2b_drop", "block3b_drop", "block4b_drop", "block4c_drop", "block5b_drop",
-                          "block5c_drop", "block6b_drop", "block6c_drop", "block6d_drop"}
+    assert set(drops) == {
+        "block2b_drop",
+        "block3b_drop",
+        "block4b_drop",
+        "block4c_drop",
+        "block5b_drop",
+        "block5c_drop",
+        "block6b_drop",
+        "block6c_drop",
+        "block6d_drop",
+    }
     assert drops["block2b_drop"] == pytest.approx(0.2 * 2 / 16)
     assert drops["block6d_drop"] == pytest.approx(0.2 * 14 / 16)
     # 16 images x 9 drop layers: two training passes dropping exactly the same blocks is all but impossible.
@@ -370,8 +416,7 @@ def test_drop_connect_rates_grow_with_depth_on_residual_blocks_only():
     first, second = model(x, training=True), model(x, training=True)
     assert not np.allclose(first, second)
     np.testing.assert_allclose(model(x, training=False), model(x, training=False))
-    none = lite0.efficientnet_lite0(include_top=False, weights=None, input_shape=(32, 32, 3),
-                                    drop_connect_rate=0.0)
+    none = lite0.efficientnet_lite0(include_top=False, weights=None, input_shape=(32, 32, 3), drop_connect_rate=0.0)
     assert not [layer for layer in none.layers if layer.name.endswith("_drop")]
 
 
@@ -384,14 +429,17 @@ def test_builder_accepts_an_input_tensor_like_keras_applications():
     assert model.inputs[0] is inputs and model.output.shape == (None, 1280)
 
 
-@pytest.mark.parametrize("arguments, message", [
-    (dict(weights="imagenet", classes=10), "1000 classes"),
-    (dict(weights=None, pooling="mean"), "pooling"),
-    (dict(weights="no/such/file.weights.h5"), "no such file"),
-    (dict(weights=None, input_shape=(224, 224, 1)), "RGB"),
-    (dict(weights=None, input_shape=(16, 16, 3)), "at least 32"),
-    (dict(weights=None, drop_connect_rate=1.5), "drop_connect_rate"),
-])
+@pytest.mark.parametrize(
+    "arguments, message",
+    [
+        (dict(weights="imagenet", classes=10), "1000 classes"),
+        (dict(weights=None, pooling="mean"), "pooling"),
+        (dict(weights="no/such/file.weights.h5"), "no such file"),
+        (dict(weights=None, input_shape=(224, 224, 1)), "RGB"),
+        (dict(weights=None, input_shape=(16, 16, 3)), "at least 32"),
+        (dict(weights=None, drop_connect_rate=1.5), "drop_connect_rate"),
+    ],
+)
 def test_builder_explains_impossible_arguments(arguments, message):
     with pytest.raises(ConfigError, match=message):
         lite0.efficientnet_lite0(**arguments)
@@ -410,24 +458,30 @@ def test_tiny_model_round_trips_through_a_keras_file(tmp_path):
 
 # ------------------------------------------------------------------------------------------- weights and cache
 
+
 def test_imagenet_weights_are_converted_once_into_the_cache(transfer_lab_home, state_dict):
     steps: list[tuple[int, int, str]] = []
-    model = lite0.efficientnet_lite0(include_top=False, input_shape=(64, 64, 3),
-                                     progress=lambda *step: steps.append(step))
+    model = lite0.efficientnet_lite0(
+        include_top=False, input_shape=(64, 64, 3), progress=lambda *step: steps.append(step)
+    )
     cache_dir = transfer_lab_home / "cache" / "weights"
     digest = hashlib.sha256(SOURCE.read_bytes()).hexdigest()[:12]
     assert [p.name for p in cache_dir.iterdir()] == [f"lite0-{digest}.weights.h5"]
     assert steps and steps[-1][0] == steps[-1][1]
-    np.testing.assert_array_equal(model.get_layer("top_conv").kernel.numpy(),
-                                  state_dict["_conv_head.weight"].transpose(2, 3, 1, 0))
-    np.testing.assert_array_equal(model.get_layer("block5b_dwconv").kernel.numpy(),
-                                  state_dict["_blocks.9._depthwise_conv.weight"].transpose(2, 3, 0, 1))
+    np.testing.assert_array_equal(
+        model.get_layer("top_conv").kernel.numpy(), state_dict["_conv_head.weight"].transpose(2, 3, 1, 0)
+    )
+    np.testing.assert_array_equal(
+        model.get_layer("block5b_dwconv").kernel.numpy(),
+        state_dict["_blocks.9._depthwise_conv.weight"].transpose(2, 3, 0, 1),
+    )
 
     cached = cache_dir / f"lite0-{digest}.weights.h5"
     stamp = cached.stat().st_mtime_ns
     steps.clear()
-    again = lite0.efficientnet_lite0(include_top=False, input_shape=(64, 64, 3),
-                                     progress=lambda *step: steps.append(step))
+    again = lite0.efficientnet_lite0(
+        include_top=False, input_shape=(64, 64, 3), progress=lambda *step: steps.append(step)
+    )
     assert steps == [] and cached.stat().st_mtime_ns == stamp
     np.testing.assert_array_equal(again.get_layer("top_conv").kernel.numpy(), model.get_layer("top_conv").kernel)
 
@@ -444,19 +498,23 @@ def test_a_damaged_cache_file_is_converted_again(converted_home, tmp_path, monke
 
 def test_weights_may_be_a_pth_path_or_a_keras_weights_file(converted_home, tmp_path, imagenet_model):
     from_pth = lite0.efficientnet_lite0(weights=SOURCE, input_shape=(32, 32, 3))
-    np.testing.assert_array_equal(from_pth.get_layer("predictions").kernel.numpy(),
-                                  imagenet_model.get_layer("predictions").kernel.numpy())
+    np.testing.assert_array_equal(
+        from_pth.get_layer("predictions").kernel.numpy(), imagenet_model.get_layer("predictions").kernel.numpy()
+    )
     saved = tmp_path / "mine.weights.h5"
     imagenet_model.save_weights(saved)
     from_keras = lite0.efficientnet_lite0(weights=saved)
-    np.testing.assert_array_equal(from_keras.get_layer("block5b_project_bn").moving_mean.numpy(),
-                                  imagenet_model.get_layer("block5b_project_bn").moving_mean.numpy())
+    np.testing.assert_array_equal(
+        from_keras.get_layer("block5b_project_bn").moving_mean.numpy(),
+        imagenet_model.get_layer("block5b_project_bn").moving_mean.numpy(),
+    )
     with pytest.raises(WeightsUnavailable, match="does not fit"), warnings.catch_warnings():
         warnings.simplefilter("ignore")  # Keras warns about the classifier it cannot load before it raises
         lite0.efficientnet_lite0(weights=saved, classes=10)
 
 
 # ------------------------------------------------------------------------------------------- real photos
+
 
 def test_imagenet_model_recognises_scikit_learn_sample_photos(imagenet_model):
     from sklearn.datasets import load_sample_images

@@ -27,11 +27,14 @@ QUICK_PATHS = [pytest.param("full backbone", marks=pytest.mark.slow), "cached fe
 
 
 def tiny_config(feature_cache: bool, epochs: int) -> RunConfig:
-    return RunConfig(data=DataConfig(source="demo", max_train_images=TRAIN_IMAGES, max_test_images=8),
-                     augment=AUGMENT_PRESETS["none"],
-                     model=ModelConfig(backbone=LITE0, regime="frozen", weights="none", image_size=32),
-                     train=TrainConfig(epochs=epochs, batch_size=BATCH, learning_rate=1e-2,
-                                       feature_cache=feature_cache, cached_views=1))
+    return RunConfig(
+        data=DataConfig(source="demo", max_train_images=TRAIN_IMAGES, max_test_images=8),
+        augment=AUGMENT_PRESETS["none"],
+        model=ModelConfig(backbone=LITE0, regime="frozen", weights="none", image_size=32),
+        train=TrainConfig(
+            epochs=epochs, batch_size=BATCH, learning_rate=1e-2, feature_cache=feature_cache, cached_views=1
+        ),
+    )
 
 
 @pytest.fixture(autouse=True)
@@ -108,16 +111,42 @@ def test_a_disk_that_fills_during_a_checkpoint_leaves_no_partial_file_and_a_resu
 @pytest.mark.slow
 @pytest.mark.parametrize("path", list(PATHS))
 def test_a_kill_between_the_checkpoint_and_the_record_resumes_after_the_epoch_the_checkpoint_holds(
-        path, transfer_lab_home, monkeypatch):
-    flags = ["--dataset", "demo", "--max-train-images", str(TRAIN_IMAGES), "--max-test-images", "8",
-             "--augment", "none", "--backbone", LITE0, "--regime", "frozen", "--weights", "none",
-             "--image-size", "32", "--epochs", "3", "--batch-size", str(BATCH), "--learning-rate", "1e-2",
-             "--cached-views", "1", "--feature-cache" if PATHS[path] else "--no-feature-cache"]
+    path, transfer_lab_home, monkeypatch
+):
+    flags = [
+        "--dataset",
+        "demo",
+        "--max-train-images",
+        str(TRAIN_IMAGES),
+        "--max-test-images",
+        "8",
+        "--augment",
+        "none",
+        "--backbone",
+        LITE0,
+        "--regime",
+        "frozen",
+        "--weights",
+        "none",
+        "--image-size",
+        "32",
+        "--epochs",
+        "3",
+        "--batch-size",
+        str(BATCH),
+        "--learning-rate",
+        "1e-2",
+        "--cached-views",
+        "1",
+        "--feature-cache" if PATHS[path] else "--no-feature-cache",
+    ]
     killed = faults.run_python(
         "import faults, runpy, sys\n"
         f"faults.kill_after_replacing({runs.LAST_MODEL!r}, 2)\n"  # epoch 2's checkpoint, before its record
         f"sys.argv = ['core.training', *{flags!r}]\n"
-        "runpy.run_module('core.training', run_name='__main__', alter_sys=True)\n", transfer_lab_home)
+        "runpy.run_module('core.training', run_name='__main__', alter_sys=True)\n",
+        transfer_lab_home,
+    )
     assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
     (run_id,) = [record.id for record in runs.list_runs()]
 

@@ -161,6 +161,7 @@ def test_unknown_tfds_name_is_a_clear_error():
 
 def _offline(monkeypatch) -> None:
     """No connection, whatever this machine has: nothing can start a real download."""
+
     def refuse(*args, **kwargs):
         raise OSError("Network is unreachable")
 
@@ -193,19 +194,30 @@ def test_download_command_reports_progress_and_where_the_data_is(monkeypatch, ca
     monkeypatch.setattr(cli, "download_tfds", download)
     assert cli.main(["--download", "cifar10"]) == 0
     assert capsys.readouterr().out.splitlines() == [
-        "[0/3] Checking the connection for cifar10", "[3/3] cifar10 is ready", f"Ready in {tmp_path / 'cifar10'}"]
+        "[0/3] Checking the connection for cifar10",
+        "[3/3] cifar10 is ready",
+        f"Ready in {tmp_path / 'cifar10'}",
+    ]
 
 
 def test_download_command_for_an_unknown_dataset_exits_2_with_one_line():
-    result = subprocess.run([sys.executable, "-m", "core.data", "--download", "no_such_dataset_xyz"], cwd=ROOT,
-                            capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [sys.executable, "-m", "core.data", "--download", "no_such_dataset_xyz"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 2
     errors = [line for line in result.stderr.splitlines() if "error:" in line]
-    assert errors == ["python -m core.data: error: TFDS has no dataset called 'no_such_dataset_xyz'. Try "
-                      "'stanford_dogs', 'cifar10' or 'food101'."]
+    assert errors == [
+        "python -m core.data: error: TFDS has no dataset called 'no_such_dataset_xyz'. Try "
+        "'stanford_dogs', 'cifar10' or 'food101'."
+    ]
 
 
 # ---------------------------------------------------------------------------------------------- what a folder must hold
+
 
 def _class_folder(root, name, good=0, fake=0):
     (root / name).mkdir(parents=True, exist_ok=True)
@@ -239,9 +251,12 @@ def test_one_image_per_class_is_refused_on_the_notebook_and_the_cached_path_alik
 
     errors = []
     for cached in (False, True):
-        run = RunConfig(data=config, augment=AUGMENT_PRESETS["none"],
-                             model=ModelConfig(regime="frozen", weights="none", image_size=32),
-                             train=TrainConfig(epochs=1, batch_size=2, feature_cache=cached))
+        run = RunConfig(
+            data=config,
+            augment=AUGMENT_PRESETS["none"],
+            model=ModelConfig(regime="frozen", weights="none", image_size=32),
+            train=TrainConfig(epochs=1, batch_size=2, feature_cache=cached),
+        )
         run_id = runs.create_run(run, runs.FOREGROUND)
         assert runs.claim_foreground(run_id)
         engine.execute(run_id)
@@ -293,6 +308,7 @@ def test_balanced_classes_get_no_warning(photo_folder):
 
 # ---------------------------------------------------------------------------------------------- before a run
 
+
 def test_checking_a_folder_decodes_one_image_per_class_and_split(tmp_path, monkeypatch):
     for name in ("cat", "dog"):
         _class_folder(tmp_path, name, good=30)
@@ -305,8 +321,10 @@ def test_checking_a_folder_decodes_one_image_per_class_and_split(tmp_path, monke
     warnings = data.check_source(DataConfig(source=f"folder:{tmp_path}", seed=1))
     damaged = len(decoded) - 4  # one good image per class in each split; every other decode failed
     assert 1 <= damaged < 24, decoded
-    assert warnings == [f"{damaged} more file(s) have a readable header but damaged data and will be skipped "
-                        "(found while checking a few per class; there may be more)."]
+    assert warnings == [
+        f"{damaged} more file(s) have a readable header but damaged data and will be skipped "
+        "(found while checking a few per class; there may be more)."
+    ]
 
 
 def test_checking_never_draws_the_demo_set_and_knows_tfds_is_not_prepared(transfer_lab_home):

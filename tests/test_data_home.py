@@ -16,14 +16,34 @@ from core import data_home, runs
 from core.config import AUGMENT_PRESETS, DataConfig, ModelConfig, RunConfig, TrainConfig
 from core.errors import DataHomeUnavailable
 
-TRAIN_ARGS = ["-m", "core.training", "--dataset", "demo", "--regime", "frozen", "--weights", "none",
-              "--image-size", "32", "--epochs", "1", "--max-train-images", "8", "--max-test-images", "8"]
+TRAIN_ARGS = [
+    "-m",
+    "core.training",
+    "--dataset",
+    "demo",
+    "--regime",
+    "frozen",
+    "--weights",
+    "none",
+    "--image-size",
+    "32",
+    "--epochs",
+    "1",
+    "--max-train-images",
+    "8",
+    "--max-test-images",
+    "8",
+]
 
 
 def config(name: str) -> RunConfig:
-    return RunConfig(name=name, data=DataConfig(source="demo", max_train_images=16, max_test_images=8),
-                     augment=AUGMENT_PRESETS["none"], model=ModelConfig(regime="frozen", weights="none", image_size=32),
-                     train=TrainConfig(epochs=3, batch_size=8))
+    return RunConfig(
+        name=name,
+        data=DataConfig(source="demo", max_train_images=16, max_test_images=8),
+        augment=AUGMENT_PRESETS["none"],
+        model=ModelConfig(regime="frozen", weights="none", image_size=32),
+        train=TrainConfig(epochs=3, batch_size=8),
+    )
 
 
 def store_with_runs() -> tuple[str, str]:
@@ -46,6 +66,7 @@ def one_sentence(text: str, folder: Path) -> None:
 
 # ---------------------------------------------------------------------------------------------- in this process
 
+
 def test_a_data_directory_that_is_a_file_is_a_typed_error_naming_it(tmp_path, monkeypatch):
     blocker = tmp_path / "not-a-folder"
     blocker.write_text("")
@@ -64,6 +85,7 @@ def test_a_data_directory_that_is_a_file_is_a_typed_error_naming_it(tmp_path, mo
 def test_a_data_directory_that_cannot_be_created_says_read_only_or_full(tmp_path, monkeypatch):
     monkeypatch.setenv("TRANSFER_LAB_HOME", str(tmp_path / "new" / "home"))
     for code, words in ((errno.EROFS, "is read-only"), (errno.ENOSPC, "The disk is full: free space in")):
+
         def refuse(self, *args, code=code, **kwargs):
             raise OSError(code, os.strerror(code), str(self))
 
@@ -74,6 +96,7 @@ def test_a_data_directory_that_cannot_be_created_says_read_only_or_full(tmp_path
 
 
 # ---------------------------------------------------------------------------------------------- the command lines
+
 
 @pytest.fixture
 def reader_home(tmp_path):
@@ -98,12 +121,14 @@ def test_the_command_lines_exit_2_with_one_sentence(case, reader_home):
     faults.make_read_only(reader_home)
     result = faults.run_as_reader(TRAIN_ARGS, target)
     assert result.returncode == 2, result.stderr[-3000:]
-    error_lines = [line for line in result.stderr.splitlines()
-                   if line.startswith("python -m core.training: error:")]
+    error_lines = [line for line in result.stderr.splitlines() if line.startswith("python -m core.training: error:")]
     assert len(error_lines) == 1, result.stderr[-3000:]
     one_sentence(result.stderr, target)
-    expected = {"a file": "is a file, not a folder", "under a file": "is a file, not a folder",
-                "read-only": "is read-only"}[case]
+    expected = {
+        "a file": "is a file, not a folder",
+        "under a file": "is a file, not a folder",
+        "read-only": "is read-only",
+    }[case]
     assert expected in error_lines[0]
     if case != "read-only":  # a read-only data directory without runs has no run to classify with
         predicted = faults.run_as_reader(["-m", "core.serving", "--run", "some-run", str(photo)], target)
@@ -112,8 +137,7 @@ def test_the_command_lines_exit_2_with_one_sentence(case, reader_home):
 
 
 @pytest.mark.slow
-def test_a_read_only_copy_of_a_home_with_a_run_still_classifies_and_shows_its_runs(reader_home, tiny_run,
-                                                                                   monkeypatch):
+def test_a_read_only_copy_of_a_home_with_a_run_still_classifies_and_shows_its_runs(reader_home, tiny_run, monkeypatch):
     from PIL import Image
 
     run_id = tiny_run(reader_home, name="trained-before-read-only", test_images=9)
@@ -171,7 +195,9 @@ def test_a_full_disk_still_lists_the_runs_and_every_write_says_free_space(transf
         "import json\nfrom core import runs\n"
         "dead = runs.reconcile()\n"
         "print(json.dumps({'dead': dead, 'runs': {r.id: [r.status, r.epochs_done] for r in runs.list_runs()},"
-        " 'epochs': [e.epoch for e in runs.epochs(%r)]}))" % finished, transfer_lab_home)
+        " 'epochs': [e.epoch for e in runs.epochs(%r)]}))" % finished,
+        transfer_lab_home,
+    )
     assert listed.returncode == 0, listed.stderr[-3000:]
     seen = json.loads(listed.stdout.strip().splitlines()[-1])
     assert seen == {"dead": [], "runs": {finished: ["stopped", 1], orphan: ["running", 0]}, "epochs": [1]}

@@ -51,13 +51,17 @@ def test_render_file_matches_the_file_on_disk(demo_home):
 
 # ---------------------------------------------------------------------------------------------- leftovers
 
+
 def _stagings(home: Path) -> list[str]:
     return sorted(p.name for p in (home / "datasets").iterdir() if p.name.startswith("demo-v") and "." in p.name)
 
 
 def test_a_drawing_killed_midway_leaves_nothing_once_the_set_is_next_opened(transfer_lab_home):
-    drawer = subprocess.Popen([sys.executable, "-c", "from core import demo; demo.demo_folder(16)"],
-                              cwd=ROOT, env={**os.environ, "TRANSFER_LAB_HOME": str(transfer_lab_home)})
+    drawer = subprocess.Popen(
+        [sys.executable, "-c", "from core import demo; demo.demo_folder(16)"],
+        cwd=ROOT,
+        env={**os.environ, "TRANSFER_LAB_HOME": str(transfer_lab_home)},
+    )
     deadline = time.monotonic() + 120
     while not (transfer_lab_home / "datasets").is_dir() or not _stagings(transfer_lab_home):
         assert drawer.poll() is None and time.monotonic() < deadline, "the drawing ended before it could be killed"
@@ -78,8 +82,14 @@ def test_only_stagings_of_dead_processes_or_old_ones_are_removed(transfer_lab_ho
     here = demo.staging_prefix(root)
     dead = here.replace(f".{os.getpid()}.", f".{ended.stdout.strip()}.")
     other_host = f"{root.name}.elsewhere.{os.getpid()}."
-    folders = {"live": here + "a1", "dead": dead + "b2", "other host": other_host + "c3",
-               "old other host": other_host + "d4", "old unnamed": f"{root.name}.e5x7k", "unnamed": f"{root.name}.f6"}
+    folders = {
+        "live": here + "a1",
+        "dead": dead + "b2",
+        "other host": other_host + "c3",
+        "old other host": other_host + "d4",
+        "old unnamed": f"{root.name}.e5x7k",
+        "unnamed": f"{root.name}.f6",
+    }
     for name in folders.values():
         (root.parent / name / "train").mkdir(parents=True)
     long_ago = time.time() - demo.STAGING_STALE_AFTER_S - 60

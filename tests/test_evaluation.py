@@ -20,11 +20,11 @@ def hand_made_predictions(labels=LABELS, predicted=PREDICTED, names=NAMES, seed=
     scores = rng.dirichlet(np.ones(len(names)), size=len(labels))
     scores[np.arange(len(labels)), predicted] += 1.0
     probabilities = (scores / scores.sum(axis=1, keepdims=True)).astype(np.float32)
-    return Predictions(probabilities, np.asarray(labels, np.int64), list(names),
-                       np.arange(len(labels), dtype=np.int64))
+    return Predictions(probabilities, np.asarray(labels, np.int64), list(names), np.arange(len(labels), dtype=np.int64))
 
 
 # ---------------------------------------------------------------- metrics
+
 
 def test_metrics_equal_the_notebooks_scikit_learn_computation():
     predictions = hand_made_predictions()
@@ -35,14 +35,16 @@ def test_metrics_equal_the_notebooks_scikit_learn_computation():
     assert metrics.accuracy == pytest.approx(skm.accuracy_score(LABELS, PREDICTED))
     assert metrics.k == 5
     assert metrics.top_k_accuracy == pytest.approx(
-        skm.top_k_accuracy_score(LABELS, predictions.probabilities, k=5, labels=range(7)))
+        skm.top_k_accuracy_score(LABELS, predictions.probabilities, k=5, labels=range(7))
+    )
     unique_labels, label_counts = np.unique(LABELS, return_counts=True)
     precision = skm.precision_score(LABELS, PREDICTED, labels=unique_labels, average=None, zero_division=0)
     recall = skm.recall_score(LABELS, PREDICTED, labels=unique_labels, average=None, zero_division=0)
     assert metrics.weighted_precision == pytest.approx(np.sum(precision * label_counts / label_counts.sum()))
     assert metrics.weighted_recall == pytest.approx(np.sum(recall * label_counts / label_counts.sum()))
     assert metrics.weighted_precision == pytest.approx(
-        skm.precision_score(LABELS, PREDICTED, labels=unique_labels, average="weighted", zero_division=0))
+        skm.precision_score(LABELS, PREDICTED, labels=unique_labels, average="weighted", zero_division=0)
+    )
     assert metrics.num_examples == 16
 
 
@@ -72,13 +74,13 @@ def test_compare_gives_b_minus_a_for_each_summary_number():
     a = evaluation.compute_metrics(hand_made_predictions())
     b = evaluation.compute_metrics(hand_made_predictions(predicted=LABELS))
     rows = evaluation.compare(a, b)
-    assert [row.metric for row in rows] == ["Overall accuracy", "Top-5 accuracy", "Average precision",
-                                            "Average recall"]
+    assert [row.metric for row in rows] == ["Overall accuracy", "Top-5 accuracy", "Average precision", "Average recall"]
     assert rows[0] == (rows[0].metric, pytest.approx(9 / 16), 1.0, pytest.approx(7 / 16))
     assert all(row.delta == pytest.approx(row.b - row.a) for row in rows)
 
 
 # ---------------------------------------------------------------- confusion matrix and its views
+
 
 def test_confusion_matrix_equals_scikit_learns_with_every_class():
     predictions = hand_made_predictions()
@@ -143,21 +145,23 @@ def test_repeated_class_names_keep_their_own_rows():
 
 def test_most_confused_lists_off_diagonal_cells_by_count():
     cm = np.array([[5, 2, 0], [4, 1, 1], [2, 0, 9]])
-    assert evaluation.most_confused(cm, ["a", "b", "c"]) == [
-        ("b", "a", 4), ("a", "b", 2), ("c", "a", 2), ("b", "c", 1)]
+    assert evaluation.most_confused(cm, ["a", "b", "c"]) == [("b", "a", 4), ("a", "b", 2), ("c", "a", 2), ("b", "c", 1)]
     assert evaluation.most_confused(cm, ["a", "b", "c"], min_count=2) == [("b", "a", 4), ("a", "b", 2), ("c", "a", 2)]
     assert evaluation.most_confused(np.diag([3, 4]), ["a", "b"]) == []
 
 
 def test_cell_examples_are_exactly_the_cell_most_confident_first():
-    probabilities = np.array([
-        [0.7, 0.2, 0.1],  # 0: true 0 -> 0
-        [0.3, 0.6, 0.1],  # 1: true 0 -> 1
-        [0.1, 0.8, 0.1],  # 2: true 0 -> 1
-        [0.1, 0.5, 0.4],  # 3: true 2 -> 1
-        [0.2, 0.7, 0.1],  # 4: true 1 -> 1
-        [0.45, 0.5, 0.05],  # 5: true 0 -> 1
-    ], dtype=np.float32)
+    probabilities = np.array(
+        [
+            [0.7, 0.2, 0.1],  # 0: true 0 -> 0
+            [0.3, 0.6, 0.1],  # 1: true 0 -> 1
+            [0.1, 0.8, 0.1],  # 2: true 0 -> 1
+            [0.1, 0.5, 0.4],  # 3: true 2 -> 1
+            [0.2, 0.7, 0.1],  # 4: true 1 -> 1
+            [0.45, 0.5, 0.05],  # 5: true 0 -> 1
+        ],
+        dtype=np.float32,
+    )
     labels = np.array([0, 0, 0, 2, 1, 0])
     predictions = Predictions(probabilities, labels, ["a", "b", "c"], np.array([10, 11, 12, 13, 14, 15]))
     cell = evaluation.cell_examples(predictions, true_class=0, predicted_class=1)
@@ -197,19 +201,31 @@ def test_recall_order_puts_the_worst_classes_first_and_empty_ones_last():
     assert all(sorted(order(cm)) == [0, 1, 2] for order in evaluation.ORDERINGS.values())
 
 
-@pytest.mark.parametrize("a, b, difference", [
-    (DataConfig(), DataConfig(seed=3), None),  # the demo's whole test split does not depend on the seed
-    (DataConfig(source="tfds:cifar10", max_test_images=50), DataConfig(source="tfds:cifar10", max_test_images=50,
-                                                                        seed=3), None),  # TFDS takes the first 50
-    (DataConfig(), DataConfig(source="folder:/dogs10"), "data source demo vs folder:/dogs10"),
-    (DataConfig(max_test_images=27), DataConfig(), "test images 27 vs all"),
-    (DataConfig(max_test_images=27), DataConfig(max_test_images=27, seed=1), "data seed 0 vs 1"),
-    (DataConfig(source="folder:/dogs10"), DataConfig(source="folder:/dogs10", seed=1), "data seed 0 vs 1"),
-    (DataConfig(source="folder:/dogs10"), DataConfig(source="folder:/dogs10", test_fraction=0.3),
-     "test fraction 0.2 vs 0.3"),
-    (DataConfig(source="tfds:stanford_dogs"), DataConfig(source="demo", max_test_images=9),
-     "data source tfds:stanford_dogs vs demo; test images all vs 9"),
-])
+@pytest.mark.parametrize(
+    "a, b, difference",
+    [
+        (DataConfig(), DataConfig(seed=3), None),  # the demo's whole test split does not depend on the seed
+        (
+            DataConfig(source="tfds:cifar10", max_test_images=50),
+            DataConfig(source="tfds:cifar10", max_test_images=50, seed=3),
+            None,
+        ),  # TFDS takes the first 50
+        (DataConfig(), DataConfig(source="folder:/dogs10"), "data source demo vs folder:/dogs10"),
+        (DataConfig(max_test_images=27), DataConfig(), "test images 27 vs all"),
+        (DataConfig(max_test_images=27), DataConfig(max_test_images=27, seed=1), "data seed 0 vs 1"),
+        (DataConfig(source="folder:/dogs10"), DataConfig(source="folder:/dogs10", seed=1), "data seed 0 vs 1"),
+        (
+            DataConfig(source="folder:/dogs10"),
+            DataConfig(source="folder:/dogs10", test_fraction=0.3),
+            "test fraction 0.2 vs 0.3",
+        ),
+        (
+            DataConfig(source="tfds:stanford_dogs"),
+            DataConfig(source="demo", max_test_images=9),
+            "data source tfds:stanford_dogs vs demo; test images all vs 9",
+        ),
+    ],
+)
 def test_runs_are_compared_only_on_the_same_test_images(a, b, difference):
     assert evaluation.data_split_difference(a, b) == difference
     assert (evaluation.data_split_difference(b, a) is None) == (difference is None)

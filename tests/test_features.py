@@ -21,9 +21,12 @@ TINY_DATA = DataConfig(source="demo", max_train_images=27, max_test_images=9)
 
 
 def tiny_config(*, augment: str = "none", epochs: int = 2, views: int = 2, **train) -> RunConfig:
-    return RunConfig(data=TINY_DATA, augment=AUGMENT_PRESETS[augment],
-                     model=ModelConfig(backbone=LITE0, regime="frozen", weights="none", image_size=32),
-                     train=TrainConfig(epochs=epochs, batch_size=4, learning_rate=1e-2, cached_views=views, **train))
+    return RunConfig(
+        data=TINY_DATA,
+        augment=AUGMENT_PRESETS[augment],
+        model=ModelConfig(backbone=LITE0, regime="frozen", weights="none", image_size=32),
+        train=TrainConfig(epochs=epochs, batch_size=4, learning_rate=1e-2, cached_views=views, **train),
+    )
 
 
 @pytest.fixture(autouse=True)
@@ -68,6 +71,7 @@ def counting():
 
 # ---------------------------------------------------------------------------------------------- the arrays
 
+
 def test_cached_features_equal_a_fresh_forward_pass_and_are_read_back_without_extracting(frozen_model):
     config = tiny_config()
     splits = splits_for(config)
@@ -101,13 +105,27 @@ def test_augmented_views_differ_from_each_other_and_are_the_same_every_time_they
 
 # ---------------------------------------------------------------------------------------------- keys
 
+
 def test_the_key_follows_every_input_of_the_features_and_no_training_setting(frozen_model):
-    base = feature_cache.FeatureSource(data=TINY_DATA, split="train", backbone=LITE0, weights="imagenet@abc",
-                                  image_size=32, augment=AUGMENT_PRESETS["notebook"], view=0)
+    base = feature_cache.FeatureSource(
+        data=TINY_DATA,
+        split="train",
+        backbone=LITE0,
+        weights="imagenet@abc",
+        image_size=32,
+        augment=AUGMENT_PRESETS["notebook"],
+        view=0,
+    )
     changed = {
-        "data": TINY_DATA.replace(max_train_images=28), "split": "test", "backbone": "EfficientNetB0",
-        "weights": "none@def", "image_size": 64, "augment": AUGMENT_PRESETS["strong"], "view": 1,
-        "data_fingerprint": "other files", "compute_dtype": "float16",
+        "data": TINY_DATA.replace(max_train_images=28),
+        "split": "test",
+        "backbone": "EfficientNetB0",
+        "weights": "none@def",
+        "image_size": 64,
+        "augment": AUGMENT_PRESETS["strong"],
+        "view": 1,
+        "data_fingerprint": "other files",
+        "compute_dtype": "float16",
     }
     keys = {base.key} | {dataclasses.replace(base, **{name: value}).key for name, value in changed.items()}
     assert len(keys) == 1 + len(changed)
@@ -120,7 +138,8 @@ def test_the_key_follows_every_input_of_the_features_and_no_training_setting(fro
     train_keys, test_key = feature_cache.feature_sources(config, frozen_model)
     for train in (dict(learning_rate=1e-4), dict(weight_decay=0.1), dict(epochs=9), dict(batch_size=32)):
         other_train, other_test = feature_cache.feature_sources(
-            config.replace(train=config.train.replace(**train)), frozen_model)
+            config.replace(train=config.train.replace(**train)), frozen_model
+        )
         assert [s.key for s in other_train] == [s.key for s in train_keys] and other_test.key == test_key.key
     one_epoch, _ = feature_cache.feature_sources(config.replace(train=config.train.replace(epochs=1)), frozen_model)
     assert [s.key for s in one_epoch] == [train_keys[0].key]  # a 1-epoch run needs view 0 only
@@ -144,14 +163,17 @@ def test_other_weights_and_changed_photos_change_the_key(frozen_model, tmp_path)
 
 # ---------------------------------------------------------------------------------------------- damage
 
+
 @pytest.mark.parametrize("damage", ["truncate", "flip a byte", "no metadata"])
 def test_a_damaged_entry_is_detected_and_rebuilt_never_used(frozen_model, damage):
     config = tiny_config()
     splits = splits_for(config)
     good = np.array(feature_cache.prepare_features(config, frozen_model, splits).test.features)
     _, test_source = feature_cache.feature_sources(config, frozen_model)
-    array, meta = Path(feature_cache.cache_folder(), f"{test_source.key}.npy"), Path(feature_cache.cache_folder(),
-                                                                                 f"{test_source.key}.json")
+    array, meta = (
+        Path(feature_cache.cache_folder(), f"{test_source.key}.npy"),
+        Path(feature_cache.cache_folder(), f"{test_source.key}.json"),
+    )
     if damage == "truncate":
         with open(array, "r+b") as handle:
             handle.truncate(array.stat().st_size - 100)
@@ -178,20 +200,27 @@ def test_clearing_the_cache_frees_its_space(frozen_model):
 
 # ---------------------------------------------------------------------------------------------- epochs and views
 
+
 def test_each_epoch_trains_on_its_view_and_sees_every_image_once():
     count, classes = 10, 3
     labels = np.arange(count) % classes
-    views = [feature_cache.CachedFeatures(f"view {v}",
-                                          np.stack([np.full(count, v), np.arange(count)], 1).astype(np.float32),
-                                          labels) for v in range(3)]
+    views = [
+        feature_cache.CachedFeatures(
+            f"view {v}", np.stack([np.full(count, v), np.arange(count)], 1).astype(np.float32), labels
+        )
+        for v in range(3)
+    ]
     feature_set = feature_cache.FeatureSet(views, views[0])
-    batches = list(cached_features.feature_batches(feature_set, classes, batch_size=4, seed=0, first_epoch=1,
-                                                   epochs=5, drop_remainder=False))
+    batches = list(
+        cached_features.feature_batches(
+            feature_set, classes, batch_size=4, seed=0, first_epoch=1, epochs=5, drop_remainder=False
+        )
+    )
     assert len(batches) == 4 * 3  # epochs 1..4 (resuming after epoch 0), three batches each
     orders = []
     for epoch, start in zip(range(1, 5), range(0, 12, 3)):
-        x = np.concatenate([x for x, _ in batches[start:start + 3]])
-        y = np.concatenate([y for _, y in batches[start:start + 3]])
+        x = np.concatenate([x for x, _ in batches[start : start + 3]])
+        y = np.concatenate([y for _, y in batches[start : start + 3]])
         assert set(x[:, 0]) == {epoch % 3}  # epoch e uses view e mod K
         assert sorted(x[:, 1]) == list(range(count))  # every image once
         np.testing.assert_array_equal(np.argmax(y, axis=1), labels[x[:, 1].astype(int)])
@@ -205,7 +234,12 @@ def test_views_are_extracted_between_the_first_epochs_and_a_cached_run_is_one_fi
         return feature_cache.FeatureSet([entry if there else None for there in cached], entry)
 
     assert list(cached_features.segments(0, 10, feature_set([True, False, False, False, False]))) == [
-        (0, 1), (1, 2), (2, 3), (3, 4), (4, 10)]
+        (0, 1),
+        (1, 2),
+        (2, 3),
+        (3, 4),
+        (4, 10),
+    ]
     assert list(cached_features.segments(0, 10, feature_set([True] * 5))) == [(0, 10)]
     assert list(cached_features.segments(3, 10, feature_set([True, True, True, True, False]))) == [(3, 4), (4, 10)]
     assert list(cached_features.segments(0, 4, feature_set([True, False]))) == [(0, 1), (1, 4)]
@@ -213,6 +247,7 @@ def test_views_are_extracted_between_the_first_epochs_and_a_cached_run_is_one_fi
 
 
 # ---------------------------------------------------------------------------------------------- the engine
+
 
 def run_in_this_process(config: RunConfig, callbacks=(), progress=None) -> engine.Outcome:
     run_id = runs.create_run(config, runs.FOREGROUND)
@@ -251,8 +286,9 @@ def stopped_cached_run(tmp_path_factory, shared_demo_home):
         assert runs.claim_foreground(run_id)
         phases = []
         stopper = StopRequest(run_id)
-        outcome = engine.execute(run_id, callbacks=[stopper],
-                                   progress=lambda *_: phases.append(runs.progress(run_id).phase))
+        outcome = engine.execute(
+            run_id, callbacks=[stopper], progress=lambda *_: phases.append(runs.progress(run_id).phase)
+        )
         record = runs.get_run(run_id)
     return {"home": home, "record": record, "outcome": outcome, "stopper": stopper, "phases": phases}
 
@@ -303,18 +339,24 @@ def test_a_new_run_extracts_each_view_just_before_its_first_epoch_and_a_second_r
     config = tiny_config(augment="notebook", epochs=3, views=2)
     outcome = run_in_this_process(config, progress=lambda done, total, line: lines.append(line))
     assert outcome.status == "completed", outcome.error
-    shown = [line.split(":")[0] if line.startswith("epoch") else line.split(": ")[-1]
-             for line in dict.fromkeys(lines)]
-    assert shown == ["view 1 of 2 of the 27 training images", "the 9 test images", "epoch 1/3",
-                     "view 2 of 2 of the 27 training images", "epoch 2/3", "epoch 3/3"]
+    shown = [line.split(":")[0] if line.startswith("epoch") else line.split(": ")[-1] for line in dict.fromkeys(lines)]
+    assert shown == [
+        "view 1 of 2 of the 27 training images",
+        "the 9 test images",
+        "epoch 1/3",
+        "view 2 of 2 of the 27 training images",
+        "epoch 2/3",
+        "epoch 3/3",
+    ]
     record = runs.get_run(outcome.run_id)
     assert [e.epoch for e in runs.epochs(record.id)] == [1, 2, 3]
     assert tensorboard_epochs(record) == [0, 1, 2]
 
     lines.clear()
-    again = run_in_this_process(dataclasses.replace(config, train=dataclasses.replace(config.train,
-                                                                                      learning_rate=1e-3)),
-                                progress=lambda done, total, line: lines.append(line))
+    again = run_in_this_process(
+        dataclasses.replace(config, train=dataclasses.replace(config.train, learning_rate=1e-3)),
+        progress=lambda done, total, line: lines.append(line),
+    )
     assert again.status == "completed" and not [line for line in lines if "Extracting" in line]
     assert [e.epoch for e in runs.epochs(again.run_id)] == [1, 2, 3]
 
@@ -360,11 +402,13 @@ def test_a_stop_during_extraction_ends_the_run_and_leaves_no_partial_file():
 
 # ---------------------------------------------------------------------------------------------- the Home page
 
+
 def test_home_shows_the_cache_size_and_clears_it():
     from streamlit.testing.v1 import AppTest
 
-    feature_cache.write_entry("example", [(np.ones((3, 8), np.float32), np.arange(3))], capacity=3, dim=8,
-                         description={})
+    feature_cache.write_entry(
+        "example", [(np.ones((3, 8), np.float32), np.arange(3))], capacity=3, dim=8, description={}
+    )
     size = feature_cache.cache_size_bytes()
     assert size > 0
     at = AppTest.from_file(str(Path(__file__).resolve().parents[1] / "dashboard" / "app.py"), default_timeout=120)
@@ -377,6 +421,7 @@ def test_home_shows_the_cache_size_and_clears_it():
 
 
 # ---------------------------------------------------------------------------------------------- the Train page
+
 
 def test_the_train_page_launches_frozen_runs_with_or_without_the_cache():
     from streamlit.testing.v1 import AppTest

@@ -9,8 +9,12 @@ from core import figures
 
 def epochs(count: int) -> list[SimpleNamespace]:
     """Epoch records as ``core.runs.EpochRecord`` carries them (1-based), with made-up metrics."""
-    return [SimpleNamespace(epoch=e, accuracy=0.5, val_accuracy=0.4, top5_accuracy=0.9, val_top5_accuracy=0.8,
-                            loss=1.0, val_loss=1.2) for e in range(1, count + 1)]
+    return [
+        SimpleNamespace(
+            epoch=e, accuracy=0.5, val_accuracy=0.4, top5_accuracy=0.9, val_top5_accuracy=0.8, loss=1.0, val_loss=1.2
+        )
+        for e in range(1, count + 1)
+    ]
 
 
 def epoch_axes(fig) -> list:
@@ -42,7 +46,9 @@ def test_compared_runs_tick_on_whole_epochs_up_to_the_longest():
     assert {axis.dtick for axis in epoch_axes(fig)} == {10}
 
 
-@pytest.mark.parametrize("last_epoch, step", [(0, 1), (1, 1), (10, 1), (11, 2), (20, 2), (21, 5), (50, 5),
-                                              (51, 10), (1000, 100), (1001, 200)])
+@pytest.mark.parametrize(
+    "last_epoch, step",
+    [(0, 1), (1, 1), (10, 1), (11, 2), (20, 2), (21, 5), (50, 5), (51, 10), (1000, 100), (1001, 200)],
+)
 def test_tick_step_is_a_round_whole_number(last_epoch, step):
     assert figures.epoch_tick_step(last_epoch) == step

@@ -44,12 +44,18 @@ def _jpeg(image: Image.Image, **save_options) -> Image.Image:
 
 # ------------------------------------------------------------------------------------------- names
 
+
 def test_imagenet_names_and_wnids_are_the_1000_classes_in_order():
     names, wnids = imagenet.imagenet_class_names(), imagenet.imagenet_wnids()
     assert len(names) == len(set(names)) == 1000
     assert len(wnids) == len(set(wnids)) == 1000
-    assert (names[0], names[151], names[281], names[967], names[985]) == \
-        ("tench", "Chihuahua", "tabby", "espresso", "daisy")
+    assert (names[0], names[151], names[281], names[967], names[985]) == (
+        "tench",
+        "Chihuahua",
+        "tabby",
+        "espresso",
+        "daisy",
+    )
     assert {names[134], names[517]} == {"crane (bird)", "crane (machine)"}
     assert (wnids[0], wnids[999]) == ("n01440764", "n15075141")
     assert list(wnids) == sorted(wnids)
@@ -90,6 +96,7 @@ def test_top_predictions_lists_the_most_probable_classes_first():
 
 # ------------------------------------------------------------------------------------------- preprocessing
 
+
 def test_eval_array_takes_the_central_875_percent_and_resizes_bicubically():
     x, y = np.meshgrid(np.arange(256), np.arange(160))
     gradient = np.stack([x, y, np.full_like(x, 99)], axis=-1).astype(np.uint8)  # R = column, G = row
@@ -123,17 +130,18 @@ def test_eval_array_applies_exif_orientation_and_makes_rgb():
 def test_eval_array_explains_a_truncated_photo():
     buffer = io.BytesIO()
     Image.fromarray(np.random.default_rng(0).integers(0, 255, (200, 200, 3), dtype=np.uint8)).save(
-        buffer, format="JPEG")
+        buffer, format="JPEG"
+    )
     data = buffer.getvalue()
-    broken = Image.open(io.BytesIO(data[:len(data) // 2]))  # the header survives, the pixels do not
+    broken = Image.open(io.BytesIO(data[: len(data) // 2]))  # the header survives, the pixels do not
     with pytest.raises(ImageUnreadable, match="could not be decoded"):
         imagenet.imagenet_eval_array(broken)
 
 
 # ------------------------------------------------------------------------------------------- dog classifier
 
-def test_dog_classifier_is_the_imagenet_softmax_renormalised_over_the_dogs(imagenet_home, monkeypatch,
-                                                                          dog_classifier):
+
+def test_dog_classifier_is_the_imagenet_softmax_renormalised_over_the_dogs(imagenet_home, monkeypatch, dog_classifier):
     from core.backbones.lite0 import efficientnet_lite0
 
     monkeypatch.setenv("TRANSFER_LAB_HOME", str(imagenet_home))

@@ -43,24 +43,28 @@ def png_chunk(kind: bytes, payload: bytes) -> bytes:
 def png_declaring(width: int, height: int) -> bytes:
     """A few dozen bytes whose header claims a width x height RGB image."""
     header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return (b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", header)
-            + png_chunk(b"IDAT", zlib.compress(b"")) + png_chunk(b"IEND", b""))
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + png_chunk(b"IHDR", header)
+        + png_chunk(b"IDAT", zlib.compress(b""))
+        + png_chunk(b"IEND", b"")
+    )
 
 
 def without_adobe_segment(data: bytes) -> bytes:
     start = data.index(b"Adobe") - 4  # marker FF EE, two length bytes, then "Adobe"
-    assert data[start:start + 2] == b"\xff\xee"
-    length = struct.unpack(">H", data[start + 2:start + 4])[0]
-    return data[:start] + data[start + 2 + length:]
+    assert data[start : start + 2] == b"\xff\xee"
+    length = struct.unpack(">H", data[start + 2 : start + 4])[0]
+    return data[:start] + data[start + 2 + length :]
 
 
 def quadrants(width: int = 48, height: int = 32) -> np.ndarray:
     """Four flat colours, so orientation mistakes are obvious and JPEG keeps them close."""
     pixels = np.zeros((height, width, 3), np.uint8)
     pixels[: height // 2, : width // 2] = (220, 30, 30)
-    pixels[: height // 2, width // 2:] = (30, 220, 30)
-    pixels[height // 2:, : width // 2] = (30, 30, 220)
-    pixels[height // 2:, width // 2:] = (230, 230, 40)
+    pixels[: height // 2, width // 2 :] = (30, 220, 30)
+    pixels[height // 2 :, : width // 2] = (30, 30, 220)
+    pixels[height // 2 :, width // 2 :] = (230, 230, 40)
     return pixels
 
 
@@ -77,10 +81,18 @@ def message_of(data: bytes, name: str | None = None, **limits) -> str:
 
 # --- every supported format and colour mode becomes the right RGB pixels ---------------------
 
-@pytest.mark.parametrize("fmt,options", [
-    ("PNG", {}), ("WEBP", {"lossless": True}), ("BMP", {}), ("TIFF", {}),
-    ("TIFF", {"compression": "tiff_lzw"}), ("TIFF", {"compression": "tiff_deflate"}),
-])
+
+@pytest.mark.parametrize(
+    "fmt,options",
+    [
+        ("PNG", {}),
+        ("WEBP", {"lossless": True}),
+        ("BMP", {}),
+        ("TIFF", {}),
+        ("TIFF", {"compression": "tiff_lzw"}),
+        ("TIFF", {"compression": "tiff_deflate"}),
+    ],
+)
 def test_lossless_formats_round_trip_exactly(fmt, options):
     original = noise(20, 13)
     decoded = decode_image(encode(original, fmt, **options))
@@ -88,10 +100,15 @@ def test_lossless_formats_round_trip_exactly(fmt, options):
     assert np.array_equal(np.asarray(decoded), np.asarray(original))
 
 
-@pytest.mark.parametrize("fmt,options", [
-    ("JPEG", {"quality": 95}), ("JPEG", {"progressive": True}), ("WEBP", {"quality": 95}),
-    ("TIFF", {"compression": "jpeg"}),
-])
+@pytest.mark.parametrize(
+    "fmt,options",
+    [
+        ("JPEG", {"quality": 95}),
+        ("JPEG", {"progressive": True}),
+        ("WEBP", {"quality": 95}),
+        ("TIFF", {"compression": "jpeg"}),
+    ],
+)
 def test_lossy_formats_keep_the_colours(fmt, options):
     original = quadrants()
     decoded = np.asarray(decode_image(encode(Image.fromarray(original), fmt, **options)))
@@ -127,15 +144,18 @@ def test_sixteen_bit_gradient_stays_a_full_range_gradient():
     assert np.abs(decoded - np.arange(256)).max() <= 1
 
 
-@pytest.mark.parametrize("values,expected", [
-    (np.array([[0, 1000, 65535]], np.int32), [0, 4, 255]),          # 16-bit data in 32 bits
-    (np.array([[0, 128, 255]], np.int32), [0, 128, 255]),           # 8-bit data in 32 bits
-    (np.array([[-100, 0, 100]], np.int32), [0, 128, 255]),          # no nominal range: min..max
-    (np.array([[0.0, 0.5, 1.0]], np.float32), [0, 128, 255]),       # float in 0..1
-    (np.array([[0.0, 100.0, 200.0]], np.float32), [0, 100, 200]),   # float in 0..255
-    (np.array([[-1.0, 0.0, 3.0]], np.float32), [0, 64, 255]),       # float, any range
-    (np.array([[np.nan, 0.25, 1.0]], np.float32), [64, 64, 255]),   # NaN takes the minimum
-])
+@pytest.mark.parametrize(
+    "values,expected",
+    [
+        (np.array([[0, 1000, 65535]], np.int32), [0, 4, 255]),  # 16-bit data in 32 bits
+        (np.array([[0, 128, 255]], np.int32), [0, 128, 255]),  # 8-bit data in 32 bits
+        (np.array([[-100, 0, 100]], np.int32), [0, 128, 255]),  # no nominal range: min..max
+        (np.array([[0.0, 0.5, 1.0]], np.float32), [0, 128, 255]),  # float in 0..1
+        (np.array([[0.0, 100.0, 200.0]], np.float32), [0, 100, 200]),  # float in 0..255
+        (np.array([[-1.0, 0.0, 3.0]], np.float32), [0, 64, 255]),  # float, any range
+        (np.array([[np.nan, 0.25, 1.0]], np.float32), [64, 64, 255]),  # NaN takes the minimum
+    ],
+)
 def test_32_bit_integer_and_float_tiffs_are_scaled_to_their_range(values, expected):
     decoded = decode_image_array(encode(Image.fromarray(values), "TIFF"))
     assert decoded[0, :, 0].tolist() == expected
@@ -143,9 +163,9 @@ def test_32_bit_integer_and_float_tiffs_are_scaled_to_their_range(values, expect
 
 def test_rgba_is_composited_on_white():
     pixels = np.zeros((4, 4, 4), np.uint8)
-    pixels[0, 0] = (255, 0, 0, 128)   # half-transparent red
-    pixels[0, 1] = (0, 0, 255, 255)   # opaque blue
-    pixels[0, 2] = (0, 0, 0, 0)       # fully transparent black
+    pixels[0, 0] = (255, 0, 0, 128)  # half-transparent red
+    pixels[0, 1] = (0, 0, 255, 255)  # opaque blue
+    pixels[0, 2] = (0, 0, 0, 0)  # fully transparent black
     decoded = decode_image_array(encode(Image.fromarray(pixels, "RGBA"), "PNG"))
     assert np.abs(decoded[0, 0].astype(int) - (255, 127, 127)).max() <= 1
     assert decoded[0, 1].tolist() == [0, 0, 255]
@@ -237,7 +257,7 @@ STORED_FOR_ORIENTATION = {
     3: lambda up: up[::-1, ::-1],
     4: lambda up: up[::-1],
     5: lambda up: up.transpose(1, 0, 2),
-    6: lambda up: np.rot90(up, 1),     # stored turned left; shown turned right (clockwise)
+    6: lambda up: np.rot90(up, 1),  # stored turned left; shown turned right (clockwise)
     7: lambda up: up[::-1, ::-1].transpose(1, 0, 2),
     8: lambda up: np.rot90(up, -1),
 }
@@ -274,6 +294,7 @@ def test_broken_exif_does_not_cost_the_image():
 
 
 # --- refusals: each with its own sentence naming the file -----------------------------------
+
 
 def test_empty_file():
     message = message_of(b"", "photo.jpg")
@@ -331,24 +352,27 @@ def test_file_cut_inside_its_header_is_called_corrupt_not_foreign(fmt):
 def png_with_broken_second_chunk() -> bytes:
     data = encode(noise(200, 200), "PNG")  # image data spans several IDAT chunks
     second = data.index(b"IDAT", data.index(b"IDAT") + 4)
-    return data[:second] + b"G\xf4\x0c\x00" + data[second + 4:]
+    return data[:second] + b"G\xf4\x0c\x00" + data[second + 4 :]
 
 
 def tiff_with_zero_rows_per_strip() -> bytes:
     data = bytearray(encode(noise(4, 4), "TIFF"))
     directory = struct.unpack("<I", data[4:8])[0]
-    for entry in range(struct.unpack("<H", data[directory:directory + 2])[0]):
+    for entry in range(struct.unpack("<H", data[directory : directory + 2])[0]):
         start = directory + 2 + 12 * entry
-        if struct.unpack("<H", data[start:start + 2])[0] == 278:  # RowsPerStrip
-            data[start + 8:start + 12] = struct.pack("<I", 0)
+        if struct.unpack("<H", data[start : start + 2])[0] == 278:  # RowsPerStrip
+            data[start + 8 : start + 12] = struct.pack("<I", 0)
     return bytes(data)
 
 
-@pytest.mark.parametrize("build,pillow_raises", [
-    (lambda: b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", b"\x00\x00\x00\x01\x00"), ValueError),
-    (png_with_broken_second_chunk, SyntaxError),
-    (tiff_with_zero_rows_per_strip, ValueError),
-])
+@pytest.mark.parametrize(
+    "build,pillow_raises",
+    [
+        (lambda: b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", b"\x00\x00\x00\x01\x00"), ValueError),
+        (png_with_broken_second_chunk, SyntaxError),
+        (tiff_with_zero_rows_per_strip, ValueError),
+    ],
+)
 def test_pillow_failures_other_than_oserror_become_our_error(build, pillow_raises):
     data = build()
     with pytest.raises(pillow_raises):
@@ -359,7 +383,7 @@ def test_pillow_failures_other_than_oserror_become_our_error(build, pillow_raise
 
 def test_too_many_jpeg_scans():
     data = encode(noise(16, 16), "JPEG", progressive=True)
-    last_scan = data[data.rindex(b"\xff\xda"):-2]
+    last_scan = data[data.rindex(b"\xff\xda") : -2]
     crafted = data[:-2] + last_scan * MAX_JPEG_SCANS + b"\xff\xd9"
     assert "JPEG scans" in message_of(crafted, "scans.jpg")
 
@@ -377,11 +401,14 @@ def test_text_file_is_not_an_image(tmp_path):
     assert not probe_image_file(path)
 
 
-@pytest.mark.parametrize("data,kind", [
-    (b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic" + bytes(100), "HEIC"),
-    (b"%PDF-1.7\n%\xe2\xe3\xcf\xd3\n" + bytes(100), "PDF"),
-    (b'<?xml version="1.0"?>\n<svg xmlns="http://www.w3.org/2000/svg"></svg>', "SVG"),
-])
+@pytest.mark.parametrize(
+    "data,kind",
+    [
+        (b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic" + bytes(100), "HEIC"),
+        (b"%PDF-1.7\n%\xe2\xe3\xcf\xd3\n" + bytes(100), "PDF"),
+        (b'<?xml version="1.0"?>\n<svg xmlns="http://www.w3.org/2000/svg"></svg>', "SVG"),
+    ],
+)
 def test_common_wrong_files_are_named(data, kind):
     message = message_of(data, "upload")
     assert kind in message and "not a supported image" in message
@@ -434,6 +461,7 @@ def test_a_named_pipe_is_refused_at_once_not_waited_on(tmp_path, read):
 
 # --- folder scanning helpers ----------------------------------------------------------------
 
+
 def test_inspect_reads_the_header_only(tmp_path):
     path = tmp_path / "dog.webp"
     data = encode(noise(30, 20), "WEBP")
@@ -465,6 +493,7 @@ def test_limits_are_validated_settings():
 
 # --- resizing for a model -------------------------------------------------------------------
 
+
 def test_resize_is_half_pixel_bilinear_without_antialiasing():
     row = np.zeros((1, 2, 3), np.uint8)
     row[0, 1] = 100
@@ -490,18 +519,26 @@ def test_resize_keeps_0_to_255_and_takes_images_or_arrays():
 
 # --- no byte string escapes as anything but ImageUnreadable ---------------------------------
 
+
 def _corpus() -> list[bytes]:
     base = noise(16, 12, seed=7)
     exif = Image.Exif()
     exif[0x0112] = 6
     return [
-        encode(base, "JPEG"), encode(base, "JPEG", progressive=True),
-        encode(base, "JPEG", exif=exif.tobytes()), encode(base.convert("CMYK"), "JPEG"),
-        encode(base, "PNG"), encode(base.convert("RGBA"), "PNG"), encode(base.convert("P"), "PNG"),
+        encode(base, "JPEG"),
+        encode(base, "JPEG", progressive=True),
+        encode(base, "JPEG", exif=exif.tobytes()),
+        encode(base.convert("CMYK"), "JPEG"),
+        encode(base, "PNG"),
+        encode(base.convert("RGBA"), "PNG"),
+        encode(base.convert("P"), "PNG"),
         encode(Image.fromarray(np.full((12, 16), 40000, np.uint16)), "PNG"),
         encode(base.convert("P"), "GIF", save_all=True, append_images=[base.convert("P")]),
-        encode(base, "WEBP"), encode(base, "WEBP", lossless=True), encode(base, "BMP"),
-        encode(base, "TIFF"), encode(base, "TIFF", compression="tiff_lzw"),
+        encode(base, "WEBP"),
+        encode(base, "WEBP", lossless=True),
+        encode(base, "BMP"),
+        encode(base, "TIFF"),
+        encode(base, "TIFF", compression="tiff_lzw"),
         encode(base, "TIFF", compression="jpeg"),
         encode(Image.fromarray(np.ones((12, 16), np.float32)), "TIFF"),
     ]
@@ -535,7 +572,7 @@ def mutated_images(draw) -> bytes:
         elif action == "insert":
             data[position:position] = draw(st.binary(min_size=1, max_size=8))
         else:
-            del data[position:position + draw(st.integers(1, 64))]
+            del data[position : position + draw(st.integers(1, 64))]
         if not data:
             data = bytearray(b"\x00")
     if draw(st.booleans()):

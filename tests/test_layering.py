@@ -48,9 +48,10 @@ def test_core_modules_the_pages_use_do_not_load_tensorflow_on_import():
             elif isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("core."):
                 used.add(node.module)
     assert used
-    code = "import sys\n" + "".join(f"import {m}\n" for m in sorted(used)) + (
-        "heavy = sorted(m for m in ('tensorflow', 'keras') if m in sys.modules)\n"
-        "assert not heavy, heavy\n"
+    code = (
+        "import sys\n"
+        + "".join(f"import {m}\n" for m in sorted(used))
+        + ("heavy = sorted(m for m in ('tensorflow', 'keras') if m in sys.modules)\nassert not heavy, heavy\n")
     )
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr[-2000:]

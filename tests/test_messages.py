@@ -18,12 +18,15 @@ def shown(markdown: str) -> str:
     return html.unescape(rendered[3:-4])
 
 
-@pytest.mark.parametrize("text", [
-    "The folder photos/beagle/*.jpg has no images.",
-    "my_dogs_2/_best_ and **bold** [a](b) <b>hi</b> $x$ ~~s~~ :red[x] &amp; C:\\Users\\me",
-    "# not a heading\n1. not a list\n- nor this\n> nor a quote\n===",
-    "2) still text, and 10. so is this",
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "The folder photos/beagle/*.jpg has no images.",
+        "my_dogs_2/_best_ and **bold** [a](b) <b>hi</b> $x$ ~~s~~ :red[x] &amp; C:\\Users\\me",
+        "# not a heading\n1. not a list\n- nor this\n> nor a quote\n===",
+        "2) still text, and 10. so is this",
+    ],
+)
 def test_literal_text_is_shown_exactly_as_written(text):
     assert shown(literal(text)) == text
 
@@ -31,4 +34,5 @@ def test_literal_text_is_shown_exactly_as_written(text):
 def test_code_spans_in_messages_stay_code():
     markdown = literal("run `python -m core.data --download stanford_dogs` for 'stanford_dogs'")
     assert MARKDOWN.render(markdown).strip() == (
-        "<p>run <code>python -m core.data --download stanford_dogs</code> for 'stanford_dogs'</p>")
+        "<p>run <code>python -m core.data --download stanford_dogs</code> for 'stanford_dogs'</p>"
+    )

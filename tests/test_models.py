@@ -10,8 +10,16 @@ from core.config import ModelConfig, RunConfig, TrainConfig
 from core.errors import ConfigError, WeightsUnavailable
 from core.models import build_model, compile_model, layers_to_unfreeze, parameter_counts, unfreeze_for_finetune
 
-NOTEBOOK_RESOLUTIONS = {"EfficientNetB0": 224, "EfficientNetB1": 240, "EfficientNetB2": 260, "EfficientNetB3": 300,
-                        "EfficientNetB4": 380, "EfficientNetB5": 456, "EfficientNetB6": 528, "EfficientNetB7": 600}
+NOTEBOOK_RESOLUTIONS = {
+    "EfficientNetB0": 224,
+    "EfficientNetB1": 240,
+    "EfficientNetB2": 260,
+    "EfficientNetB3": 300,
+    "EfficientNetB4": 380,
+    "EfficientNetB5": 456,
+    "EfficientNetB6": 528,
+    "EfficientNetB7": 600,
+}
 
 
 @pytest.fixture
@@ -28,9 +36,11 @@ def frozen_model():
 
 # ---------------------------------------------------------------------------------------------- tables
 
+
 def test_backbone_table_has_the_notebook_resolutions():
     assert {name: row.resolution for name, row in BACKBONES.items() if name in NOTEBOOK_RESOLUTIONS} == (
-        NOTEBOOK_RESOLUTIONS)
+        NOTEBOOK_RESOLUTIONS
+    )
 
 
 def test_every_backbone_builder_resolves():
@@ -72,7 +82,10 @@ def test_empty_settings_resolve_to_regime_and_backbone_defaults():
     assert run.effective_weight_decay == 0.0
     assert run.effective_epochs == 30
     explicit = TrainConfig(epochs=2, learning_rate=0.05, weight_decay=0.0)
-    assert (run.replace(train=explicit).effective_epochs, run.replace(train=explicit).effective_learning_rate) == (2, 0.05)
+    assert (run.replace(train=explicit).effective_epochs, run.replace(train=explicit).effective_learning_rate) == (
+        2,
+        0.05,
+    )
     assert RunConfig(train=explicit).effective_weight_decay == 0.0
     assert ModelConfig().effective_weights == "imagenet"
     assert ModelConfig(image_size=64).effective_image_size == 64
@@ -80,28 +93,35 @@ def test_empty_settings_resolve_to_regime_and_backbone_defaults():
 
 # ---------------------------------------------------------------------------------------------- configs
 
-@pytest.mark.parametrize("changes, words", [
-    ({"regime": "scratch", "weights": "imagenet"}, "random weights"),
-    ({"regime": "finetune"}, "Frozen run to fine-tune"),
-    ({"regime": "finetune", "parent_run_id": "r1", "weights": "imagenet"}, "leave Starting weights empty"),
-    ({"regime": "frozen", "parent_run_id": "r1"}, "Only fine-tuning"),
-    ({"image_size": 16}, "between 32 and 1024"),
-    ({"image_size": 64.5}, "whole number"),
-    ({"backbone": "ResNet50"}, "EfficientNetB0"),
-    ({"unfreeze_from_block": 9}, "between 1 and 7"),
-    ({"weights": " "}, "Starting weights"),
-])
+
+@pytest.mark.parametrize(
+    "changes, words",
+    [
+        ({"regime": "scratch", "weights": "imagenet"}, "random weights"),
+        ({"regime": "finetune"}, "Frozen run to fine-tune"),
+        ({"regime": "finetune", "parent_run_id": "r1", "weights": "imagenet"}, "leave Starting weights empty"),
+        ({"regime": "frozen", "parent_run_id": "r1"}, "Only fine-tuning"),
+        ({"image_size": 16}, "between 32 and 1024"),
+        ({"image_size": 64.5}, "whole number"),
+        ({"backbone": "ResNet50"}, "EfficientNetB0"),
+        ({"unfreeze_from_block": 9}, "between 1 and 7"),
+        ({"weights": " "}, "Starting weights"),
+    ],
+)
 def test_model_config_explains_what_is_wrong(changes, words):
     with pytest.raises(ConfigError, match=words):
         ModelConfig(**changes)
 
 
-@pytest.mark.parametrize("changes, words", [
-    ({"batch_size": 0}, "Batch size"),
-    ({"epochs": 2.5}, "whole number"),
-    ({"learning_rate": 5.0}, "Learning rate"),
-    ({"mixed_precision": "fp8"}, "Mixed precision"),
-])
+@pytest.mark.parametrize(
+    "changes, words",
+    [
+        ({"batch_size": 0}, "Batch size"),
+        ({"epochs": 2.5}, "whole number"),
+        ({"learning_rate": 5.0}, "Learning rate"),
+        ({"mixed_precision": "fp8"}, "Mixed precision"),
+    ],
+)
 def test_train_config_explains_what_is_wrong(changes, words):
     with pytest.raises(ConfigError, match=words):
         TrainConfig(**changes)
@@ -115,6 +135,7 @@ def test_model_and_train_configs_round_trip_through_json():
 
 
 # ---------------------------------------------------------------------------------------------- models
+
 
 def test_frozen_model_is_flat_with_a_frozen_backbone_and_the_notebook_head(frozen_model):
     import keras
@@ -169,8 +190,11 @@ def test_fine_tune_from_a_block_unfreezes_whole_blocks():
     trainable = {layer.name for layer in model.layers if layer.trainable}
     assert "block7a_expand_conv" in unfrozen and "top_conv" in unfrozen
     assert not any(name.startswith("block6") for name in trainable)
-    assert not any(isinstance(layer, keras.layers.BatchNormalization) and layer.trainable
-                   for layer in model.layers if layer.name != "head_bn")
+    assert not any(
+        isinstance(layer, keras.layers.BatchNormalization) and layer.trainable
+        for layer in model.layers
+        if layer.name != "head_bn"
+    )
     assert parameter_counts(model)[1] > before
     with pytest.raises(ConfigError, match="no block 9"):
         layers_to_unfreeze(model, 20, from_block=9)

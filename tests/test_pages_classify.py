@@ -85,7 +85,7 @@ def colour_bars() -> bytes:
     bars = np.zeros((224, 224, 3), np.uint8)
     colours = [(192, 192, 192), (192, 192, 0), (0, 192, 192), (0, 192, 0), (192, 0, 192), (192, 0, 0), (0, 0, 192)]
     for index, colour in enumerate(colours):
-        bars[:, index * 32:(index + 1) * 32] = colour
+        bars[:, index * 32 : (index + 1) * 32] = colour
     buffer = io.BytesIO()
     Image.fromarray(bars).save(buffer, format="PNG")
     return buffer.getvalue()
@@ -114,8 +114,11 @@ class RecordingStorage(MemoryMediaFileStorage):
 def test_several_photos_with_a_broken_one_fill_the_table_and_csv(dogs10, monkeypatch):
     monkeypatch.setattr(app_test, "MemoryMediaFileStorage", RecordingStorage)
     at = open_classify()
-    files = [upload(dogs10 / "test" / SAMOYED), ("broken.jpg", b"not an image", "image/jpeg"),
-             upload(dogs10 / "test" / GOLDEN)]
+    files = [
+        upload(dogs10 / "test" / SAMOYED),
+        ("broken.jpg", b"not an image", "image/jpeg"),
+        upload(dogs10 / "test" / GOLDEN),
+    ]
     at.file_uploader(key="classify_uploads").set_value(files).run()
     assert not at.exception
     table = at.dataframe[0].value

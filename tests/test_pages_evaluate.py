@@ -72,9 +72,12 @@ def test_a_run_without_a_saved_model_is_not_offered(trained_home, monkeypatch, t
 def three_runs(tmp_path_factory, tiny_run):
     """Two runs tested on the same 27 demo images, and one tested on 18 of them."""
     home = tmp_path_factory.mktemp("compare-home")
-    return (home, tiny_run(home, name="frozen on 27", test_images=27),
-            tiny_run(home, name="frozen again on 27", test_images=27),
-            tiny_run(home, name="frozen on 18", test_images=18))
+    return (
+        home,
+        tiny_run(home, name="frozen on 27", test_images=27),
+        tiny_run(home, name="frozen again on 27", test_images=27),
+        tiny_run(home, name="frozen on 18", test_images=18),
+    )
 
 
 def test_compare_offers_only_runs_tested_on_the_same_images_with_readable_labels(three_runs, monkeypatch):
@@ -97,5 +100,6 @@ def test_compare_offers_only_runs_tested_on_the_same_images_with_readable_labels
     theirs = evaluation.compute_metrics(run_predictions(second))
     expected = {d.metric: f"{d.delta:+.3f}" for d in evaluation.compare(theirs, ours)}
     assert {m.label: m.proto.delta for m in at.metric} == expected  # just the number: nothing to cut
-    assert any("this run minus **frozen again on 27 · " in c.value and "same 27 test images" in c.value
-               for c in at.caption)
+    assert any(
+        "this run minus **frozen again on 27 · " in c.value and "same 27 test images" in c.value for c in at.caption
+    )

@@ -85,7 +85,9 @@ def test_the_form_takes_its_limits_and_defaults_from_the_configs():
     at = open_train()
     size = at.number_input(key="train_frozen_size")
     image_size = ModelConfig.__dataclass_fields__["image_size"].metadata
-    assert (size.min, size.max, size.step) == (image_size["min"], image_size["max"], image_size["step"]) == (32, 1024, 8)
+    assert (
+        (size.min, size.max, size.step) == (image_size["min"], image_size["max"], image_size["step"]) == (32, 1024, 8)
+    )
     assert size.value is None  # empty: the backbone's native resolution
     epochs = at.number_input(key="train_frozen_epochs")
     assert (epochs.min, epochs.max, epochs.value) == (1, 1000, REGIMES["frozen"].epochs)
@@ -146,6 +148,7 @@ def test_comparison_overlays_one_trace_group_per_selected_run():
     at.multiselect(key="train_compare").set_value([first.id, second.id]).run()
     chart = next(c for c in at.get("plotly_chart") if "train_compare_chart" in c.proto.id)
     import json
+
     groups = {trace.get("legendgroup") for trace in json.loads(chart.proto.spec)["data"]}
     assert len(groups) == 2
 
@@ -159,12 +162,17 @@ def test_grid_queues_one_run_per_cell():
     assert not at.exception
     cells = grid.grid_cells(grid.grid_ids()[0])
     assert sorted((c.learning_rate, c.weight_decay) for c in cells) == [
-        (1e-4, 0.0), (1e-4, 0.01), (1e-3, 0.0), (1e-3, 0.01)]
+        (1e-4, 0.0),
+        (1e-4, 0.01),
+        (1e-3, 0.0),
+        (1e-3, 0.01),
+    ]
     assert all(r.config.model.regime == "frozen" for r in runs.list_runs())
     assert sum(r.status == runs.QUEUED for r in runs.list_runs()) >= 3
 
 
 # ---------------------------------------------------------------------------------------------- the instructor's journey
+
 
 def test_learning_rates_step_by_factors_and_launch_with_the_chosen_one():
     at = open_train()
@@ -243,7 +251,8 @@ def test_launch_and_grid_check_the_data_first_and_create_no_run(tmp_path):
     submit(at)
     assert [shown(e) for e in at.error] == [
         f"dog.jpg is a file, not a folder: give the folder that holds one sub-folder of images per class "
-        f"(perhaps {tmp_path}), or pick the demo dataset."]
+        f"(perhaps {tmp_path}), or pick the demo dataset."
+    ]
     at.button(key="train_grid_launch").click().run()
     assert not at.exception
     assert any("dog.jpg is a file, not a folder" in shown(e) for e in at.error)

@@ -23,13 +23,15 @@ def keras():
 
 def save_tiny_model(keras, path, num_classes, activation="softmax", seed=0):
     keras.utils.set_random_seed(seed)
-    model = keras.Sequential([
-        keras.Input((SIZE, SIZE, 3)),
-        keras.layers.Rescaling(1 / 255),
-        keras.layers.Conv2D(4, 3, strides=2, activation="relu"),
-        keras.layers.GlobalAveragePooling2D(),
-        keras.layers.Dense(num_classes, activation=activation),
-    ])
+    model = keras.Sequential(
+        [
+            keras.Input((SIZE, SIZE, 3)),
+            keras.layers.Rescaling(1 / 255),
+            keras.layers.Conv2D(4, 3, strides=2, activation="relu"),
+            keras.layers.GlobalAveragePooling2D(),
+            keras.layers.Dense(num_classes, activation=activation),
+        ]
+    )
     model.save(path)
     return model
 
@@ -44,8 +46,9 @@ def test_predict_split_matches_model_predict_and_reports_progress(demo_home, tmp
     splits = load_splits(CONFIG, SIZE)
     model = save_tiny_model(keras, tmp_path / "model.keras", splits.info.num_classes)
     calls = []
-    predictions = predict_split(tmp_path / "model.keras", CONFIG, SIZE, None,
-                                           progress=lambda *a: calls.append(a), batch_size=8)
+    predictions = predict_split(
+        tmp_path / "model.keras", CONFIG, SIZE, None, progress=lambda *a: calls.append(a), batch_size=8
+    )
     expected = model.predict(splits.test.batch(8), verbose=0)
     labels = np.concatenate([y for _, y in splits.test.batch(8).as_numpy_iterator()])
     assert predictions.probabilities.shape == (27, splits.info.num_classes)

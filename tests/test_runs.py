@@ -17,8 +17,12 @@ from core.errors import ConfigError, RunError
 
 def config(**model) -> RunConfig:
     model = {"regime": "frozen", "weights": "none", "image_size": 32, **model}
-    return RunConfig(data=DataConfig(source="demo", max_train_images=16, max_test_images=8),
-                     augment=AUGMENT_PRESETS["none"], model=ModelConfig(**model), train=TrainConfig(epochs=3, batch_size=8))
+    return RunConfig(
+        data=DataConfig(source="demo", max_train_images=16, max_test_images=8),
+        augment=AUGMENT_PRESETS["none"],
+        model=ModelConfig(**model),
+        train=TrainConfig(epochs=3, batch_size=8),
+    )
 
 
 @pytest.fixture
@@ -52,10 +56,15 @@ def set_running(run_id: str, pid: int) -> None:
 
 # ---------------------------------------------------------------------------------------------- configs and records
 
+
 def test_run_config_round_trips_through_json_with_its_nested_configs():
-    original = RunConfig(name="dogs", data=DataConfig(source="folder:/photos", max_train_images=100),
-                         augment=AUGMENT_PRESETS["strong"], model=ModelConfig(regime="scratch", image_size=64),
-                         train=TrainConfig(epochs=2, learning_rate=0.01))
+    original = RunConfig(
+        name="dogs",
+        data=DataConfig(source="folder:/photos", max_train_images=100),
+        augment=AUGMENT_PRESETS["strong"],
+        model=ModelConfig(regime="scratch", image_size=64),
+        train=TrainConfig(epochs=2, learning_rate=0.01),
+    )
     again = RunConfig.from_json(original.to_json())
     assert again == original
     assert isinstance(again.model, ModelConfig) and isinstance(again.augment, type(AUGMENT_PRESETS["strong"]))
@@ -73,8 +82,12 @@ def test_created_runs_are_listed_newest_first_and_queued_in_order():
     assert [r.id for r in runs.queue()] == [first, second]
     assert (runs.queue_position(first), runs.queue_position(second)) == (1, 2)
     record = runs.get_run(first)
-    assert (record.status, record.regime, record.backbone, record.epochs_planned) == ("queued", "frozen",
-                                                                                      "EfficientNetB0", 3)
+    assert (record.status, record.regime, record.backbone, record.epochs_planned) == (
+        "queued",
+        "frozen",
+        "EfficientNetB0",
+        3,
+    )
     assert record.config == config()
     assert runs.get_run(second).pid == os.getpid()
     assert runs.store_path().is_file() and record.folder.is_dir()
@@ -90,14 +103,31 @@ def test_a_missing_run_is_a_readable_error():
 def test_epochs_and_progress_are_recorded():
     run_id = runs.create_run(config())
     runs.record_progress(run_id, phase="training", epoch=1, batch=3, batches=4, images_per_s=12.5)
-    runs.record_epoch(run_id, 1, {"loss": 2.0, "accuracy": 0.25, "top5_accuracy": 0.75, "val_loss": 2.1,
-                                  "val_accuracy": 0.5, "val_top5_accuracy": float("nan")}, seconds=3.0)
+    runs.record_epoch(
+        run_id,
+        1,
+        {
+            "loss": 2.0,
+            "accuracy": 0.25,
+            "top5_accuracy": 0.75,
+            "val_loss": 2.1,
+            "val_accuracy": 0.5,
+            "val_top5_accuracy": float("nan"),
+        },
+        seconds=3.0,
+    )
     runs.record_progress(run_id, phase="training", epoch=2, batch=2)
     runs.record_epoch(run_id, 2, {"loss": 1.5, "accuracy": 0.5, "val_accuracy": 0.375})
     done = runs.epochs(run_id)
     assert [e.epoch for e in done] == [1, 2]
-    assert done[0].metrics() == {"loss": 2.0, "accuracy": 0.25, "top5_accuracy": 0.75, "val_loss": 2.1,
-                                 "val_accuracy": 0.5, "val_top5_accuracy": None}
+    assert done[0].metrics() == {
+        "loss": 2.0,
+        "accuracy": 0.25,
+        "top5_accuracy": 0.75,
+        "val_loss": 2.1,
+        "val_accuracy": 0.5,
+        "val_top5_accuracy": None,
+    }
     now = runs.progress(run_id)
     assert (now.epoch, now.batch, now.batches, now.images_per_s, now.epochs) == (2, 2, 4, 12.5, 3)
     assert now.fraction == pytest.approx((1 + 2 / 4) / 3)
@@ -118,6 +148,7 @@ def test_readers_are_not_blocked_by_a_writer():
 
 
 # ---------------------------------------------------------------------------------------------- queue
+
 
 def test_two_runs_started_at_once_train_one_after_the_other(sleepers):
     ids: list[str] = []
@@ -182,6 +213,7 @@ def test_a_queued_cli_run_whose_process_died_leaves_the_queue():
 
 # ---------------------------------------------------------------------------------------------- controls
 
+
 def test_stopping_a_queued_run_removes_it_from_the_queue():
     run_id = runs.create_run(config())
     assert runs.request_stop(run_id) == "stopped"
@@ -234,6 +266,7 @@ def test_delete_removes_a_finished_run_and_its_folder():
 
 # ---------------------------------------------------------------------------------------------- fine-tune parents
 
+
 def test_a_fine_tune_needs_a_frozen_parent_with_a_saved_model_and_the_same_network():
     scratch = runs.create_run(config(regime="scratch"))
     frozen = runs.create_run(config())
@@ -263,5 +296,13 @@ def test_a_fine_tune_needs_a_frozen_parent_with_a_saved_model_and_the_same_netwo
 
 def test_config_summary_fills_in_regime_defaults():
     summary = runs.config_summary(config(regime="scratch", weights=None, image_size=None))
-    assert summary == {"backbone": "EfficientNetB0", "regime": "scratch", "image_size": 224, "weights": "none",
-                       "epochs": 3, "batch_size": 8, "learning_rate": 1e-3, "weight_decay": 0.0}
+    assert summary == {
+        "backbone": "EfficientNetB0",
+        "regime": "scratch",
+        "image_size": 224,
+        "weights": "none",
+        "epochs": 3,
+        "batch_size": 8,
+        "learning_rate": 1e-3,
+        "weight_decay": 0.0,
+    }

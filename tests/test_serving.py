@@ -27,13 +27,14 @@ SIZE = 32
 
 # ---------------------------------------------------------------------------------------------- models
 
+
 def bar_picture(horizontal: bool, seed: int, width: int = SIZE, height: int = SIZE) -> tuple[np.ndarray, tuple]:
     """A white bar on dark noise, and the bar's (top, left, bottom, right)."""
     rng = np.random.default_rng(seed)
     pixels = rng.integers(0, 60, (height, width, 3)).astype(np.uint8)
     bar_h, bar_w = (3, 12) if horizontal else (12, 3)
     top, left = int(rng.integers(1, height - bar_h - 1)), int(rng.integers(1, width - bar_w - 1))
-    pixels[top:top + bar_h, left:left + bar_w] = 255
+    pixels[top : top + bar_h, left : left + bar_w] = 255
     return pixels, (top, left, top + bar_h, left + bar_w)
 
 
@@ -93,6 +94,7 @@ def png(pixels: np.ndarray) -> bytes:
 
 # ---------------------------------------------------------------------------------------------- awkward files
 
+
 def _palette_with_transparency() -> bytes:
     palette = Image.new("P", (20, 12))
     palette.putpalette([200, 10, 10, 0, 0, 0] + [0] * 762)
@@ -111,11 +113,13 @@ def _truncated_jpeg() -> bytes:
 
 
 GOOD_FILES = {
-    "grey.png": lambda: encode(Image.fromarray(np.arange(30 * 20, dtype=np.uint16).reshape(20, 30)
-                                               .astype(np.uint8), "L"), "PNG"),
+    "grey.png": lambda: encode(
+        Image.fromarray(np.arange(30 * 20, dtype=np.uint16).reshape(20, 30).astype(np.uint8), "L"), "PNG"
+    ),
     "cmyk.jpg": lambda: encode(Image.new("CMYK", (24, 16), (0, 255, 255, 0)), "JPEG", quality=95),
-    "sixteen-bit.png": lambda: encode(Image.fromarray(np.linspace(0, 65535, 24 * 16).astype(np.uint16)
-                                                      .reshape(16, 24)), "PNG"),
+    "sixteen-bit.png": lambda: encode(
+        Image.fromarray(np.linspace(0, 65535, 24 * 16).astype(np.uint16).reshape(16, 24)), "PNG"
+    ),
     "palette-transparent.png": _palette_with_transparency,
     "really-a-png.jpg": lambda: encode(noise(21, 13), "PNG"),
     "exif-rotated.jpg": lambda: with_orientation(STORED_FOR_ORIENTATION[6](quadrants(48, 32)), 6, "JPEG"),
@@ -127,10 +131,14 @@ BAD_FILES = {
     "bomb.png": (lambda: png_declaring(100_000, 100_000), "bomb.png is too large"),
     "truncated.jpg": (_truncated_jpeg, "truncated.jpg is truncated or corrupt"),
     "empty.jpg": (lambda: b"", "empty.jpg is empty (0 bytes)"),
-    "random.jpg": (lambda: np.random.default_rng(1).integers(0, 256, 3000, dtype=np.uint8).tobytes(),
-                   "random.jpg is not an image"),
-    "notes.jpg": (lambda: b"These are my notes about dogs.\nNot a picture.\n",
-                  "notes.jpg is not an image: it contains text"),
+    "random.jpg": (
+        lambda: np.random.default_rng(1).integers(0, 256, 3000, dtype=np.uint8).tobytes(),
+        "random.jpg is not an image",
+    ),
+    "notes.jpg": (
+        lambda: b"These are my notes about dogs.\nNot a picture.\n",
+        "notes.jpg is not an image: it contains text",
+    ),
 }
 SMALL_LIMITS = DecodeLimits(max_pixels=100_000)  # 400 x 300 is "huge" here
 
@@ -159,8 +167,9 @@ def test_each_awkward_file_gets_its_result_in_one_batch(bars):
 def test_a_bad_file_does_not_change_the_others(bars):
     good = [(f"bar{i}.png", png(bar_picture(i % 2 == 0, seed=50 + i)[0])) for i in range(3)]
     alone = classification.classify(bars, good)
-    mixed = classification.classify(bars, [good[0], ("broken.jpg", b"\xff\xd8\xff garbage"), good[1], ("empty.png", b""),
-                                    good[2]])
+    mixed = classification.classify(
+        bars, [good[0], ("broken.jpg", b"\xff\xd8\xff garbage"), good[1], ("empty.png", b""), good[2]]
+    )
     assert [r.ok for r in mixed] == [True, False, True, False, True]
     for single, batched in zip(alone, [mixed[0], mixed[2], mixed[4]]):
         assert single.file == batched.file and single.label == batched.label
@@ -179,11 +188,27 @@ def test_every_kind_of_input_is_accepted(bars, tmp_path):
         def getvalue(self) -> bytes:
             return data
 
-    inputs = [("named.png", data), ("picture.png", Image.fromarray(pixels)), Image.fromarray(pixels), path,
-              str(path), Upload(), data, Image.fromarray(pixels).convert("RGBA")]
+    inputs = [
+        ("named.png", data),
+        ("picture.png", Image.fromarray(pixels)),
+        Image.fromarray(pixels),
+        path,
+        str(path),
+        Upload(),
+        data,
+        Image.fromarray(pixels).convert("RGBA"),
+    ]
     results = classification.classify(bars, inputs, k=1)
-    assert [r.file for r in results] == ["named.png", "picture.png", "image 3", str(path), str(path),
-                                         "upload.png", "image 7", "image 8"]
+    assert [r.file for r in results] == [
+        "named.png",
+        "picture.png",
+        "image 3",
+        str(path),
+        str(path),
+        "upload.png",
+        "image 7",
+        "image 8",
+    ]
     assert all(r.ok and r.label == "horizontal bar" for r in results)
     assert [r.file for r in classification.classify(bars, path)] == [str(path)]  # one input on its own
     for result in results[1:]:
@@ -256,13 +281,19 @@ def test_models_are_loaded_once_until_the_file_changes(bar_model_file, tmp_path)
 
 # ---------------------------------------------------------------------------------------------- orientation
 
+
 @pytest.mark.parametrize("orientation", [3, 6, 8])
 def test_exif_rotated_photo_is_classified_like_its_upright_twin(bars, orientation):
     upright = bar_picture(True, seed=11, width=44, height=30)[0]
     stored = np.ascontiguousarray(STORED_FOR_ORIENTATION[orientation](upright))
-    twin, rotated, ignored = classification.classify(bars, [
-        ("twin.png", png(upright)), ("rotated.png", with_orientation(stored, orientation, "PNG")),
-        ("ignored.png", png(stored))])
+    twin, rotated, ignored = classification.classify(
+        bars,
+        [
+            ("twin.png", png(upright)),
+            ("rotated.png", with_orientation(stored, orientation, "PNG")),
+            ("ignored.png", png(stored)),
+        ],
+    )
     assert twin.label == rotated.label == "horizontal bar"
     np.testing.assert_allclose(rotated.probabilities, twin.probabilities, atol=1e-6)
     if orientation != 3:  # a quarter turn makes the bar vertical when the tag is not applied
@@ -273,8 +304,14 @@ def test_exif_rotated_dog_photo_matches_its_upright_twin(dogs, dog_photo):
     """The dog classifier's centre crop must not rotate an already upright photo a second time."""
     upright = np.asarray(decode_image(dog_photo.read_bytes()))
     stored = np.ascontiguousarray(STORED_FOR_ORIENTATION[6](upright))
-    twin, rotated, sideways = classification.classify(dogs, [
-        ("twin.png", png(upright)), ("rotated.png", with_orientation(stored, 6, "PNG")), ("sideways.png", png(stored))])
+    twin, rotated, sideways = classification.classify(
+        dogs,
+        [
+            ("twin.png", png(upright)),
+            ("rotated.png", with_orientation(stored, 6, "PNG")),
+            ("sideways.png", png(stored)),
+        ],
+    )
     assert twin.label == rotated.label
     np.testing.assert_allclose(rotated.probabilities, twin.probabilities, atol=1e-5)
     assert np.abs(sideways.probabilities - twin.probabilities).sum() > 0.1  # so orientation matters here
@@ -289,6 +326,7 @@ def test_dog_classifier_knows_a_real_photo(dogs, dog_photo):
 
 
 # ---------------------------------------------------------------------------------------------- Grad-CAM
+
 
 def test_grad_cam_has_the_photo_size_and_finds_the_bar(bars):
     pixels, (top, left, bottom, right) = bar_picture(True, seed=21, width=48, height=40)
@@ -316,8 +354,9 @@ def test_grad_cam_looks_inside_nested_models(bars):
     flat = keras.models.clone_model(bars.model)  # a copy: reusing the fixture's layers would change its graph
     flat.set_weights(bars.model.get_weights())
     backbone = keras.Model(flat.input, flat.get_layer("features").output, name="backbone")
-    nested = keras.Sequential([keras.Input((SIZE, SIZE, 3)), backbone, flat.get_layer("avg_pool"),
-                               flat.get_layer("pred")])
+    nested = keras.Sequential(
+        [keras.Input((SIZE, SIZE, 3)), backbone, flat.get_layer("avg_pool"), flat.get_layer("pred")]
+    )
     classifier = classifiers.Classifier("nested", BAR_CLASSES, SIZE, preprocessing.PREPROCESSING["stretch"], nested)
     assert last_feature_map_layer(nested).name == "features"
     picture = Image.fromarray(bar_picture(False, seed=23)[0])
@@ -340,7 +379,7 @@ def test_grad_cam_on_a_real_dog_photo(dogs, dog_photo):
     assert heatmap.shape == (height, width)
     assert heatmap.max() == pytest.approx(1.0) and heatmap.std() > 0.05
     left, top, right, bottom = (int(round(v)) for v in preprocessing.PREPROCESSING["imagenet"].view_box(width, height))
-    assert heatmap[:, : left - 1].max() == 0 and heatmap[:, right + 1:].max() == 0  # outside the centre crop
+    assert heatmap[:, : left - 1].max() == 0 and heatmap[:, right + 1 :].max() == 0  # outside the centre crop
     assert last_feature_map_layer(dogs.model).name == "top_activation"
 
 
@@ -360,8 +399,14 @@ def test_overlay_blends_the_colour_map_over_the_photo():
 
 # ---------------------------------------------------------------------------------------------- runs
 
-def register_run(model_file: Path | None, *, source: str = "demo", class_names: list[str] | None = None,
-                 file_name: str = "model_best.keras") -> str:
+
+def register_run(
+    model_file: Path | None,
+    *,
+    source: str = "demo",
+    class_names: list[str] | None = None,
+    file_name: str = "model_best.keras",
+) -> str:
     from core import runs
     from core.config import DataConfig, ModelConfig
 
@@ -434,10 +479,12 @@ def test_runs_without_a_model_or_unknown_are_errors(bar_model_file):
 
 # ---------------------------------------------------------------------------------------------- command line
 
+
 def run_cli(*args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    return subprocess.run([sys.executable, "-m", "core.serving", *args], cwd=ROOT, env=env, capture_output=True,
-                          text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "core.serving", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300
+    )
 
 
 def test_cli_prints_one_json_line_per_file(bar_run, tmp_path):
@@ -471,20 +518,24 @@ def test_cli_answers_a_named_pipe_with_an_error_line_instead_of_waiting(bar_run,
     assert second["top5"][0]["label"] == "horizontal bar"
 
 
-@pytest.mark.parametrize("argv,message", [
-    (["photo.jpg"], "one of the arguments --run --imagenet-dogs is required"),
-    (["--run", "x", "--imagenet-dogs", "photo.jpg"], "not allowed with"),
-    (["--imagenet-dogs"], "the following arguments are required"),
-    (["--run", "19990101-000000-abcdef", "PHOTO"], "no run"),
-    (["--imagenet-dogs", "EMPTY"], "no image files found"),
-    (["--imagenet-dogs", "--top-k", "0", "photo.jpg"], "--top-k must be at least 1"),
-    (["--imagenet-dogs", "--checkpoint", "newest", "photo.jpg"], "invalid choice"),
-])
+@pytest.mark.parametrize(
+    "argv,message",
+    [
+        (["photo.jpg"], "one of the arguments --run --imagenet-dogs is required"),
+        (["--run", "x", "--imagenet-dogs", "photo.jpg"], "not allowed with"),
+        (["--imagenet-dogs"], "the following arguments are required"),
+        (["--run", "19990101-000000-abcdef", "PHOTO"], "no run"),
+        (["--imagenet-dogs", "EMPTY"], "no image files found"),
+        (["--imagenet-dogs", "--top-k", "0", "photo.jpg"], "--top-k must be at least 1"),
+        (["--imagenet-dogs", "--checkpoint", "newest", "photo.jpg"], "invalid choice"),
+    ],
+)
 def test_cli_bad_flags_exit_2(argv, message, tmp_path, capsys):
     (tmp_path / "empty").mkdir()
     (tmp_path / "photo.png").write_bytes(png(noise(8, 8)))
-    argv = [str(tmp_path / "empty") if a == "EMPTY" else str(tmp_path / "photo.png") if a == "PHOTO" else a
-            for a in argv]
+    argv = [
+        str(tmp_path / "empty") if a == "EMPTY" else str(tmp_path / "photo.png") if a == "PHOTO" else a for a in argv
+    ]
     with pytest.raises(SystemExit) as exited:
         cli.main(argv)
     assert exited.value.code == 2
@@ -513,12 +564,19 @@ def test_folders_expand_to_sorted_image_files(tmp_path):
     for name in ("z.JPG", "a.png", "b/c.webp", "notes.txt", ".hidden/x.png"):
         (tmp_path / name).write_bytes(b"")
     assert cli.expand_paths([tmp_path, "missing.jpg"]) == [
-        tmp_path / "a.png", tmp_path / "b" / "c.webp", tmp_path / "z.JPG", Path("missing.jpg")]
+        tmp_path / "a.png",
+        tmp_path / "b" / "c.webp",
+        tmp_path / "z.JPG",
+        Path("missing.jpg"),
+    ]
 
 
 def test_serving_modules_do_not_import_tensorflow():
-    modules = ", ".join(sorted(f"core.serving.{path.stem}" for path in (ROOT / "core" / "serving").glob("*.py")
-                               if path.stem != "__main__"))
+    modules = ", ".join(
+        sorted(
+            f"core.serving.{path.stem}" for path in (ROOT / "core" / "serving").glob("*.py") if path.stem != "__main__"
+        )
+    )
     code = f"import sys, {modules}; assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules"
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
@@ -530,22 +588,29 @@ DOGS = imagenet.dog_breed_names()
 def test_a_low_top_probability_is_called_unsure_with_a_hint_for_dog_models():
     result = classification.Result("pattern.png", top=(("Shih-Tzu", 0.164), ("Maltese dog", 0.05)))
     note = classification.unsure_note(result, DOGS)
-    assert note == ("The model is unsure: its best guess, Shih-Tzu, gets only 16.4%. This may not be a dog, "
-                    "or not one of the 120 breeds it knows.")
+    assert note == (
+        "The model is unsure: its best guess, Shih-Tzu, gets only 16.4%. This may not be a dog, "
+        "or not one of the 120 breeds it knows."
+    )
 
 
 def test_a_top_class_barely_ahead_of_the_next_is_called_unsure():
     result = classification.Result("x.png", top=(("circle", 0.52), ("ring", 0.45), ("square", 0.03)))
     note = classification.unsure_note(result, ["circle", "ring", "square"])
-    assert note == ("The model is unsure: circle (52.0%) is barely ahead of ring (45.0%). This may not show one "
-                    "of its 3 classes, or the model needs more training.")
+    assert note == (
+        "The model is unsure: circle (52.0%) is barely ahead of ring (45.0%). This may not show one "
+        "of its 3 classes, or the model needs more training."
+    )
 
 
-@pytest.mark.parametrize("top", [
-    (("Samoyed", 0.97), ("Pomeranian", 0.01)),
-    (("Samoyed", 0.41), ("Pomeranian", 0.30)),  # just above both limits
-    (("Samoyed", 0.45),),  # no runner-up listed (top-1 only)
-])
+@pytest.mark.parametrize(
+    "top",
+    [
+        (("Samoyed", 0.97), ("Pomeranian", 0.01)),
+        (("Samoyed", 0.41), ("Pomeranian", 0.30)),  # just above both limits
+        (("Samoyed", 0.45),),  # no runner-up listed (top-1 only)
+    ],
+)
 def test_a_clear_answer_gets_no_note(top):
     assert classification.unsure_note(classification.Result("dog.jpg", top=top), DOGS) is None
 

@@ -20,14 +20,18 @@ pipelines = pytest.importorskip("core.training.pipelines")
 recording = pytest.importorskip("core.training.callbacks")
 
 
-def demo_config(regime: str = "frozen", *, epochs: int = 1, train_images: int = 32, batch_size: int = 4,
-                **model) -> RunConfig:
+def demo_config(
+    regime: str = "frozen", *, epochs: int = 1, train_images: int = 32, batch_size: int = 4, **model
+) -> RunConfig:
     """A tiny run through the full pipeline (every image through the backbone every epoch, the notebook's
     way); the frozen regime's cached-features path has its own tests in test_features.py."""
     weights = {} if regime == "finetune" else {"weights": "none"}
-    return RunConfig(data=DataConfig(source="demo", max_train_images=train_images, max_test_images=16),
-                     augment=AUGMENT_PRESETS["notebook"], model=ModelConfig(regime=regime, image_size=32, **weights, **model),
-                     train=TrainConfig(epochs=epochs, batch_size=batch_size, feature_cache=False))
+    return RunConfig(
+        data=DataConfig(source="demo", max_train_images=train_images, max_test_images=16),
+        augment=AUGMENT_PRESETS["notebook"],
+        model=ModelConfig(regime=regime, image_size=32, **weights, **model),
+        train=TrainConfig(epochs=epochs, batch_size=batch_size, feature_cache=False),
+    )
 
 
 def link_demo(home: Path, folder: Path) -> None:
@@ -88,12 +92,14 @@ class Boom(keras.callbacks.Callback):
 
 # ---------------------------------------------------------------------------------------------- pipelines
 
+
 def test_training_batches_are_augmented_one_hot_and_test_batches_are_untouched():
     images = np.random.default_rng(0).uniform(0, 255, (10, 32, 32, 3)).astype("float32")
     labels = np.arange(10, dtype="int64") % 3
     source = tf.data.Dataset.from_tensor_slices((images, labels))
-    train = pipelines.training_pipeline(source, num_train=10, num_classes=3, image_size=32, batch_size=4,
-                                       augment=AUGMENT_PRESETS["notebook"], seed=1)
+    train = pipelines.training_pipeline(
+        source, num_train=10, num_classes=3, image_size=32, batch_size=4, augment=AUGMENT_PRESETS["notebook"], seed=1
+    )
     sizes, seen = [], []
     for x, y in train:
         assert x.dtype == tf.float32 and y.shape[1:] == (3,)
@@ -115,6 +121,7 @@ def test_the_last_small_batch_is_dropped_only_when_it_is_a_small_share():
 
 
 # ---------------------------------------------------------------------------------------------- failures in words
+
 
 def test_a_nan_loss_stops_training_with_advice():
     run_id = runs.create_run(demo_config())
@@ -140,6 +147,7 @@ def test_a_run_that_raises_is_marked_failed_with_its_message():
 
 
 # ---------------------------------------------------------------------------------------------- the regimes
+
 
 @pytest.fixture(scope="module")
 def stopped_frozen_run(tmp_path_factory, demo_32):
@@ -193,8 +201,11 @@ def test_finetune_unfreezes_exactly_the_top_layers_but_no_batch_norm(frozen_home
     parent_model = keras.models.load_model(parent.last_model, compile=False)
     top = parent_model.layers[-20:]
     expected = [layer.name for layer in top if not isinstance(layer, keras.layers.BatchNormalization)]
-    backbone_bn = [layer.name for layer in parent_model.layers
-                   if isinstance(layer, keras.layers.BatchNormalization) and not layer.trainable]
+    backbone_bn = [
+        layer.name
+        for layer in parent_model.layers
+        if isinstance(layer, keras.layers.BatchNormalization) and not layer.trainable
+    ]
 
     config = runs.finetune_config(parent_id, unfreeze_top_layers=20)
     config = config.replace(train=config.train.replace(epochs=2))
@@ -209,14 +220,16 @@ def test_finetune_unfreezes_exactly_the_top_layers_but_no_batch_norm(frozen_home
         layer = child_model.get_layer(name)
         assert not layer.trainable
         np.testing.assert_array_equal(layer.moving_mean.numpy(), parent_model.get_layer(name).moving_mean.numpy())
-    assert not np.allclose(child_model.get_layer("top_conv").kernel.numpy(),
-                           parent_model.get_layer("top_conv").kernel.numpy())
+    assert not np.allclose(
+        child_model.get_layer("top_conv").kernel.numpy(), parent_model.get_layer("top_conv").kernel.numpy()
+    )
     # The exception in epoch 2: failed, in words, with epoch 1 kept and resumable.
     assert outcome.status == record.status == "failed"
     assert record.error == "RuntimeError: the disk caught fire" and record.can_resume
 
 
 # ---------------------------------------------------------------------------------------------- background workers
+
 
 def wait_for(predicate, timeout_s: float = 300.0, poll_s: float = 0.02):
     deadline = time.monotonic() + timeout_s
@@ -250,8 +263,8 @@ def test_background_runs_queue_survive_a_kill_and_resume_where_they_stopped():
     assert finished.resumed == 1
     done = runs.epochs(first)
     assert [e.epoch for e in done] == [1, 2, 3]
-    assert done[:len(kept)] == kept  # epochs before the kill are untouched; numbering continued
-    assert all(e.recorded_at > killed_at for e in done[len(kept):])
+    assert done[: len(kept)] == kept  # epochs before the kill are untouched; numbering continued
+    assert all(e.recorded_at > killed_at for e in done[len(kept) :])
     other = runs.get_run(second)
     assert other.status == "completed" and len(runs.epochs(second)) == 1
     assert finished.started_at >= other.finished_at  # resumed only after the other run finished

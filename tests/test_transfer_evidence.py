@@ -71,11 +71,25 @@ def train_arm(label: str, config: RunConfig) -> Arm:
     seconds = time.monotonic() - start
     assert outcome.status == runs.COMPLETED, outcome.error
     record = runs.get_run(run_id)
-    arm = Arm(run_id, runs.epochs(run_id)[-1].metrics()["val_accuracy"], record.best_val_accuracy,
-              record.trainable_params, seconds)
-    print("transfer evidence", json.dumps({"arm": label, "val_accuracy": round(arm.val_accuracy, 4),
-                                           "best_val_accuracy": round(arm.best_val_accuracy, 4),
-                                           "seconds": round(seconds, 1), "run": config.display_name()}))
+    arm = Arm(
+        run_id,
+        runs.epochs(run_id)[-1].metrics()["val_accuracy"],
+        record.best_val_accuracy,
+        record.trainable_params,
+        seconds,
+    )
+    print(
+        "transfer evidence",
+        json.dumps(
+            {
+                "arm": label,
+                "val_accuracy": round(arm.val_accuracy, 4),
+                "best_val_accuracy": round(arm.best_val_accuracy, 4),
+                "seconds": round(seconds, 1),
+                "run": config.display_name(),
+            }
+        ),
+    )
     return arm
 
 
@@ -87,9 +101,12 @@ def link_demo(home: Path, folder: Path) -> None:
 
 
 def demo_config(weights: str) -> RunConfig:
-    return RunConfig(data=DEMO_DATA, augment=AUGMENT_PRESETS["none"],
-                     model=ModelConfig(backbone=LITE0, regime="frozen", weights=weights, image_size=DEMO_SIZE),
-                     train=DEMO_TRAIN)
+    return RunConfig(
+        data=DEMO_DATA,
+        augment=AUGMENT_PRESETS["none"],
+        model=ModelConfig(backbone=LITE0, regime="frozen", weights=weights, image_size=DEMO_SIZE),
+        train=DEMO_TRAIN,
+    )
 
 
 def finetune_of(parent: Arm) -> RunConfig:
@@ -98,6 +115,7 @@ def finetune_of(parent: Arm) -> RunConfig:
 
 
 # ---------------------------------------------------------------------------------------------- demo shapes
+
 
 @pytest.fixture(scope="module")
 def demo_arms(shared_demo_home, tmp_path_factory) -> dict[str, Arm]:
@@ -108,8 +126,10 @@ def demo_arms(shared_demo_home, tmp_path_factory) -> dict[str, Arm]:
         home = tmp_path_factory.mktemp("transfer-demo")
         link_demo(home, folder)
         patch.setenv("TRANSFER_LAB_HOME", str(home))
-        arms = {"frozen imagenet": train_arm("demo frozen, imagenet", demo_config("imagenet")),
-                "frozen none": train_arm("demo frozen, random", demo_config("none"))}
+        arms = {
+            "frozen imagenet": train_arm("demo frozen, imagenet", demo_config("imagenet")),
+            "frozen none": train_arm("demo frozen, random", demo_config("none")),
+        }
         arms["finetune imagenet"] = train_arm("demo finetune of frozen imagenet", finetune_of(arms["frozen imagenet"]))
         arms["finetune none"] = train_arm("demo finetune of frozen random", finetune_of(arms["frozen none"]))
     return arms
@@ -128,10 +148,16 @@ def test_fine_tuning_keeps_the_pretrained_lead(demo_arms):
 
 # ---------------------------------------------------------------------------------------------- real dog photos
 
+
 def dogs_config(dogs10: Path, model: ModelConfig, train: TrainConfig) -> RunConfig:
-    return RunConfig(data=DataConfig(source=f"folder:{dogs10}", max_train_images=DOGS_TRAIN_IMAGES,
-                                     max_test_images=DOGS_TEST_IMAGES),
-                     augment=AUGMENT_PRESETS["none"], model=model, train=train)
+    return RunConfig(
+        data=DataConfig(
+            source=f"folder:{dogs10}", max_train_images=DOGS_TRAIN_IMAGES, max_test_images=DOGS_TEST_IMAGES
+        ),
+        augment=AUGMENT_PRESETS["none"],
+        model=model,
+        train=train,
+    )
 
 
 def test_a_frozen_pretrained_lite0_head_passes_80_percent_on_real_dog_photos(dogs10):
@@ -139,9 +165,16 @@ def test_a_frozen_pretrained_lite0_head_passes_80_percent_on_real_dog_photos(dog
     arm = train_arm("dogs10 frozen, imagenet", dogs_config(dogs10, model, DOGS_FROZEN_TRAIN))
     metrics = evaluation.compute_metrics(run_predictions(arm.run_id))
     accuracy = metrics.headline()["Overall accuracy"]
-    print("transfer evidence", json.dumps({"arm": "dogs10 frozen, imagenet: evaluation of the best model",
-                                           "test_accuracy": round(accuracy, 4),
-                                           "top5": round(metrics.headline()["Top-5 accuracy"], 4)}))
+    print(
+        "transfer evidence",
+        json.dumps(
+            {
+                "arm": "dogs10 frozen, imagenet: evaluation of the best model",
+                "test_accuracy": round(accuracy, 4),
+                "top5": round(metrics.headline()["Top-5 accuracy"], 4),
+            }
+        ),
+    )
     assert accuracy > DOGS_PASS
     assert arm.val_accuracy > DOGS_PASS  # the last epoch too, not only the best one
     assert accuracy == pytest.approx(arm.best_val_accuracy, abs=0.011)  # the evaluation agrees with training

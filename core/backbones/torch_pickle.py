@@ -78,12 +78,12 @@ class PendingTensor:
     stride: tuple[int, ...]
 
 
-def _rebuild_tensor(storage: tuple[str, np.dtype], storage_offset: int, size: tuple, stride: tuple,
-                    *_ignored: Any) -> PendingTensor:
+def _rebuild_tensor(
+    storage: tuple[str, np.dtype], storage_offset: int, size: tuple, stride: tuple, *_ignored: Any
+) -> PendingTensor:
     """Stands for ``torch._utils._rebuild_tensor(_v2)``; ``requires_grad`` and hooks are irrelevant here."""
     key, dtype = storage
-    return PendingTensor(key, dtype, int(storage_offset), tuple(int(s) for s in size),
-                         tuple(int(s) for s in stride))
+    return PendingTensor(key, dtype, int(storage_offset), tuple(int(s) for s in size), tuple(int(s) for s in stride))
 
 
 def _rebuild_parameter(data: PendingTensor, *_ignored: Any) -> PendingTensor:
@@ -120,14 +120,23 @@ class _RestrictedUnpickler(pickle.Unpickler):
     def persistent_load(self, pid: Any) -> tuple[str, np.dtype]:
         if not self.allow_globals:
             raise UnsafeCheckpoint(f"{self.source} has an unexpected storage reference where none belongs.")
-        if (isinstance(pid, tuple) and len(pid) == 6 and pid[0] == "storage"
-                and isinstance(pid[1], StorageType) and isinstance(pid[2], str)):
+        if (
+            isinstance(pid, tuple)
+            and len(pid) == 6
+            and pid[0] == "storage"
+            and isinstance(pid[1], StorageType)
+            and isinstance(pid[2], str)
+        ):
             if pid[5] is not None:
-                raise WeightsUnavailable(f"{self.source} uses storage views, an old PyTorch format this "
-                                         "reader does not handle; re-save it with a recent PyTorch.")
+                raise WeightsUnavailable(
+                    f"{self.source} uses storage views, an old PyTorch format this "
+                    "reader does not handle; re-save it with a recent PyTorch."
+                )
             return pid[2], pid[1].dtype
-        raise UnsafeCheckpoint(f"{self.source} has a storage reference this reader does not understand "
-                               f"({type(pid).__name__}); refusing to load it.")
+        raise UnsafeCheckpoint(
+            f"{self.source} has a storage reference this reader does not understand "
+            f"({type(pid).__name__}); refusing to load it."
+        )
 
 
 def _load_one(file: BinaryIO, source: str, allow_globals: bool) -> Any:
@@ -136,12 +145,14 @@ def _load_one(file: BinaryIO, source: str, allow_globals: bool) -> Any:
     except (UnsafeCheckpoint, WeightsUnavailable):
         raise
     except Exception as error:
-        raise WeightsUnavailable(f"{source} is not a readable PyTorch weights file ({error}); "
-                                 "reinstall the package that provides it.") from error
+        raise WeightsUnavailable(
+            f"{source} is not a readable PyTorch weights file ({error}); reinstall the package that provides it."
+        ) from error
 
 
-def _read_storages(file: BinaryIO, keys: list, wanted: dict[str, np.dtype], source: str,
-                   remaining: int) -> dict[str, np.ndarray]:
+def _read_storages(
+    file: BinaryIO, keys: list, wanted: dict[str, np.dtype], source: str, remaining: int
+) -> dict[str, np.ndarray]:
     storages: dict[str, np.ndarray] = {}
     for key in keys:
         header = file.read(8)
@@ -166,18 +177,21 @@ def _check_tensor(tensor: PendingTensor, storages: dict[str, np.ndarray], source
     if storage is None:
         raise WeightsUnavailable(f"{source} has no data for storage {tensor.storage_key}; the file is damaged.")
     if len(tensor.shape) > MAX_DIMS:
-        raise WeightsUnavailable(f"{source} describes a tensor with {len(tensor.shape)} dimensions, where weights "
-                                 f"have at most {MAX_DIMS}; the file is damaged or crafted.")
-    if len(tensor.shape) != len(tensor.stride) or min(tensor.shape + tensor.stride + (tensor.offset,),
-                                                        default=0) < 0:
+        raise WeightsUnavailable(
+            f"{source} describes a tensor with {len(tensor.shape)} dimensions, where weights "
+            f"have at most {MAX_DIMS}; the file is damaged or crafted."
+        )
+    if len(tensor.shape) != len(tensor.stride) or min(tensor.shape + tensor.stride + (tensor.offset,), default=0) < 0:
         raise WeightsUnavailable(f"{source} describes a tensor with an impossible shape; the file is damaged.")
     count = math.prod(tensor.shape)
     if count == 0:
         return 0
     if count > storage.size:
-        raise WeightsUnavailable(f"{source} describes a tensor of {count:,} values over a storage of "
-                                 f"{storage.size:,}: more values than the file stores, so the file is damaged "
-                                 "or crafted to exhaust memory.")
+        raise WeightsUnavailable(
+            f"{source} describes a tensor of {count:,} values over a storage of "
+            f"{storage.size:,}: more values than the file stores, so the file is damaged "
+            "or crafted to exhaust memory."
+        )
     last = tensor.offset + sum((n - 1) * s for n, s in zip(tensor.shape, tensor.stride))
     if last >= storage.size:
         raise WeightsUnavailable(f"{source} describes a tensor that reaches past its data; the file is damaged.")
@@ -189,8 +203,11 @@ def _materialise(tensor: PendingTensor, storages: dict[str, np.ndarray]) -> np.n
     if 0 in tensor.shape:
         return np.zeros(tensor.shape, dtype=storage.dtype)
     view = np.lib.stride_tricks.as_strided(
-        storage[tensor.offset:], shape=tensor.shape,
-        strides=tuple(s * storage.itemsize for s in tensor.stride), writeable=False)
+        storage[tensor.offset :],
+        shape=tensor.shape,
+        strides=tuple(s * storage.itemsize for s in tensor.stride),
+        writeable=False,
+    )
     return np.array(view, dtype=storage.dtype.newbyteorder("="), order="C")
 
 
@@ -207,8 +224,10 @@ def _resolve(value: Any, storages: dict[str, np.ndarray]) -> Any:
 def _pending(value: Any, source: str, depth: int = 0) -> list[PendingTensor]:
     """Every tensor in the unpickled state, in order; refuses nesting (or a cycle) deeper than ``MAX_DEPTH``."""
     if depth > MAX_DEPTH:
-        raise WeightsUnavailable(f"{source} nests its contents more than {MAX_DEPTH} levels deep, where a state "
-                                 "dict needs two or three; the file is damaged or crafted.")
+        raise WeightsUnavailable(
+            f"{source} nests its contents more than {MAX_DEPTH} levels deep, where a state "
+            "dict needs two or three; the file is damaged or crafted."
+        )
     if isinstance(value, PendingTensor):
         return [value]
     if isinstance(value, dict):
@@ -234,25 +253,30 @@ def read_state_dict(path: str | Path) -> collections.OrderedDict[str, np.ndarray
     except WeightsUnavailable:
         raise
     except OSError as error:
-        raise WeightsUnavailable(f"{source} cannot be read ({error.strerror or error}); check its "
-                                 "permissions.") from error
+        raise WeightsUnavailable(
+            f"{source} cannot be read ({error.strerror or error}); check its permissions."
+        ) from error
     except Exception as error:  # the boundary: nothing but the reader's own error leaves a hostile file
-        raise WeightsUnavailable(f"{source} could not be read ({type(error).__name__}); it is damaged or not "
-                                 "a PyTorch weights file.") from error
+        raise WeightsUnavailable(
+            f"{source} could not be read ({type(error).__name__}); it is damaged or not a PyTorch weights file."
+        ) from error
 
 
 def _read(data: bytes, source: str) -> collections.OrderedDict[str, np.ndarray]:
     if zipfile.is_zipfile(io.BytesIO(data)):
-        raise WeightsUnavailable(f"{source} uses PyTorch's newer zip format; this reader reads the legacy "
-                                 "format only (torch.save(..., _use_new_zipfile_serialization=False)).")
+        raise WeightsUnavailable(
+            f"{source} uses PyTorch's newer zip format; this reader reads the legacy "
+            "format only (torch.save(..., _use_new_zipfile_serialization=False))."
+        )
     file = io.BytesIO(data)
     magic = _load_one(file, source, allow_globals=False)
     if magic != LEGACY_MAGIC_NUMBER:
         raise WeightsUnavailable(f"{source} is not a PyTorch weights file (wrong magic number).")
     version = _load_one(file, source, allow_globals=False)
     if version != LEGACY_PROTOCOL_VERSION:
-        raise WeightsUnavailable(f"{source} uses PyTorch file protocol {version!r}; this reader knows "
-                                 f"{LEGACY_PROTOCOL_VERSION} only.")
+        raise WeightsUnavailable(
+            f"{source} uses PyTorch file protocol {version!r}; this reader knows {LEGACY_PROTOCOL_VERSION} only."
+        )
     sys_info = _load_one(file, source, allow_globals=False)
     if not isinstance(sys_info, dict) or not sys_info.get("little_endian", False):
         raise WeightsUnavailable(f"{source} was written on a big-endian machine; this reader needs little-endian.")
@@ -266,9 +290,11 @@ def _read(data: bytes, source: str) -> collections.OrderedDict[str, np.ndarray]:
     needed = sum(_check_tensor(t, storages, source) for t in tensors)
     stored = sum(storage.nbytes for storage in storages.values())
     if needed > MAX_EXPANSION * stored:
-        raise WeightsUnavailable(f"{source} uses its stored data over and over: its tensors add up to {needed:,} "
-                                 f"bytes, far more values than the file stores ({stored:,} bytes), so it is "
-                                 "damaged or crafted to exhaust memory.")
+        raise WeightsUnavailable(
+            f"{source} uses its stored data over and over: its tensors add up to {needed:,} "
+            f"bytes, far more values than the file stores ({stored:,} bytes), so it is "
+            "damaged or crafted to exhaust memory."
+        )
     resolved = _resolve(state, storages)
     if not isinstance(resolved, dict):
         raise WeightsUnavailable(f"{source} holds a {type(resolved).__name__}, not a state dict of tensors.")

@@ -16,10 +16,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m core.data",
         description="Download and prepare a TFDS dataset, as the Data page's Download button does: into "
-                    "$TFDS_DATA_DIR when set, else the app's data directory (datasets/tfds). "
-                    f"Known to the app: {', '.join(TFDS_TEST_SPLITS)}.")
-    parser.add_argument("--download", metavar="NAME", required=True,
-                        help="The TFDS dataset to download, e.g. stanford_dogs (about 750 MB).")
+        "$TFDS_DATA_DIR when set, else the app's data directory (datasets/tfds). "
+        f"Known to the app: {', '.join(TFDS_TEST_SPLITS)}.",
+    )
+    parser.add_argument(
+        "--download",
+        metavar="NAME",
+        required=True,
+        help="The TFDS dataset to download, e.g. stanford_dogs (about 750 MB).",
+    )
     return parser
 
 

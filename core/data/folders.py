@@ -66,8 +66,14 @@ def _counts(labels: list[int], n: int) -> list[int]:
     return [tally.get(i, 0) for i in range(n)]
 
 
-def _check_classes(root: Path, names: list[str], train: list[tuple[Path, int]], test: list[tuple[Path, int]],
-                   skipped: dict[str, int], split_folders: bool) -> None:
+def _check_classes(
+    root: Path,
+    names: list[str],
+    train: list[tuple[Path, int]],
+    test: list[tuple[Path, int]],
+    skipped: dict[str, int],
+    split_folders: bool,
+) -> None:
     """Refuse classes a model could not learn or be measured on, naming each one and what it holds."""
     train_counts = _counts([label for _, label in train], len(names))
     test_counts = _counts([label for _, label in test], len(names))
@@ -88,7 +94,8 @@ def _check_classes(root: Path, names: list[str], train: list[tuple[Path, int]], 
         raise DataUnavailable(
             f"Every class of {root} needs at least {MIN_IMAGES_PER_CLASS} readable images {where}, one to train "
             f"on and one to test on: {', '.join(problems[:NAMED_IN_MESSAGES])}{more}. Add images to these "
-            "folders, or remove them.")
+            "folders, or remove them."
+        )
 
 
 def scan_folder(config: DataConfig) -> FolderListing:
@@ -100,8 +107,10 @@ def scan_folder(config: DataConfig) -> FolderListing:
     """
     root = Path(config.location).expanduser()
     if root.is_file():
-        raise DataUnavailable(f"{root.name} is a file, not a folder: give the folder that holds one sub-folder "
-                              f"of images per class (perhaps {root.parent}), or pick the demo dataset.")
+        raise DataUnavailable(
+            f"{root.name} is a file, not a folder: give the folder that holds one sub-folder "
+            f"of images per class (perhaps {root.parent}), or pick the demo dataset."
+        )
     if not root.is_dir():
         raise DataUnavailable(f"The folder {root} does not exist. Check the path, or pick the demo dataset.")
     if (root / "Images").is_dir() and not (root / "train").is_dir():
@@ -119,8 +128,9 @@ def scan_folder(config: DataConfig) -> FolderListing:
         index = {name: i for i, name in enumerate(names)}
         splits = {}
         for split in ("train", "test"):
-            splits[split] = [(f, index[d.name]) for d in _class_folders(root / split)
-                             for f in readable(_image_files(d), d.name)]
+            splits[split] = [
+                (f, index[d.name]) for d in _class_folders(root / split) for f in readable(_image_files(d), d.name)
+            ]
         train, test = splits["train"], splits["test"]
     else:
         folders = _class_folders(root)
@@ -147,8 +157,9 @@ def scan_folder(config: DataConfig) -> FolderListing:
     )
 
 
-def _listing(config: DataConfig, image_size: int, progress: Progress | None = None, *,
-             generate: bool = True) -> FolderListing:
+def _listing(
+    config: DataConfig, image_size: int, progress: Progress | None = None, *, generate: bool = True
+) -> FolderListing:
     """The files of a folder source; for the demo set, the files it has or will have once drawn."""
     if config.kind != "demo":
         return scan_folder(config)
@@ -175,6 +186,7 @@ def _listing_info(config: DataConfig, listing: FolderListing) -> DatasetInfo:
 
 
 # ---------------------------------------------------------------- pipeline
+
 
 def load_file(path: bytes, size: int) -> tuple[np.ndarray, bool]:
     """Decode and resize one file for the pipeline; a file that fails here is dropped, not fatal.
@@ -215,6 +227,7 @@ def folder_pipeline(items: list[tuple[Path, int]], image_size: int):
 
 # ---------------------------------------------------------------- what sources.py dispatches to
 
+
 def load_folder(config: DataConfig, image_size: int, progress: Progress | None = None) -> Splits:
     """Train and test pipelines of a folder source or the demo set (drawn first if it is not on disk yet)."""
     listing = _listing(config, image_size, progress)
@@ -253,8 +266,10 @@ def check_folder(config: DataConfig) -> list[str]:
     damaged = _check_decodable(listing)
     warnings = _listing_info(config, listing).warnings
     if damaged:
-        warnings.append(f"{damaged} more file(s) have a readable header but damaged data and will be skipped "
-                        "(found while checking a few per class; there may be more).")
+        warnings.append(
+            f"{damaged} more file(s) have a readable header but damaged data and will be skipped "
+            "(found while checking a few per class; there may be more)."
+        )
     return warnings
 
 
@@ -275,6 +290,8 @@ def _check_decodable(listing: FolderListing) -> int:
                     failed += 1
                     first_error = first_error or error
             else:
-                raise DataUnavailable(f"None of the {len(paths)} {split} images of '{listing.class_names[label]}' "
-                                      f"can be decoded; the first: {first_error}")
+                raise DataUnavailable(
+                    f"None of the {len(paths)} {split} images of '{listing.class_names[label]}' "
+                    f"can be decoded; the first: {first_error}"
+                )
     return failed

@@ -43,20 +43,26 @@ class DatasetInfo:
         found = []
         if self.skipped_files:
             found.append(f"{self.skipped_files} file(s) could not be read as images and were skipped.")
-        for counts, split, consequence in ((self.train_counts, "training", "the model cannot learn them"),
-                                           (self.test_counts, "test", "their accuracy is never measured")):
+        for counts, split, consequence in (
+            (self.train_counts, "training", "the model cannot learn them"),
+            (self.test_counts, "test", "their accuracy is never measured"),
+        ):
             empty = [name for name, count in zip(self.class_names, counts) if count == 0]
             if counts and empty:
-                found.append(f"{len(empty)} of {self.num_classes} classes have no {split} images "
-                              f"({_named(empty)}), so {consequence}: raise the number of {split} images to "
-                              f"at least {self.num_classes}, or use them all.")
+                found.append(
+                    f"{len(empty)} of {self.num_classes} classes have no {split} images "
+                    f"({_named(empty)}), so {consequence}: raise the number of {split} images to "
+                    f"at least {self.num_classes}, or use them all."
+                )
         present = [(count, name) for name, count in zip(self.class_names, self.train_counts) if count]
         if len(present) > 1:
             (least, small), (most, big) = min(present), max(present)
             if most > UNBALANCED_RATIO * least:
-                found.append(f"The classes are unbalanced: '{big}' has {most} training images and '{small}' only "
-                             f"{least}, so the model will favour the big classes; add images to the small ones "
-                             "if you can.")
+                found.append(
+                    f"The classes are unbalanced: '{big}' has {most} training images and '{small}' only "
+                    f"{least}, so the model will favour the big classes; add images to the small ones "
+                    "if you can."
+                )
         return found
 
 

@@ -29,8 +29,7 @@ def describe(config: DataConfig) -> DatasetInfo:
     return describe_folder(config)
 
 
-def sample_images(config: DataConfig, count: int = 9, seed: int = 0,
-                  size: int = 128) -> list[tuple[np.ndarray, str]]:
+def sample_images(config: DataConfig, count: int = 9, seed: int = 0, size: int = 128) -> list[tuple[np.ndarray, str]]:
     """A seeded handful of training images with their class names, for the sample grid."""
     if config.kind == "tfds":
         return tfds_samples(config, count, seed, size)

@@ -97,8 +97,13 @@ def load_tfds(config: DataConfig, image_size: int) -> Splits:
     data_dir = _prepared_dir(name) or tfds_data_dirs()[0]
     try:
         (train, test), info = tfds.load(
-            name, split=["train", test_split], as_supervised=True, with_info=True,
-            data_dir=str(data_dir), download=False, shuffle_files=False,
+            name,
+            split=["train", test_split],
+            as_supervised=True,
+            with_info=True,
+            data_dir=str(data_dir),
+            download=False,
+            shuffle_files=False,
         )
     except (AssertionError, FileNotFoundError, tfds.core.DatasetNotFoundError) as error:
         raise DataUnavailable(_not_prepared_message(name)) from error
@@ -124,7 +129,10 @@ def load_tfds(config: DataConfig, image_size: int) -> Splits:
     num_train = split_size("train", config.max_train_images)
     num_test = split_size(test_split, config.max_test_images)
     info_out = DatasetInfo(
-        source=config.source, class_names=_tfds_class_names(name, info), num_train=num_train, num_test=num_test,
+        source=config.source,
+        class_names=_tfds_class_names(name, info),
+        num_train=num_train,
+        num_test=num_test,
     )
     train = finish_pipeline(train.map(resize, num_parallel_calls=tf.data.AUTOTUNE), num_train, image_size)
     test = finish_pipeline(test.map(resize, num_parallel_calls=tf.data.AUTOTUNE), num_test, image_size)
@@ -148,8 +156,9 @@ def download_tfds(name: str, progress: Progress | None = None, timeout_s: float 
     try:
         builder = tfds.builder(name, data_dir=str(tfds_data_dirs()[0]))
     except Exception as error:  # noqa: BLE001 - tfds raises several types for unknown names
-        raise DataUnavailable(f"TFDS has no dataset called '{name}'. Try 'stanford_dogs', 'cifar10' or "
-                              "'food101'.") from error
+        raise DataUnavailable(
+            f"TFDS has no dataset called '{name}'. Try 'stanford_dogs', 'cifar10' or 'food101'."
+        ) from error
     host = urlparse(builder.info.homepage or "").hostname
     if progress:
         progress(0, 3, f"Checking the connection for {name}")
@@ -167,8 +176,10 @@ def download_tfds(name: str, progress: Progress | None = None, timeout_s: float 
         builder.download_and_prepare()
     except Exception as error:  # noqa: BLE001 - network and archive errors come in many types
         detail = " ".join(str(error).split())[:200]
-        raise DataUnavailable(f"Downloading '{name}' failed ({type(error).__name__}: {detail}). Check the "
-                              "connection and the free disk space, then try again.") from error
+        raise DataUnavailable(
+            f"Downloading '{name}' failed ({type(error).__name__}: {detail}). Check the "
+            "connection and the free disk space, then try again."
+        ) from error
     if progress:
         progress(3, 3, f"{name} is ready")
     return Path(builder.data_dir)

@@ -21,8 +21,9 @@ def request_stop(run_id: str) -> str:
         if row is None:
             raise RunError(f"There is no run {run_id!r} to stop.")
         if row["status"] == QUEUED:
-            db.execute("UPDATE runs SET status = ?, finished_at = ?, phase = '' WHERE id = ?",
-                       (STOPPED, time.time(), run_id))
+            db.execute(
+                "UPDATE runs SET status = ?, finished_at = ?, phase = '' WHERE id = ?", (STOPPED, time.time(), run_id)
+            )
             return STOPPED
         if row["status"] != RUNNING:
             raise RunError(f"Run {run_id} is {row['status']}, so there is nothing to stop.")
@@ -37,12 +38,16 @@ def resume_run(run_id: str) -> str:
     if record.status not in RESUMABLE:
         raise RunError(f"Run {run_id} is {record.status}; only stopped, interrupted or failed runs can be resumed.")
     if record.epochs_done >= record.epochs_planned:
-        raise RunError(f"Run {run_id} already trained all {record.epochs_planned} epochs. Start a new run "
-                       "(for example a fine-tune of it) to train more.")
+        raise RunError(
+            f"Run {run_id} already trained all {record.epochs_planned} epochs. Start a new run "
+            "(for example a fine-tune of it) to train more."
+        )
     with connect() as db, transaction(db):
-        db.execute("UPDATE runs SET status = ?, queued_at = ?, stop_requested = 0, error = NULL, pid = NULL, "
-                   "launcher = ?, resumed = resumed + 1, phase = '' WHERE id = ?",
-                   (QUEUED, time.time(), BACKGROUND, run_id))
+        db.execute(
+            "UPDATE runs SET status = ?, queued_at = ?, stop_requested = 0, error = NULL, pid = NULL, "
+            "launcher = ?, resumed = resumed + 1, phase = '' WHERE id = ?",
+            (QUEUED, time.time(), BACKGROUND, run_id),
+        )
     kick_queue()
     return run_id
 
@@ -54,8 +59,10 @@ def delete_run(run_id: str) -> None:
         raise RunError(f"Run {run_id} is {record.status}: stop it before deleting it.")
     children = [r.id for r in list_runs(status=ACTIVE) if r.parent_id == run_id]
     if children:
-        raise RunError(f"Run {run_id} is the starting point of fine-tune {children[0]}, which has not started "
-                       "yet: stop that one first.")
+        raise RunError(
+            f"Run {run_id} is the starting point of fine-tune {children[0]}, which has not started "
+            "yet: stop that one first."
+        )
     with connect() as db, transaction(db):
         db.execute("DELETE FROM epochs WHERE run_id = ?", (run_id,))
         db.execute("DELETE FROM runs WHERE id = ?", (run_id,))

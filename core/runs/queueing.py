@@ -40,6 +40,7 @@ from core.runs.workers import interrupt_dead_runs, process_start_time, spawn_wor
 
 # ---------------------------------------------------------------------------------------------- a new run's settings
 
+
 def check_parent(config: RunConfig) -> RunRecord | None:
     """For a fine-tune: the parent run, which must be a frozen run with a saved model, trained on the same
     data with the same network (its classes, backbone and image size are what the fine-tune continues)."""
@@ -48,24 +49,32 @@ def check_parent(config: RunConfig) -> RunRecord | None:
     parent = get_run(config.model.parent_run_id)
     named = f"The frozen run “{parent.name}”"
     if parent.regime != "frozen":
-        raise ConfigError(f"“{parent.name}” trained the {parent.regime!r} regime; fine-tuning continues "
-                          "a frozen-backbone run. Pick a frozen run to fine-tune.")
+        raise ConfigError(
+            f"“{parent.name}” trained the {parent.regime!r} regime; fine-tuning continues "
+            "a frozen-backbone run. Pick a frozen run to fine-tune."
+        )
     if parent.last_model is None:
         raise ConfigError(f"{named} has no saved model yet: let it finish at least one epoch, then fine-tune it.")
     parent_model, parent_data = parent.config.model, parent.config.data
     if parent_model.backbone != config.model.backbone or (
-            parent_model.effective_image_size != config.model.effective_image_size):
+        parent_model.effective_image_size != config.model.effective_image_size
+    ):
         raise ConfigError(
             f"{named} trained {parent_model.backbone} at {parent_model.effective_image_size} px, and a fine-tune "
             f"continues that network, so it keeps its backbone and image size (got {config.model.backbone} at "
-            f"{config.model.effective_image_size} px). Leave them unset and they are taken from the frozen run.")
+            f"{config.model.effective_image_size} px). Leave them unset and they are taken from the frozen run."
+        )
     same_data = (parent_data.source, parent_data.test_fraction, parent_data.seed) == (
-        config.data.source, config.data.test_fraction, config.data.seed)
+        config.data.source,
+        config.data.test_fraction,
+        config.data.seed,
+    )
     if not same_data:
         raise ConfigError(
             f"{named} learnt its classes from {parent_data.summary()} (split seed {parent_data.seed}); a fine-tune "
             f"continues on the same data and split (got {config.data.summary()}, split seed {config.data.seed}). "
-            "Leave the data unset and it is taken from the frozen run.")
+            "Leave the data unset and it is taken from the frozen run."
+        )
     return parent
 
 
@@ -79,21 +88,33 @@ def finetune_config(parent_id: str, **model_changes: Any) -> RunConfig:
     parent = get_run(parent_id)
     base = parent.config
     model = base.model.replace(regime="finetune", weights=None, parent_run_id=parent_id, **model_changes)
-    return RunConfig(name="", data=base.data, augment=base.augment, model=model,
-                     train=TrainConfig(batch_size=base.train.batch_size,
-                                       mixed_precision=base.train.mixed_precision, seed=base.train.seed))
+    return RunConfig(
+        name="",
+        data=base.data,
+        augment=base.augment,
+        model=model,
+        train=TrainConfig(
+            batch_size=base.train.batch_size, mixed_precision=base.train.mixed_precision, seed=base.train.seed
+        ),
+    )
 
 
 def config_summary(config: RunConfig) -> dict[str, Any]:
     """The numbers a run will really use, with regime defaults filled in (for pages and the CLI)."""
-    return {"backbone": config.model.backbone, "regime": config.model.regime,
-            "image_size": config.model.effective_image_size, "weights": config.model.effective_weights,
-            "epochs": config.effective_epochs, "batch_size": config.train.batch_size,
-            "learning_rate": config.effective_learning_rate,
-            "weight_decay": config.effective_weight_decay}
+    return {
+        "backbone": config.model.backbone,
+        "regime": config.model.regime,
+        "image_size": config.model.effective_image_size,
+        "weights": config.model.effective_weights,
+        "epochs": config.effective_epochs,
+        "batch_size": config.train.batch_size,
+        "learning_rate": config.effective_learning_rate,
+        "weight_decay": config.effective_weight_decay,
+    }
 
 
 # ---------------------------------------------------------------------------------------------- the queue
+
 
 def _new_run_id() -> str:
     return time.strftime("%Y%m%d-%H%M%S") + "-" + secrets.token_hex(3)
@@ -109,9 +130,21 @@ def create_run(config: RunConfig, launcher: str = BACKGROUND) -> str:
         db.execute(
             "INSERT INTO runs (id, name, regime, backbone, parent_id, config, status, launcher, created_at, "
             "queued_at, epochs_planned, pid, pid_started) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (run_id, config.display_name(), config.model.regime, config.model.backbone,
-             config.model.parent_run_id, config.to_json(), QUEUED, launcher, now, now,
-             config.effective_epochs, *owner))
+            (
+                run_id,
+                config.display_name(),
+                config.model.regime,
+                config.model.backbone,
+                config.model.parent_run_id,
+                config.to_json(),
+                QUEUED,
+                launcher,
+                now,
+                now,
+                config.effective_epochs,
+                *owner,
+            ),
+        )
     folder = run_folder(run_id)
     try:
         folder.mkdir(parents=True, exist_ok=True)
@@ -147,8 +180,9 @@ def _startable(db: sqlite3.Connection) -> sqlite3.Row | None:
     """The head of the queue, if nothing is running."""
     if db.execute("SELECT 1 FROM runs WHERE status = ?", (RUNNING,)).fetchone():
         return None
-    return db.execute("SELECT id, launcher FROM runs WHERE status = ? ORDER BY queued_at, id LIMIT 1",
-                      (QUEUED,)).fetchone()
+    return db.execute(
+        "SELECT id, launcher FROM runs WHERE status = ? ORDER BY queued_at, id LIMIT 1", (QUEUED,)
+    ).fetchone()
 
 
 def kick_queue() -> str | None:
@@ -165,9 +199,10 @@ def kick_queue() -> str | None:
                 try:
                     worker = spawn_worker(head["id"])
                 except OSError as error:
-                    db.execute("UPDATE runs SET status = ?, error = ?, finished_at = ? WHERE id = ?",
-                               (FAILED, f"The training process could not be started: {error}", time.time(),
-                                head["id"]))
+                    db.execute(
+                        "UPDATE runs SET status = ?, error = ?, finished_at = ? WHERE id = ?",
+                        (FAILED, f"The training process could not be started: {error}", time.time(), head["id"]),
+                    )
                     return None
                 _set_running(db, head["id"], worker.pid)
     return head["id"]
@@ -186,9 +221,11 @@ def claim_foreground(run_id: str) -> bool:
 
 
 def _set_running(db: sqlite3.Connection, run_id: str, pid: int) -> None:
-    db.execute("UPDATE runs SET status = ?, pid = ?, pid_started = ?, started_at = ?, finished_at = NULL, "
-               "error = NULL, phase = 'starting', progress_updated_at = ? WHERE id = ?",
-               (RUNNING, pid, process_start_time(pid), time.time(), time.time(), run_id))
+    db.execute(
+        "UPDATE runs SET status = ?, pid = ?, pid_started = ?, started_at = ?, finished_at = NULL, "
+        "error = NULL, phase = 'starting', progress_updated_at = ? WHERE id = ?",
+        (RUNNING, pid, process_start_time(pid), time.time(), time.time(), run_id),
+    )
 
 
 def reconcile() -> list[str]:

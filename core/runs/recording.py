@@ -38,24 +38,42 @@ def stop_requested(run_id: str) -> bool:
     return bool(row and row["stop_requested"])
 
 
-def record_setup(run_id: str, *, device: str, total_params: int, trainable_params: int,
-                 unfrozen_layers: list[str] | None = None) -> None:
+def record_setup(
+    run_id: str, *, device: str, total_params: int, trainable_params: int, unfrozen_layers: list[str] | None = None
+) -> None:
     """What the training process built: device, parameter counts, layers a fine-tune unfroze."""
     with connect() as db, transaction(db):
-        db.execute("UPDATE runs SET device = ?, total_params = ?, trainable_params = ?, "
-                   "unfrozen_layers = COALESCE(?, unfrozen_layers) WHERE id = ?",
-                   (device, total_params, trainable_params,
-                    json.dumps(unfrozen_layers) if unfrozen_layers is not None else None, run_id))
+        db.execute(
+            "UPDATE runs SET device = ?, total_params = ?, trainable_params = ?, "
+            "unfrozen_layers = COALESCE(?, unfrozen_layers) WHERE id = ?",
+            (
+                device,
+                total_params,
+                trainable_params,
+                json.dumps(unfrozen_layers) if unfrozen_layers is not None else None,
+                run_id,
+            ),
+        )
 
 
-def record_progress(run_id: str, *, phase: str, epoch: int | None = None, batch: int | None = None,
-                    batches: int | None = None, images_per_s: float | None = None) -> None:
+def record_progress(
+    run_id: str,
+    *,
+    phase: str,
+    epoch: int | None = None,
+    batch: int | None = None,
+    batches: int | None = None,
+    images_per_s: float | None = None,
+) -> None:
     """Live progress; fields left None keep their value."""
     with connect() as db, transaction(db):
-        db.execute("UPDATE runs SET phase = ?, progress_epoch = COALESCE(?, progress_epoch), "
-                   "progress_batch = COALESCE(?, progress_batch), progress_batches = COALESCE(?, progress_batches), "
-                   "progress_images_per_s = COALESCE(?, progress_images_per_s), progress_updated_at = ? "
-                   "WHERE id = ?", (phase, epoch, batch, batches, images_per_s, time.time(), run_id))
+        db.execute(
+            "UPDATE runs SET phase = ?, progress_epoch = COALESCE(?, progress_epoch), "
+            "progress_batch = COALESCE(?, progress_batch), progress_batches = COALESCE(?, progress_batches), "
+            "progress_images_per_s = COALESCE(?, progress_images_per_s), progress_updated_at = ? "
+            "WHERE id = ?",
+            (phase, epoch, batch, batches, images_per_s, time.time(), run_id),
+        )
 
 
 def _number(value: Any) -> float | None:
@@ -65,22 +83,40 @@ def _number(value: Any) -> float | None:
     return value if math.isfinite(value) else None
 
 
-def record_epoch(run_id: str, epoch: int, metrics: Mapping[str, Any], *, seconds: float | None = None,
-                 images_per_s: float | None = None) -> None:
+def record_epoch(
+    run_id: str,
+    epoch: int,
+    metrics: Mapping[str, Any],
+    *,
+    seconds: float | None = None,
+    images_per_s: float | None = None,
+) -> None:
     """A finished epoch (1-based). Written after its checkpoint, so a recorded epoch always has one."""
     with connect() as db, transaction(db):
-        db.execute(f"INSERT OR REPLACE INTO epochs (run_id, epoch, {', '.join(METRICS)}, seconds, images_per_s, "
-                   f"recorded_at) VALUES ({', '.join('?' * (len(METRICS) + 5))})",
-                   (run_id, epoch, *(_number(metrics.get(name)) for name in METRICS), seconds, images_per_s,
-                    time.time()))
+        db.execute(
+            f"INSERT OR REPLACE INTO epochs (run_id, epoch, {', '.join(METRICS)}, seconds, images_per_s, "
+            f"recorded_at) VALUES ({', '.join('?' * (len(METRICS) + 5))})",
+            (run_id, epoch, *(_number(metrics.get(name)) for name in METRICS), seconds, images_per_s, time.time()),
+        )
 
 
-def epoch_note(epoch: int, metrics: Mapping[str, Any], *, seconds: float | None = None,
-               images_per_s: float | None = None, best: bool = False) -> dict[str, Any]:
+def epoch_note(
+    epoch: int,
+    metrics: Mapping[str, Any],
+    *,
+    seconds: float | None = None,
+    images_per_s: float | None = None,
+    best: bool = False,
+) -> dict[str, Any]:
     """What a checkpoint carries about itself (``EPOCH_NOTE``): the 1-based epoch it holds, that epoch's metrics
     and timing as ``record_epoch`` takes them, and whether it is also the run's best model."""
-    return {"epoch": int(epoch), "metrics": {name: _number(metrics.get(name)) for name in METRICS},
-            "seconds": _number(seconds), "images_per_s": _number(images_per_s), "best": bool(best)}
+    return {
+        "epoch": int(epoch),
+        "metrics": {name: _number(metrics.get(name)) for name in METRICS},
+        "seconds": _number(seconds),
+        "images_per_s": _number(images_per_s),
+        "best": bool(best),
+    }
 
 
 def checkpoint_note(path: Path) -> dict[str, Any] | None:
@@ -107,8 +143,9 @@ def sync_checkpoint(run_id: str) -> int | None:
     if note.get("best") and (checkpoint_note(partial_best) or {}).get("epoch") == note["epoch"]:
         with contextlib.suppress(FileNotFoundError):  # another process got there first
             os.replace(partial_best, folder / BEST_MODEL)
-    record_epoch(run_id, note["epoch"], note["metrics"], seconds=note.get("seconds"),
-                 images_per_s=note.get("images_per_s"))
+    record_epoch(
+        run_id, note["epoch"], note["metrics"], seconds=note.get("seconds"), images_per_s=note.get("images_per_s")
+    )
     return note["epoch"]
 
 
@@ -117,5 +154,7 @@ def finish_run(run_id: str, status: str, error: str | None = None) -> None:
     if status not in (COMPLETED, STOPPED, FAILED, INTERRUPTED):
         raise RunError(f"{status!r} is not a final status.")
     with connect() as db, transaction(db):
-        db.execute("UPDATE runs SET status = ?, error = ?, finished_at = ?, phase = '', stop_requested = 0 "
-                   "WHERE id = ?", (status, error, time.time(), run_id))
+        db.execute(
+            "UPDATE runs SET status = ?, error = ?, finished_at = ?, phase = '', stop_requested = 0 WHERE id = ?",
+            (status, error, time.time(), run_id),
+        )

@@ -12,7 +12,13 @@ from core.config import RunConfig
 from core.data_home import data_home
 
 QUEUED, RUNNING, COMPLETED, STOPPED, FAILED, INTERRUPTED = (
-    "queued", "running", "completed", "stopped", "failed", "interrupted")
+    "queued",
+    "running",
+    "completed",
+    "stopped",
+    "failed",
+    "interrupted",
+)
 STATUSES = (QUEUED, RUNNING, COMPLETED, STOPPED, FAILED, INTERRUPTED)
 ACTIVE = (QUEUED, RUNNING)
 RESUMABLE = (STOPPED, INTERRUPTED, FAILED)
@@ -20,7 +26,11 @@ BACKGROUND, FOREGROUND = "background", "foreground"  # who runs it: a spawned wo
 
 METRICS = ("loss", "accuracy", "top5_accuracy", "val_loss", "val_accuracy", "val_top5_accuracy")
 LAST_MODEL, BEST_MODEL, TENSORBOARD_DIR, WORKER_LOG = (
-    "model_last.keras", "model_best.keras", "tensorboard", "worker.log")
+    "model_last.keras",
+    "model_best.keras",
+    "tensorboard",
+    "worker.log",
+)
 PARTIAL = "partial-"  # a checkpoint being written: partial-model_last.keras, renamed when complete
 EPOCH_NOTE = "transfer_lab_epoch.json"  # inside a checkpoint's .keras archive: the epoch it holds, its metrics
 

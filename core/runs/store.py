@@ -89,8 +89,13 @@ def _enable_wal(db: sqlite3.Connection) -> None:
 
 
 # SQLite's primary result codes that mean "this file or its folder cannot be written or grown".
-_WRITE_FAILURES = (sqlite3.SQLITE_READONLY, sqlite3.SQLITE_CANTOPEN, sqlite3.SQLITE_IOERR, sqlite3.SQLITE_FULL,
-                   sqlite3.SQLITE_PERM)
+_WRITE_FAILURES = (
+    sqlite3.SQLITE_READONLY,
+    sqlite3.SQLITE_CANTOPEN,
+    sqlite3.SQLITE_IOERR,
+    sqlite3.SQLITE_FULL,
+    sqlite3.SQLITE_PERM,
+)
 
 
 def _is_write_failure(error: sqlite3.Error) -> bool:
@@ -139,7 +144,8 @@ def _open_store(path: Path) -> sqlite3.Connection:
 def _unwritable(path: Path) -> DataHomeUnavailable:
     return write_error() or DataHomeUnavailable(
         f"The run store {path} cannot be opened for writing: check the disk holding it or point TRANSFER_LAB_HOME "
-        "at a folder you can write, then try again.")
+        "at a folder you can write, then try again."
+    )
 
 
 @contextlib.contextmanager
@@ -191,21 +197,38 @@ FROM runs
 
 def _record(row: sqlite3.Row) -> RunRecord:
     return RunRecord(
-        id=row["id"], name=row["name"], regime=row["regime"], backbone=row["backbone"],
-        parent_id=row["parent_id"], config_json=row["config"], status=row["status"], launcher=row["launcher"],
-        created_at=row["created_at"], queued_at=row["queued_at"], started_at=row["started_at"],
-        finished_at=row["finished_at"], error=row["error"], pid=row["pid"],
-        stop_requested=bool(row["stop_requested"]), epochs_planned=row["epochs_planned"],
-        epochs_done=row["epochs_done"], best_val_accuracy=row["best_val_accuracy"],
-        total_params=row["total_params"], trainable_params=row["trainable_params"],
+        id=row["id"],
+        name=row["name"],
+        regime=row["regime"],
+        backbone=row["backbone"],
+        parent_id=row["parent_id"],
+        config_json=row["config"],
+        status=row["status"],
+        launcher=row["launcher"],
+        created_at=row["created_at"],
+        queued_at=row["queued_at"],
+        started_at=row["started_at"],
+        finished_at=row["finished_at"],
+        error=row["error"],
+        pid=row["pid"],
+        stop_requested=bool(row["stop_requested"]),
+        epochs_planned=row["epochs_planned"],
+        epochs_done=row["epochs_done"],
+        best_val_accuracy=row["best_val_accuracy"],
+        total_params=row["total_params"],
+        trainable_params=row["trainable_params"],
         unfrozen_layers=json.loads(row["unfrozen_layers"]) if row["unfrozen_layers"] else None,
-        device=row["device"], resumed=row["resumed"])
+        device=row["device"],
+        resumed=row["resumed"],
+    )
 
 
 # ---------------------------------------------------------------------------------------------- queries
 
-def list_runs(status: str | tuple[str, ...] | None = None, regime: str | None = None,
-              limit: int | None = None) -> list[RunRecord]:
+
+def list_runs(
+    status: str | tuple[str, ...] | None = None, regime: str | None = None, limit: int | None = None
+) -> list[RunRecord]:
     """Runs, newest first, optionally only some statuses or one regime."""
     clauses, args = [], []
     if status is not None:
@@ -255,10 +278,17 @@ def progress(run_id: str) -> RunProgress:
         row = db.execute("SELECT * FROM runs WHERE id = ?", (run_id,)).fetchone()
     if row is None:
         raise RunError(f"There is no run {run_id!r}: it may have been deleted.")
-    return RunProgress(status=row["status"], phase=row["phase"], epoch=row["progress_epoch"],
-                       epochs=row["epochs_planned"], batch=row["progress_batch"], batches=row["progress_batches"],
-                       images_per_s=row["progress_images_per_s"], updated_at=row["progress_updated_at"],
-                       queue_position=queue_position(run_id) if row["status"] == QUEUED else None)
+    return RunProgress(
+        status=row["status"],
+        phase=row["phase"],
+        epoch=row["progress_epoch"],
+        epochs=row["epochs_planned"],
+        batch=row["progress_batch"],
+        batches=row["progress_batches"],
+        images_per_s=row["progress_images_per_s"],
+        updated_at=row["progress_updated_at"],
+        queue_position=queue_position(run_id) if row["status"] == QUEUED else None,
+    )
 
 
 def running_run() -> RunRecord | None:

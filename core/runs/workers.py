@@ -73,21 +73,35 @@ def spawn_worker(run_id: str) -> subprocess.Popen:
     folder."""
     folder = run_folder(run_id)
     folder.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, "TRANSFER_LAB_HOME": str(data_home()), OWNER_ENV: worker_owner(),
-           "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH", "")]))}
+    env = {
+        **os.environ,
+        "TRANSFER_LAB_HOME": str(data_home()),
+        OWNER_ENV: worker_owner(),
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH", "")])),
+    }
     with open(folder / WORKER_LOG, "ab") as log:
-        return subprocess.Popen([sys.executable, "-m", "core.training.worker", "--run-id", run_id], cwd=ROOT,
-                                env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                start_new_session=True)
+        return subprocess.Popen(
+            [sys.executable, "-m", "core.training.worker", "--run-id", run_id],
+            cwd=ROOT,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
 
 
 def _dead_runs(db: sqlite3.Connection) -> list[str]:
     """Running runs whose process is gone, and queued CLI runs whose CLI is gone."""
-    rows = db.execute("SELECT id, status, pid, pid_started, launcher FROM runs WHERE status IN (?, ?)",
-                      (RUNNING, QUEUED)).fetchall()
-    return [row["id"] for row in rows
-            if (row["status"] == RUNNING or row["launcher"] == FOREGROUND)
-            and not process_alive(row["pid"], row["pid_started"])]
+    rows = db.execute(
+        "SELECT id, status, pid, pid_started, launcher FROM runs WHERE status IN (?, ?)", (RUNNING, QUEUED)
+    ).fetchall()
+    return [
+        row["id"]
+        for row in rows
+        if (row["status"] == RUNNING or row["launcher"] == FOREGROUND)
+        and not process_alive(row["pid"], row["pid_started"])
+    ]
 
 
 def interrupt_dead_runs() -> list[str]:
@@ -102,9 +116,15 @@ def interrupt_dead_runs() -> list[str]:
         dead = _dead_runs(db)
         for run_id in dead:
             done = db.execute("SELECT COUNT(*) FROM epochs WHERE run_id = ?", (run_id,)).fetchone()[0]
-            db.execute("UPDATE runs SET status = ?, finished_at = ?, phase = '', error = ? WHERE id = ?",
-                       (INTERRUPTED, time.time(),
-                        f"The training process ended unexpectedly after {done} finished epoch(s) (killed, out "
-                        "of memory, or the machine restarted). Resume the run to continue from its last "
-                        "checkpoint.", run_id))
+            db.execute(
+                "UPDATE runs SET status = ?, finished_at = ?, phase = '', error = ? WHERE id = ?",
+                (
+                    INTERRUPTED,
+                    time.time(),
+                    f"The training process ended unexpectedly after {done} finished epoch(s) (killed, out "
+                    "of memory, or the machine restarted). Resume the run to continue from its last "
+                    "checkpoint.",
+                    run_id,
+                ),
+            )
     return dead

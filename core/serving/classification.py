@@ -87,8 +87,9 @@ def unsure_note(result: Result, class_names: Sequence[str]) -> str | None:
     return f"The model is unsure: {why}. {what}"
 
 
-def _prepare(classifier: Classifier, item: ImageInput, position: int,
-             limits: DecodeLimits) -> tuple[str, np.ndarray | str]:
+def _prepare(
+    classifier: Classifier, item: ImageInput, position: int, limits: DecodeLimits
+) -> tuple[str, np.ndarray | str]:
     """(name, model input) or (name, error message): the per-file boundary, nothing escapes."""
     name = input_name(item, position)
     try:
@@ -102,9 +103,15 @@ def _prepare(classifier: Classifier, item: ImageInput, position: int,
         return name, f"{name} could not be prepared ({type(error).__name__}: {' '.join(str(error).split())[:120]})."
 
 
-def iter_classify(classifier: Classifier, images: Iterable[ImageInput], k: int = TOP_K, *,
-                  batch_size: int = BATCH_SIZE, limits: DecodeLimits = DEFAULT_LIMITS,
-                  progress: Progress | None = None) -> Iterator[Result]:
+def iter_classify(
+    classifier: Classifier,
+    images: Iterable[ImageInput],
+    k: int = TOP_K,
+    *,
+    batch_size: int = BATCH_SIZE,
+    limits: DecodeLimits = DEFAULT_LIMITS,
+    progress: Progress | None = None,
+) -> Iterator[Result]:
     """``classify`` one batch at a time, in input order: for progress bars and long folders.
 
     The next batch is decoded in a background thread while the current one is in the model.
@@ -118,8 +125,14 @@ def iter_classify(classifier: Classifier, images: Iterable[ImageInput], k: int =
     return _classified_batches(classifier, images, k, batch_size, limits, progress)
 
 
-def _classified_batches(classifier: Classifier, images: Iterable[ImageInput], k: int, batch_size: int,
-                        limits: DecodeLimits, progress: Progress | None) -> Iterator[Result]:
+def _classified_batches(
+    classifier: Classifier,
+    images: Iterable[ImageInput],
+    k: int,
+    batch_size: int,
+    limits: DecodeLimits,
+    progress: Progress | None,
+) -> Iterator[Result]:
     total = len(images) if hasattr(images, "__len__") else 0
     numbered = enumerate(images)
     chunks = iter(lambda: list(itertools.islice(numbered, batch_size)), [])
@@ -142,16 +155,21 @@ def _classified_batches(classifier: Classifier, images: Iterable[ImageInput], k:
             prepared = pending.result() if pending is not None else None
 
 
-def classify(classifier: Classifier, images: Iterable[ImageInput], k: int = TOP_K, *,
-             batch_size: int = BATCH_SIZE, limits: DecodeLimits = DEFAULT_LIMITS,
-             progress: Progress | None = None) -> list[Result]:
+def classify(
+    classifier: Classifier,
+    images: Iterable[ImageInput],
+    k: int = TOP_K,
+    *,
+    batch_size: int = BATCH_SIZE,
+    limits: DecodeLimits = DEFAULT_LIMITS,
+    progress: Progress | None = None,
+) -> list[Result]:
     """The top-``k`` classes of every input, in input order; a bad file gets an error result, never an
     exception. See ``ImageInput`` for what an input may be."""
     return list(iter_classify(classifier, images, k, batch_size=batch_size, limits=limits, progress=progress))
 
 
-def _classify_prepared(classifier: Classifier, prepared: list[tuple[str, np.ndarray | str]],
-                       k: int) -> list[Result]:
+def _classify_prepared(classifier: Classifier, prepared: list[tuple[str, np.ndarray | str]], k: int) -> list[Result]:
     good = [i for i, (_, value) in enumerate(prepared) if isinstance(value, np.ndarray)]
     probabilities = classifier.predict(np.stack([prepared[i][1] for i in good])) if good else None
     rows = dict(zip(good, probabilities)) if probabilities is not None else {}
@@ -162,6 +180,7 @@ def _classify_prepared(classifier: Classifier, prepared: list[tuple[str, np.ndar
             continue
         row = rows[i]
         order = np.argsort(row, kind="stable")[::-1][:k]
-        results.append(Result(name, tuple((classifier.class_names[j], float(row[j])) for j in order),
-                              probabilities=row))
+        results.append(
+            Result(name, tuple((classifier.class_names[j], float(row[j])) for j in order), probabilities=row)
+        )
     return results

@@ -67,19 +67,24 @@ class Classifier:
         """Class probabilities (n, classes) for a prepared batch, through the compiled inference function."""
         batch = np.asarray(batch, dtype=np.float32)
         if batch.ndim != 4 or batch.shape[1:] != (self.image_size, self.image_size, 3):
-            raise ConfigError(f"{self.name} takes batches of shape (n, {self.image_size}, {self.image_size}, 3) "
-                              f"(got {batch.shape}).")
+            raise ConfigError(
+                f"{self.name} takes batches of shape (n, {self.image_size}, {self.image_size}, 3) (got {batch.shape})."
+            )
         try:
             scores = np.asarray(self._inference_function()(batch), dtype=np.float32)
         except TransferLabError:
             raise
         except Exception as error:  # TensorFlow's many error types; one sentence for people
-            raise RunError(f"{self.name} could not classify these images ({type(error).__name__}: "
-                           f"{' '.join(str(error).split())[:200]}). The model file may not match this "
-                           "version of Transfer Lab: train the run again.") from error
+            raise RunError(
+                f"{self.name} could not classify these images ({type(error).__name__}: "
+                f"{' '.join(str(error).split())[:200]}). The model file may not match this "
+                "version of Transfer Lab: train the run again."
+            ) from error
         if scores.ndim != 2 or scores.shape[1] != self.num_classes:
-            raise RunError(f"{self.name} gives {scores.shape[-1]} outputs per image but has "
-                           f"{self.num_classes} class names; it is not the model these names belong to.")
+            raise RunError(
+                f"{self.name} gives {scores.shape[-1]} outputs per image but has "
+                f"{self.num_classes} class names; it is not the model these names belong to."
+            )
         return scores if are_probabilities(scores) else softmax(scores)
 
     def warm_up(self) -> None:
@@ -94,7 +99,8 @@ class Classifier:
                 model = self.model
                 self._infer = tf.function(
                     lambda images: model(images, training=False),
-                    input_signature=[tf.TensorSpec([None, self.image_size, self.image_size, 3], tf.float32)])
+                    input_signature=[tf.TensorSpec([None, self.image_size, self.image_size, 3], tf.float32)],
+                )
             return self._infer
 
 
@@ -105,8 +111,9 @@ def cached_model(path: str | os.PathLike[str]) -> Any:
     try:
         stat = path.stat()
     except OSError:
-        raise RunError(f"The model file {path} does not exist: its run may have been deleted, or not have "
-                       "finished an epoch yet.") from None
+        raise RunError(
+            f"The model file {path} does not exist: its run may have been deleted, or not have finished an epoch yet."
+        ) from None
     return _model_of_file_version(str(path), stat.st_mtime_ns, stat.st_size)
 
 
@@ -115,17 +122,38 @@ def _model_of_file_version(path: str, mtime_ns: int, size: int) -> Any:
     return load_saved_model(path, compile=False)
 
 
-def classifier_from_file(path: str | os.PathLike[str], class_names: Sequence[str], *,
-                         image_size: int | None = None, preprocessing: str = "stretch", name: str = "",
-                         notes: Sequence[str] = ()) -> Classifier:
+def classifier_from_file(
+    path: str | os.PathLike[str],
+    class_names: Sequence[str],
+    *,
+    image_size: int | None = None,
+    preprocessing: str = "stretch",
+    name: str = "",
+    notes: Sequence[str] = (),
+) -> Classifier:
     """A classifier around a saved model; the input size defaults to the model's own."""
     model = cached_model(path)
-    return _wrap_model(model, class_names, image_size=image_size, preprocessing=preprocessing,
-                       name=name or Path(path).stem, source=str(path), notes=notes)
+    return _wrap_model(
+        model,
+        class_names,
+        image_size=image_size,
+        preprocessing=preprocessing,
+        name=name or Path(path).stem,
+        source=str(path),
+        notes=notes,
+    )
 
 
-def _wrap_model(model: Any, class_names: Sequence[str], *, image_size: int | None, preprocessing: str,
-                name: str, source: str, notes: Sequence[str] = ()) -> Classifier:
+def _wrap_model(
+    model: Any,
+    class_names: Sequence[str],
+    *,
+    image_size: int | None,
+    preprocessing: str,
+    name: str,
+    source: str,
+    notes: Sequence[str] = (),
+) -> Classifier:
     if preprocessing not in PREPROCESSING:
         raise ConfigError(f"Preprocessing must be one of {', '.join(PREPROCESSING)} (got {preprocessing!r}).")
     size = image_size or _square_input_side(model)
@@ -133,10 +161,19 @@ def _wrap_model(model: Any, class_names: Sequence[str], *, image_size: int | Non
         raise ConfigError(f"The model {name} does not fix its input size: give image_size.")
     outputs = _output_count(model)
     if outputs is not None and outputs != len(class_names):
-        raise ConfigError(f"The model {name} gives {outputs} outputs but {len(class_names)} class names were "
-                          "given; they must match one to one.")
-    return Classifier(name=name, class_names=tuple(str(n) for n in class_names), image_size=int(size),
-                      preprocessing=PREPROCESSING[preprocessing], model=model, source=source, notes=tuple(notes))
+        raise ConfigError(
+            f"The model {name} gives {outputs} outputs but {len(class_names)} class names were "
+            "given; they must match one to one."
+        )
+    return Classifier(
+        name=name,
+        class_names=tuple(str(n) for n in class_names),
+        image_size=int(size),
+        preprocessing=PREPROCESSING[preprocessing],
+        model=model,
+        source=source,
+        notes=tuple(notes),
+    )
 
 
 def _square_input_side(model: Any) -> int | None:
@@ -164,13 +201,14 @@ def classifier_for_run(run_id: str, checkpoint: str = "best") -> Classifier:
     record = runs.get_run(run_id)
     path = record.model_path if checkpoint == "best" else record.last_model
     if path is None:
-        raise RunError(f"Run {run_id} ({record.name}) has no saved model yet: one is saved after each finished "
-                       "epoch. Wait for its first epoch, or pick another run.")
+        raise RunError(
+            f"Run {run_id} ({record.name}) has no saved model yet: one is saved after each finished "
+            "epoch. Wait for its first epoch, or pick another run."
+        )
     try:
         stat = path.stat()
     except OSError:
-        raise RunError(f"The saved model of run {run_id} was removed while it was being opened; try again.") \
-            from None
+        raise RunError(f"The saved model of run {run_id} was removed while it was being opened; try again.") from None
     return _run_classifier(run_id, str(path), stat.st_mtime_ns, stat.st_size)
 
 
@@ -183,8 +221,9 @@ def _run_classifier(run_id: str, path: str, mtime_ns: int, size: int) -> Classif
     outputs = _output_count(model) or 0
     names, notes = _run_class_names(record, outputs)
     image_size = _square_input_side(model) or record.config.model.effective_image_size
-    return _wrap_model(model, names, image_size=image_size, preprocessing="stretch", name=record.name,
-                       source=path, notes=notes)
+    return _wrap_model(
+        model, names, image_size=image_size, preprocessing="stretch", name=record.name, source=path, notes=notes
+    )
 
 
 def _run_class_names(record: Any, outputs: int) -> tuple[list[str], list[str]]:
@@ -202,15 +241,20 @@ def _run_class_names(record: Any, outputs: int) -> tuple[list[str], list[str]]:
     source = record.config.data.source
     try:
         names = list(describe(record.config.data).class_names)
-        reason = (f"its data source {source} now has {len(names)} classes but the model has {outputs} outputs"
-                  if len(names) != outputs else "")
+        reason = (
+            f"its data source {source} now has {len(names)} classes but the model has {outputs} outputs"
+            if len(names) != outputs
+            else ""
+        )
     except Exception as error:  # any data source trouble: the photos can still be classified, by number
         names, reason = [], f"its data source {source} cannot be read here ({error})"
     if not reason:
         return names, []
     placeholders = [f"class {i + 1}" for i in range(outputs)]
-    return placeholders, [f"The class names of this run are unknown because {reason}; classes are numbered "
-                          "in their training order instead."]
+    return placeholders, [
+        f"The class names of this run are unknown because {reason}; classes are numbered "
+        "in their training order instead."
+    ]
 
 
 _dog_classifier: Classifier | None = None
@@ -226,7 +270,11 @@ def imagenet_dog_classifier(progress: Progress | None = None) -> Classifier:
             from core.imagenet import dog_breed_classifier
 
             _dog_classifier = _wrap_model(
-                dog_breed_classifier(progress=progress), dog_breed_names(), image_size=IMAGENET_SIZE,
-                preprocessing="imagenet", name="ImageNet dog breeds (EfficientNet-Lite0, no training)",
-                source="EfficientNet-Lite0 ImageNet weights, restricted to the 120 Stanford Dogs breeds")
+                dog_breed_classifier(progress=progress),
+                dog_breed_names(),
+                image_size=IMAGENET_SIZE,
+                preprocessing="imagenet",
+                name="ImageNet dog breeds (EfficientNet-Lite0, no training)",
+                source="EfficientNet-Lite0 ImageNet weights, restricted to the 120 Stanford Dogs breeds",
+            )
         return _dog_classifier

@@ -14,14 +14,17 @@ from core.serving.inputs import as_rgb
 
 DEFAULT_OPACITY = 0.45
 
-_TURBO_POLYNOMIAL = np.array([  # Google's fit of the Turbo colour map: coefficients of 1, x, ..., x^5 per channel
-    [0.13572138, 4.61539260, -42.66032258, 132.13108234, -152.94239396, 59.28637943],
-    [0.09140261, 2.19418839, 4.84296658, -14.18503333, 4.27729857, 2.82956604],
-    [0.10667330, 12.64194608, -60.58204836, 110.36276771, -89.90310912, 27.34824973],
-])
+_TURBO_POLYNOMIAL = np.array(
+    [  # Google's fit of the Turbo colour map: coefficients of 1, x, ..., x^5 per channel
+        [0.13572138, 4.61539260, -42.66032258, 132.13108234, -152.94239396, 59.28637943],
+        [0.09140261, 2.19418839, 4.84296658, -14.18503333, 4.27729857, 2.82956604],
+        [0.10667330, 12.64194608, -60.58204836, 110.36276771, -89.90310912, 27.34824973],
+    ]
+)
 _LEVELS = np.linspace(0.0, 1.0, 256)
-TURBO: np.ndarray = np.clip(np.rint(
-    np.stack([_LEVELS ** p for p in range(6)], axis=-1) @ _TURBO_POLYNOMIAL.T * 255), 0, 255).astype(np.uint8)
+TURBO: np.ndarray = np.clip(
+    np.rint(np.stack([_LEVELS**p for p in range(6)], axis=-1) @ _TURBO_POLYNOMIAL.T * 255), 0, 255
+).astype(np.uint8)
 """The Turbo colour map as 256 uint8 RGB rows (dark blue, cyan, green, yellow, red): a lookup table, so
 colouring a 12-megapixel heatmap costs one indexing pass."""
 
@@ -44,8 +47,10 @@ def overlay(image: Image.Image | np.ndarray, heatmap: np.ndarray, opacity: float
         raise ConfigError(f"Expected an RGB image of shape (height, width, 3), got {pixels.shape}.")
     heatmap = np.asarray(heatmap, dtype=np.float32)
     if heatmap.shape != pixels.shape[:2]:
-        heatmap = np.asarray(Image.fromarray(heatmap, mode="F").resize(
-            (pixels.shape[1], pixels.shape[0]), Image.Resampling.BILINEAR), dtype=np.float32)
+        heatmap = np.asarray(
+            Image.fromarray(heatmap, mode="F").resize((pixels.shape[1], pixels.shape[0]), Image.Resampling.BILINEAR),
+            dtype=np.float32,
+        )
     weight = np.uint16(round(opacity * 256))  # integer blend: 4x less memory than floats on big photos
     blended = pixels.astype(np.uint16) * (256 - weight) + colourise(heatmap).astype(np.uint16) * weight + 128
     return (blended >> 8).astype(np.uint8)

@@ -33,8 +33,9 @@ def grad_cam(classifier: Classifier, image: Image.Image, class_index: int | None
     model does not see (outside ImageNet's centre crop) are 0. ``class_index`` defaults to the most probable
     class. All zeros when nothing in the photo speaks for that class.
     """
-    if class_index is not None and not (isinstance(class_index, (int, np.integer))
-                                        and 0 <= class_index < classifier.num_classes):
+    if class_index is not None and not (
+        isinstance(class_index, (int, np.integer)) and 0 <= class_index < classifier.num_classes
+    ):
         raise ConfigError(f"Class index must be between 0 and {classifier.num_classes - 1} (got {class_index!r}).")
     image = as_rgb(image, "This picture")
     batch = classifier.prepare(image)[None].astype(np.float32)
@@ -61,8 +62,10 @@ def last_feature_map_layer(model: Any) -> Any:
     """The last layer with a 4-D output (a convolutional feature map), looking inside nested models."""
     found = _feature_map_path(model)
     if found is None:
-        raise ConfigError(f"{model.name} has no convolutional feature map (no layer with a 4-D output), so "
-                          "Grad-CAM cannot show where it looks.")
+        raise ConfigError(
+            f"{model.name} has no convolutional feature map (no layer with a 4-D output), so "
+            "Grad-CAM cannot show where it looks."
+        )
     return found[-1]
 
 
@@ -92,6 +95,7 @@ def _score_head(final: Any) -> Callable[[Any], Any] | None:
     if not is_softmax:
         return None
     if isinstance(final, keras.layers.Dense):
+
         def logits(features: Any) -> Any:
             return keras.ops.matmul(keras.ops.cast(features, final.kernel.dtype), final.kernel) + final.bias
 
@@ -148,8 +152,9 @@ def _build_grad_cam_function(model: Any, image_size: int) -> Any:
     forward = _feature_forward(model)
     _check_forward(model, forward, image_size)
 
-    @tf.function(input_signature=[tf.TensorSpec([1, image_size, image_size, 3], tf.float32),
-                                  tf.TensorSpec([], tf.int32)])
+    @tf.function(
+        input_signature=[tf.TensorSpec([1, image_size, image_size, 3], tf.float32), tf.TensorSpec([], tf.int32)]
+    )
     def explain(images: Any, class_index: Any) -> Any:
         with tf.GradientTape() as tape:
             tape.watch(images)  # frozen layers' weights are not watched; the input makes the tape record all
@@ -171,8 +176,10 @@ def _check_forward(model: Any, forward: Callable[[Any], tuple[Any, Any, Any]], i
     probe = np.random.default_rng(0).uniform(0, 255, (1, image_size, image_size, 3)).astype(np.float32)
     replayed = np.asarray(forward(probe)[2])
     if not np.allclose(replayed, np.asarray(model(probe, training=False)), atol=1e-4):
-        raise ConfigError(f"{model.name} nests its convolutional layers in a sub-model inside a graph with "
-                          "branches; Grad-CAM supports flat models and chains of layers.")
+        raise ConfigError(
+            f"{model.name} nests its convolutional layers in a sub-model inside a graph with "
+            "branches; Grad-CAM supports flat models and chains of layers."
+        )
 
 
 def _explanation_function(classifier: Classifier) -> Any:

@@ -20,8 +20,7 @@ ImageInput = Any
 raw ``bytes`` or a PIL image (taken as already upright, as ``decode_image`` returns it)."""
 
 
-def open_input(item: ImageInput, position: int = 0,
-               limits: DecodeLimits = DEFAULT_LIMITS) -> tuple[str, Image.Image]:
+def open_input(item: ImageInput, position: int = 0, limits: DecodeLimits = DEFAULT_LIMITS) -> tuple[str, Image.Image]:
     """(name, upright RGB image) for any accepted input; ``ImageUnreadable`` with a sentence otherwise."""
     if isinstance(item, tuple) and len(item) == 2 and isinstance(item[0], str):
         name, content = item
@@ -58,5 +57,6 @@ def as_rgb(image: Image.Image, name: str) -> Image.Image:
     try:
         return image if image.mode == "RGB" else image.convert("RGB")
     except Exception as error:  # a lazily opened picture may fail to load here
-        raise ImageUnreadable(f"{name} cannot be converted to RGB ({' '.join(str(error).split())[:120]}). "
-                              "Re-save it as JPEG or PNG.") from error
+        raise ImageUnreadable(
+            f"{name} cannot be converted to RGB ({' '.join(str(error).split())[:120]}). Re-save it as JPEG or PNG."
+        ) from error

@@ -66,8 +66,11 @@ class CachedFeaturePath(TrainingPath):
         num_train, batch_size = len(self.feature_set.labels), self.config.train.batch_size
         self.drop = drop_remainder(num_train, batch_size)
         batches = batches_per_epoch(num_train, batch_size)
-        return Fitting(test=test_dataset(self.feature_set.test, self.num_classes, batch_size), num_train=num_train,
-                       steps_per_epoch=batches)
+        return Fitting(
+            test=test_dataset(self.feature_set.test, self.num_classes, batch_size),
+            num_train=num_train,
+            steps_per_epoch=batches,
+        )
 
     def segments(self, done: int, epochs: int) -> Iterable[tuple[int, int]]:
         return segments(done, epochs, self.feature_set)
@@ -75,15 +78,29 @@ class CachedFeaturePath(TrainingPath):
     def training_data(self, start: int, stop: int) -> Any:
         if self.feature_set.train_views[view_for_epoch(start, self.views)] is None:
             self.note(PHASE)
-            self.feature_set = self._extract([view_for_epoch(start, self.views)], before_epoch=start,
-                                             ready=self.feature_set)
+            self.feature_set = self._extract(
+                [view_for_epoch(start, self.views)], before_epoch=start, ready=self.feature_set
+            )
         train_cfg = self.config.train
-        return training_dataset(self.feature_set, self.num_classes, batch_size=train_cfg.batch_size,
-                                seed=train_cfg.seed, first_epoch=start, epochs=stop, drop_remainder=self.drop)
+        return training_dataset(
+            self.feature_set,
+            self.num_classes,
+            batch_size=train_cfg.batch_size,
+            seed=train_cfg.seed,
+            first_epoch=start,
+            epochs=stop,
+            drop_remainder=self.drop,
+        )
 
     def _extract(self, views: list[int], *, before_epoch: int, ready: FeatureSet | None = None) -> FeatureSet:
-        return prepare_features(self.config, self.model, self.splits, views=views, ready=ready,
-                                progress=extraction_progress(self.run_id, self.progress, before_epoch + 1))
+        return prepare_features(
+            self.config,
+            self.model,
+            self.splits,
+            views=views,
+            ready=ready,
+            progress=extraction_progress(self.run_id, self.progress, before_epoch + 1),
+        )
 
 
 def segments(first_epoch: int, epochs: int, feature_set: FeatureSet) -> Iterator[tuple[int, int]]:
@@ -123,12 +140,13 @@ def extraction_progress(run_id: str | None, progress: Progress | None, epoch: in
 
 # ---------------------------------------------------------------------------------------------- the head's data
 
+
 def epoch_order(count: int, batch_size: int, *, seed: int, epoch: int, drop_remainder: bool) -> list[np.ndarray]:
     """Each batch's row indices for one epoch: a new seeded shuffle every epoch, every image once (bar a
     dropped remainder). Indices are sorted within a batch, which reads the memory map in order."""
     order = np.random.default_rng([seed, epoch]).permutation(count)
     stop = count - count % batch_size if drop_remainder and count >= batch_size else count
-    return [np.sort(order[start:start + batch_size]) for start in range(0, stop, batch_size)]
+    return [np.sort(order[start : start + batch_size]) for start in range(0, stop, batch_size)]
 
 
 def view_for_epoch(epoch: int, views: int) -> int:
@@ -136,8 +154,16 @@ def view_for_epoch(epoch: int, views: int) -> int:
     return epoch % views
 
 
-def feature_batches(feature_set: FeatureSet, num_classes: int, *, batch_size: int, seed: int, first_epoch: int,
-                    epochs: int, drop_remainder: bool) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+def feature_batches(
+    feature_set: FeatureSet,
+    num_classes: int,
+    *,
+    batch_size: int,
+    seed: int,
+    first_epoch: int,
+    epochs: int,
+    drop_remainder: bool,
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """(features, one-hot labels) for epochs ``first_epoch``..``epochs - 1``, one after the other."""
     one_hot = np.eye(num_classes, dtype=np.float32)[feature_set.labels]
     views = feature_set.train_views
@@ -147,16 +173,32 @@ def feature_batches(feature_set: FeatureSet, num_classes: int, *, batch_size: in
             yield np.asarray(features[rows]), one_hot[rows]
 
 
-def training_dataset(feature_set: FeatureSet, num_classes: int, *, batch_size: int, seed: int, first_epoch: int,
-                     epochs: int, drop_remainder: bool) -> Any:
+def training_dataset(
+    feature_set: FeatureSet,
+    num_classes: int,
+    *,
+    batch_size: int,
+    seed: int,
+    first_epoch: int,
+    epochs: int,
+    drop_remainder: bool,
+) -> Any:
     """One stream of batches for the whole of ``fit``: with ``steps_per_epoch`` Keras keeps reading the same
     iterator from epoch to epoch, so the stream decides which view each epoch sees."""
     dim = feature_set.train_views[0].features.shape[1]
     signature = (tf.TensorSpec((None, dim), tf.float32), tf.TensorSpec((None, num_classes), tf.float32))
     ds = tf.data.Dataset.from_generator(
-        lambda: feature_batches(feature_set, num_classes, batch_size=batch_size, seed=seed,
-                                first_epoch=first_epoch, epochs=epochs, drop_remainder=drop_remainder),
-        output_signature=signature)
+        lambda: feature_batches(
+            feature_set,
+            num_classes,
+            batch_size=batch_size,
+            seed=seed,
+            first_epoch=first_epoch,
+            epochs=epochs,
+            drop_remainder=drop_remainder,
+        ),
+        output_signature=signature,
+    )
     return ds.prefetch(2)
 
 
@@ -167,13 +209,16 @@ def test_dataset(test: CachedFeatures, num_classes: int, batch_size: int) -> Any
 
 # ---------------------------------------------------------------------------------------------- the head
 
+
 def head_model(model: Any) -> Any:
     """The frozen model's head as a model of its own on pooled features. It shares the frozen model's layers,
     so training it trains the frozen model's head and nothing needs copying back."""
     missing = [name for name in (FEATURE_LAYER, *HEAD_LAYERS) if name not in {layer.name for layer in model.layers}]
     if missing:
-        raise RunError(f"This model has no {', '.join(missing)} layer(s): cached features need the frozen "
-                       "regime's model (build_frozen).")
+        raise RunError(
+            f"This model has no {', '.join(missing)} layer(s): cached features need the frozen "
+            "regime's model (build_frozen)."
+        )
     inputs = keras.Input(shape=(model.get_layer(FEATURE_LAYER).output.shape[-1],), name="features")
     x = inputs
     for name in HEAD_LAYERS:
@@ -181,8 +226,9 @@ def head_model(model: Any) -> Any:
     return keras.Model(inputs, x, name=f"{model.name}_head")
 
 
-def models_for(config: RunConfig, run_id: str | None, num_classes: int, done: int,
-               jit_compile: bool | str) -> tuple[Any, Any]:
+def models_for(
+    config: RunConfig, run_id: str | None, num_classes: int, done: int, jit_compile: bool | str
+) -> tuple[Any, Any]:
     """The frozen model (new, or the run's last checkpoint when resuming) and its compiled head. The model
     shares the head's optimizer, so its saved file carries the optimizer's state (resuming restores Adam's
     moments) and loads like any compiled run model."""
@@ -193,8 +239,7 @@ def models_for(config: RunConfig, run_id: str | None, num_classes: int, done: in
     else:
         model = build_model(config.model, num_classes)
     head = head_model(model)
-    compile_model(head, config.effective_learning_rate,
-                  config.effective_weight_decay, jit_compile=jit_compile)
+    compile_model(head, config.effective_learning_rate, config.effective_weight_decay, jit_compile=jit_compile)
     if restored is not None and restored.built:
         targets, sources = head.optimizer.variables, restored.variables
         if [v.shape for v in targets] == [v.shape for v in sources]:

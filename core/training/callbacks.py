@@ -72,8 +72,10 @@ class RunRecorder(keras.callbacks.Callback):
     def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
         loss = (logs or {}).get("loss")
         if loss is not None and not math.isfinite(float(loss)):
-            raise NonFiniteLoss(f"The loss became {float(loss)} at epoch {self._epoch}, batch {batch + 1}: the "
-                                "learning rate is probably too high for this model. Lower it and start again.")
+            raise NonFiniteLoss(
+                f"The loss became {float(loss)} at epoch {self._epoch}, batch {batch + 1}: the "
+                "learning rate is probably too high for this model. Lower it and start again."
+            )
         self._images = min((batch + 1) * self.batch_size, self.num_train)
         self._train_seconds = time.perf_counter() - self._started
         self._check_stop()
@@ -93,8 +95,9 @@ class RunRecorder(keras.callbacks.Callback):
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         if self.stopping:
             return
-        runs.record_epoch(self.run_id, epoch + 1, logs or {}, seconds=time.perf_counter() - self._started,
-                          images_per_s=self._speed())
+        runs.record_epoch(
+            self.run_id, epoch + 1, logs or {}, seconds=time.perf_counter() - self._started, images_per_s=self._speed()
+        )
 
     def _speed(self) -> float | None:
         return self._images / self._train_seconds if self._train_seconds > 0 else None
@@ -110,8 +113,14 @@ class EpochCheckpoint(keras.callbacks.Callback):
     trains (the cached-features path trains a head and saves the whole model); ``timing``: the epoch's
     (seconds, images/s) for the note, usually ``RunRecorder.epoch_timing``."""
 
-    def __init__(self, folder: Path, best_val_accuracy: float | None = None, *, saves: Any = None,
-                 timing: Callable[[], tuple[float | None, float | None]] | None = None):
+    def __init__(
+        self,
+        folder: Path,
+        best_val_accuracy: float | None = None,
+        *,
+        saves: Any = None,
+        timing: Callable[[], tuple[float | None, float | None]] | None = None,
+    ):
         super().__init__()
         self.folder = folder
         self.best = best_val_accuracy
@@ -122,9 +131,15 @@ class EpochCheckpoint(keras.callbacks.Callback):
         if self.model.stop_training:
             return  # the epoch was cut short by a stop: keep the previous checkpoint
         seconds, images_per_s = self.timing() if self.timing else (None, None)
-        self.best = checkpoints.save(self.model if self.saves is None else self.saves, self.folder, epoch=epoch + 1,
-                                     metrics=logs or {}, best_val_accuracy=self.best, seconds=seconds,
-                                     images_per_s=images_per_s)
+        self.best = checkpoints.save(
+            self.model if self.saves is None else self.saves,
+            self.folder,
+            epoch=epoch + 1,
+            metrics=logs or {},
+            best_val_accuracy=self.best,
+            seconds=seconds,
+            images_per_s=images_per_s,
+        )
 
 
 class EpochReporter(keras.callbacks.Callback):
@@ -143,8 +158,11 @@ class EpochReporter(keras.callbacks.Callback):
         if self.model.stop_training:
             return
         shown = ", ".join(f"{name} {float(logs[name]):.4f}" for name in runs.METRICS if name in (logs or {}))
-        self.progress(epoch + 1, self.epochs,
-                      f"epoch {epoch + 1}/{self.epochs}: {shown} ({time.perf_counter() - self._started:.1f} s)")
+        self.progress(
+            epoch + 1,
+            self.epochs,
+            f"epoch {epoch + 1}/{self.epochs}: {shown} ({time.perf_counter() - self._started:.1f} s)",
+        )
 
 
 def tensorboard_logger(log_dir: Path) -> list[Any]:
@@ -153,5 +171,13 @@ def tensorboard_logger(log_dir: Path) -> list[Any]:
     if importlib.util.find_spec("tensorboard") is None:
         print("TensorBoard logs skipped: `pip install tensorboard` to get them.", file=sys.stderr)
         return []
-    return [keras.callbacks.TensorBoard(log_dir=str(log_dir), histogram_freq=0, write_graph=False,
-                                        write_images=False, update_freq="epoch", profile_batch=0)]
+    return [
+        keras.callbacks.TensorBoard(
+            log_dir=str(log_dir),
+            histogram_freq=0,
+            write_graph=False,
+            write_images=False,
+            update_freq="epoch",
+            profile_batch=0,
+        )
+    ]

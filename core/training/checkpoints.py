@@ -40,12 +40,23 @@ def remove_partials(folder: Path) -> None:
 
 def improves(metrics: Mapping[str, Any], best_val_accuracy: float | None) -> bool:
     score = metrics.get("val_accuracy")
-    return score is not None and math.isfinite(float(score)) and (
-        best_val_accuracy is None or float(score) > best_val_accuracy)
+    return (
+        score is not None
+        and math.isfinite(float(score))
+        and (best_val_accuracy is None or float(score) > best_val_accuracy)
+    )
 
 
-def save(model: Any, folder: Path, *, epoch: int, metrics: Mapping[str, Any], best_val_accuracy: float | None,
-         seconds: float | None = None, images_per_s: float | None = None) -> float | None:
+def save(
+    model: Any,
+    folder: Path,
+    *,
+    epoch: int,
+    metrics: Mapping[str, Any],
+    best_val_accuracy: float | None,
+    seconds: float | None = None,
+    images_per_s: float | None = None,
+) -> float | None:
     """Save ``model`` as it is after the 1-based ``epoch``, with its note; returns the best validation accuracy
     so far (this epoch's when it improved). Raises ``DataHomeUnavailable`` when the files cannot be written."""
     best = improves(metrics, best_val_accuracy)

@@ -44,39 +44,63 @@ PROG = "python -m core.training"
 
 # flag -> (config section, field); a flag left out keeps the default (or, for a fine-tune, the parent's value).
 FLAGS: dict[str, tuple[str, str]] = {
-    "dataset": ("data", "source"), "max_train_images": ("data", "max_train_images"),
-    "max_test_images": ("data", "max_test_images"), "data_seed": ("data", "seed"),
-    "backbone": ("model", "backbone"), "regime": ("model", "regime"), "weights": ("model", "weights"),
-    "image_size": ("model", "image_size"), "drop_connect_rate": ("model", "drop_connect_rate"),
-    "top_dropout": ("model", "top_dropout"), "unfreeze_top_layers": ("model", "unfreeze_top_layers"),
-    "unfreeze_from_block": ("model", "unfreeze_from_block"), "parent": ("model", "parent_run_id"),
-    "epochs": ("train", "epochs"), "batch_size": ("train", "batch_size"),
-    "learning_rate": ("train", "learning_rate"), "weight_decay": ("train", "weight_decay"),
-    "mixed_precision": ("train", "mixed_precision"), "seed": ("train", "seed"),
-    "feature_cache": ("train", "feature_cache"), "cached_views": ("train", "cached_views"),
+    "dataset": ("data", "source"),
+    "max_train_images": ("data", "max_train_images"),
+    "max_test_images": ("data", "max_test_images"),
+    "data_seed": ("data", "seed"),
+    "backbone": ("model", "backbone"),
+    "regime": ("model", "regime"),
+    "weights": ("model", "weights"),
+    "image_size": ("model", "image_size"),
+    "drop_connect_rate": ("model", "drop_connect_rate"),
+    "top_dropout": ("model", "top_dropout"),
+    "unfreeze_top_layers": ("model", "unfreeze_top_layers"),
+    "unfreeze_from_block": ("model", "unfreeze_from_block"),
+    "parent": ("model", "parent_run_id"),
+    "epochs": ("train", "epochs"),
+    "batch_size": ("train", "batch_size"),
+    "learning_rate": ("train", "learning_rate"),
+    "weight_decay": ("train", "weight_decay"),
+    "mixed_precision": ("train", "mixed_precision"),
+    "seed": ("train", "seed"),
+    "feature_cache": ("train", "feature_cache"),
+    "cached_views": ("train", "cached_views"),
 }
 
 
 def parser() -> argparse.ArgumentParser:
-    regimes = "; ".join(f"{r.name}: {r.label.lower()} (lr {r.learning_rate:g}, weight decay {r.weight_decay:g}, "
-                        f"{r.epochs} epochs)" for r in REGIMES.values())
+    regimes = "; ".join(
+        f"{r.name}: {r.label.lower()} (lr {r.learning_rate:g}, weight decay {r.weight_decay:g}, {r.epochs} epochs)"
+        for r in REGIMES.values()
+    )
     p = argparse.ArgumentParser(
-        prog=PROG, description=__doc__.split("\n\n")[0],
-        epilog="Empty settings take the regime's defaults: " + regimes + ".")
+        prog=PROG,
+        description=__doc__.split("\n\n")[0],
+        epilog="Empty settings take the regime's defaults: " + regimes + ".",
+    )
     data = p.add_argument_group("data")
     data.add_argument("--dataset", metavar="SOURCE", help=f"{DATA_SOURCE_HELP} Default: demo.")
     data.add_argument("--max-train-images", type=int, metavar="N", help="Use at most N training images.")
     data.add_argument("--max-test-images", type=int, metavar="N", help="Use at most N test images.")
     data.add_argument("--data-seed", type=int, metavar="N", help="Fixes the split and the subset (default 0).")
-    data.add_argument("--augment", choices=sorted(AUGMENT_PRESETS), metavar="PRESET",
-                      help=f"Augmentation preset: {', '.join(sorted(AUGMENT_PRESETS))} (default {DEFAULT_AUGMENT_PRESET}).")
+    data.add_argument(
+        "--augment",
+        choices=sorted(AUGMENT_PRESETS),
+        metavar="PRESET",
+        help=f"Augmentation preset: {', '.join(sorted(AUGMENT_PRESETS))} (default {DEFAULT_AUGMENT_PRESET}).",
+    )
     model = p.add_argument_group("model")
-    model.add_argument("--backbone", choices=list(BACKBONES), metavar="NAME",
-                       help=f"One of {', '.join(BACKBONES)} (default EfficientNetB0).")
+    model.add_argument(
+        "--backbone",
+        choices=list(BACKBONES),
+        metavar="NAME",
+        help=f"One of {', '.join(BACKBONES)} (default EfficientNetB0).",
+    )
     model.add_argument("--regime", choices=list(REGIMES), help="How to train (default frozen; see below).")
     model.add_argument("--weights", metavar="imagenet|none|PATH", help=WEIGHT_CHOICES_HELP)
-    model.add_argument("--image-size", type=int, metavar="PX",
-                       help="Input size in pixels (default: the backbone's native resolution).")
+    model.add_argument(
+        "--image-size", type=int, metavar="PX", help="Input size in pixels (default: the backbone's native resolution)."
+    )
     model.add_argument("--drop-connect-rate", type=float, metavar="R", help="Stochastic depth rate (default 0.2).")
     model.add_argument("--top-dropout", type=float, metavar="R", help="Head dropout, frozen regime (default 0.2).")
     model.add_argument("--parent", metavar="RUN_ID", help="finetune: the frozen run to continue.")
@@ -86,15 +110,23 @@ def parser() -> argparse.ArgumentParser:
     train.add_argument("--epochs", type=int, metavar="N", help="Epochs (default: the regime's).")
     train.add_argument("--batch-size", type=int, metavar="N", help="Global batch size (default 32).")
     train.add_argument("--learning-rate", type=float, metavar="LR", help="Adam's learning rate (default: regime's).")
-    train.add_argument("--weight-decay", type=float, metavar="WD", help="Adam's weight decay, 0 for none "
-                                                                        "(default: regime's).")
+    train.add_argument(
+        "--weight-decay", type=float, metavar="WD", help="Adam's weight decay, 0 for none (default: regime's)."
+    )
     train.add_argument("--mixed-precision", choices=MIXED_PRECISION_CHOICES, help="GPU/TPU only (default off).")
     train.add_argument("--seed", type=int, metavar="N", help="Training seed (default 0).")
-    train.add_argument("--feature-cache", action=argparse.BooleanOptionalAction,
-                       help="frozen: train the head on backbone features extracted once (default on); "
-                            "--no-feature-cache runs every image through the backbone every epoch, the notebook's way.")
-    train.add_argument("--cached-views", type=int, metavar="K",
-                       help="frozen with the feature cache: augmented views extracted per image (default 5).")
+    train.add_argument(
+        "--feature-cache",
+        action=argparse.BooleanOptionalAction,
+        help="frozen: train the head on backbone features extracted once (default on); "
+        "--no-feature-cache runs every image through the backbone every epoch, the notebook's way.",
+    )
+    train.add_argument(
+        "--cached-views",
+        type=int,
+        metavar="K",
+        help="frozen with the feature cache: augmented views extracted per image (default 5).",
+    )
     p.add_argument("--name", help="Run name shown in the dashboard (default: made from the settings).")
     return p
 
@@ -111,12 +143,20 @@ def build_config(args: argparse.Namespace) -> RunConfig:
             sections[section][name] = given[flag]
     augment = AUGMENT_PRESETS[given.get("augment", DEFAULT_AUGMENT_PRESET)]
     if base is None:
-        return RunConfig(name=given.get("name", ""), data=DataConfig(**sections["data"]),
-                         augment=augment, model=ModelConfig(**sections["model"]),
-                         train=TrainConfig(**sections["train"]))
-    return RunConfig(name=given.get("name", ""), data=base.data.replace(**sections["data"]),
-                     augment=augment if "augment" in given else base.augment,
-                     model=base.model.replace(**sections["model"]), train=base.train.replace(**sections["train"]))
+        return RunConfig(
+            name=given.get("name", ""),
+            data=DataConfig(**sections["data"]),
+            augment=augment,
+            model=ModelConfig(**sections["model"]),
+            train=TrainConfig(**sections["train"]),
+        )
+    return RunConfig(
+        name=given.get("name", ""),
+        data=base.data.replace(**sections["data"]),
+        augment=augment if "augment" in given else base.augment,
+        model=base.model.replace(**sections["model"]),
+        train=base.train.replace(**sections["train"]),
+    )
 
 
 def _printer() -> Any:
@@ -149,16 +189,20 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     print(f"Training {config.display_name()}: " + json.dumps(runs.config_summary(config)), flush=True)
     try:
-        outcome = train_foreground(config, progress=_printer(),
-                                   waiting=lambda text: print(text, file=sys.stderr, flush=True))
+        outcome = train_foreground(
+            config, progress=_printer(), waiting=lambda text: print(text, file=sys.stderr, flush=True)
+        )
     except KeyboardInterrupt:
         print(json.dumps({"run_id": None, "status": runs.INTERRUPTED}), flush=True)
         return 130
     except TransferLabError as error:
         print(f"{PROG}: error: {error}", file=sys.stderr)
         return 2
-    result = {"run_id": outcome.run_id, "status": outcome.status,
-              **{name: outcome.metrics.get(name) for name in METRICS}}
+    result = {
+        "run_id": outcome.run_id,
+        "status": outcome.status,
+        **{name: outcome.metrics.get(name) for name in METRICS},
+    }
     if outcome.error:
         result["error"] = outcome.error
         print(f"Run failed: {outcome.error}", file=sys.stderr)

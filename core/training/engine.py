@@ -65,8 +65,15 @@ def training_path(config: RunConfig, run_id: str | None, progress: Progress | No
     return kind(config, run_id, progress)
 
 
-def train(config: RunConfig, run_id: str | None, strategy: Any, device: str, *,
-          progress: Progress | None = None, callbacks: Sequence[Any] = ()) -> tuple[dict[str, float | None], bool]:
+def train(
+    config: RunConfig,
+    run_id: str | None,
+    strategy: Any,
+    device: str,
+    *,
+    progress: Progress | None = None,
+    callbacks: Sequence[Any] = (),
+) -> tuple[dict[str, float | None], bool]:
     """Train ``config`` under ``strategy``. With a ``run_id`` everything is recorded in the store and saved
     in the run's folder; without one (a non-chief worker) nothing is. Returns (last epoch's metrics, stopped)."""
     path = training_path(config, run_id, progress)
@@ -96,8 +103,12 @@ def train(config: RunConfig, run_id: str | None, strategy: Any, device: str, *,
     recorder = None
     hooks: list[Any] = []
     if run_id:
-        recorder = RunRecorder(run_id, num_train=fitting.num_train, batch_size=train_cfg.batch_size,
-                               batches=batches_per_epoch(fitting.num_train, train_cfg.batch_size))
+        recorder = RunRecorder(
+            run_id,
+            num_train=fitting.num_train,
+            batch_size=train_cfg.batch_size,
+            batches=batches_per_epoch(fitting.num_train, train_cfg.batch_size),
+        )
         hooks += stored_run_callbacks(run_id, path, models, device, precision, recorder)
     if progress is not None:
         hooks.append(EpochReporter(progress, epochs))
@@ -112,9 +123,16 @@ def train(config: RunConfig, run_id: str | None, strategy: Any, device: str, *,
         except StopRequested:
             return stopped_early(run_id)
         path.note("training")
-        history = models.fitted.fit(train_data, steps_per_epoch=fitting.steps_per_epoch,
-                                    validation_data=fitting.test, epochs=stop, initial_epoch=start,
-                                    callbacks=hooks, verbose=0, shuffle=False)
+        history = models.fitted.fit(
+            train_data,
+            steps_per_epoch=fitting.steps_per_epoch,
+            validation_data=fitting.test,
+            epochs=stop,
+            initial_epoch=start,
+            callbacks=hooks,
+            verbose=0,
+            shuffle=False,
+        )
     return fit_outcome(run_id, history, recorder)
 
 
@@ -123,24 +141,32 @@ def stopped_early(run_id: str | None) -> tuple[dict[str, float | None], bool]:
     return (last_recorded(run_id) if run_id else {}), True
 
 
-def stored_run_callbacks(run_id: str, path: TrainingPath, models: Models, device: str, precision: str,
-                         recorder: RunRecorder) -> list[Any]:
+def stored_run_callbacks(
+    run_id: str, path: TrainingPath, models: Models, device: str, precision: str, recorder: RunRecorder
+) -> list[Any]:
     """Record what the run built, and the callbacks that checkpoint, record and log each epoch of it."""
     folder = runs.run_folder(run_id)
     folder.mkdir(parents=True, exist_ok=True)
     total, trainable = parameter_counts(models.saved)
     shown_device = device if precision == "float32" else f"{device}, {precision}"
-    runs.record_setup(run_id, device=shown_device + path.device_note, total_params=total,
-                      trainable_params=trainable, unfrozen_layers=models.unfrozen)
+    runs.record_setup(
+        run_id,
+        device=shown_device + path.device_note,
+        total_params=total,
+        trainable_params=trainable,
+        unfrozen_layers=models.unfrozen,
+    )
     keras_compat.cache_saving_skipsets()
-    return [EpochCheckpoint(folder, runs.get_run(run_id).best_val_accuracy, saves=models.saved,
-                            timing=recorder.epoch_timing),
-            recorder,
-            *tensorboard_logger(folder / runs.TENSORBOARD_DIR)]
+    return [
+        EpochCheckpoint(
+            folder, runs.get_run(run_id).best_val_accuracy, saves=models.saved, timing=recorder.epoch_timing
+        ),
+        recorder,
+        *tensorboard_logger(folder / runs.TENSORBOARD_DIR),
+    ]
 
 
-def fit_outcome(run_id: str | None, history: Any, recorder: RunRecorder | None
-                ) -> tuple[dict[str, float | None], bool]:
+def fit_outcome(run_id: str | None, history: Any, recorder: RunRecorder | None) -> tuple[dict[str, float | None], bool]:
     """What ``train`` returns after ``fit``: the last epoch's metrics (the store's, for a stored run)
     and whether a stop was asked."""
     stopped = bool(recorder and recorder.stopping)
@@ -167,8 +193,10 @@ def friendly_error(error: BaseException, config: RunConfig | None = None) -> str
     if isinstance(error, MemoryError) or type(error).__name__ == "ResourceExhaustedError" or "OOM" in text:
         what = ""
         if config is not None:
-            what = (f" training {config.model.backbone} at {config.model.effective_image_size} px with batch size "
-                    f"{config.train.batch_size}")
+            what = (
+                f" training {config.model.backbone} at {config.model.effective_image_size} px with batch size "
+                f"{config.train.batch_size}"
+            )
         return f"Ran out of memory{what}. Lower the batch size or the image size, then resume or start again."
     first = text.splitlines()[0] if text else ""
     return f"{type(error).__name__}: {first}"[:500]
@@ -185,8 +213,12 @@ def execute(run_id: str, *, progress: Progress | None = None, callbacks: Sequenc
         with runs.keep_open():
             metrics, stopped = train(config, run_id, strategy, device, progress=progress, callbacks=callbacks)
     except (KeyboardInterrupt, SystemExit) as error:
-        runs.finish_run(run_id, runs.INTERRUPTED, "Training was interrupted (Ctrl-C or the process was asked to "
-                                                  "end). Resume the run to continue from its last checkpoint.")
+        runs.finish_run(
+            run_id,
+            runs.INTERRUPTED,
+            "Training was interrupted (Ctrl-C or the process was asked to "
+            "end). Resume the run to continue from its last checkpoint.",
+        )
         raise error
     except Exception as error:  # every failure becomes a readable status; epochs so far stay recorded
         traceback.print_exc(file=sys.stderr)
@@ -198,8 +230,13 @@ def execute(run_id: str, *, progress: Progress | None = None, callbacks: Sequenc
     return Outcome(run_id, status, metrics)
 
 
-def train_foreground(config: RunConfig, *, progress: Progress | None = None,
-                     waiting: Callable[[str], None] | None = None, poll_s: float = 1.0) -> Outcome:
+def train_foreground(
+    config: RunConfig,
+    *,
+    progress: Progress | None = None,
+    waiting: Callable[[str], None] | None = None,
+    poll_s: float = 1.0,
+) -> Outcome:
     """Train in this process (the CLI), recorded in the same store; waits its turn if a run is training.
 
     In a multi-worker cluster only the chief records; the other workers train unrecorded."""
@@ -213,8 +250,10 @@ def train_foreground(config: RunConfig, *, progress: Progress | None = None,
         while not runs.claim_foreground(run_id):
             if waiting is not None and not told:
                 busy = runs.running_run()
-                waiting(f"Run {run_id} is queued (position {runs.queue_position(run_id)}); "
-                        + (f"waiting for run {busy.id} to finish." if busy else "waiting for its turn."))
+                waiting(
+                    f"Run {run_id} is queued (position {runs.queue_position(run_id)}); "
+                    + (f"waiting for run {busy.id} to finish." if busy else "waiting for its turn.")
+                )
                 told = True
             time.sleep(poll_s)
     except (KeyboardInterrupt, SystemExit):

@@ -38,16 +38,22 @@ class ImagePath(TrainingPath):
             unfrozen = unfreeze_for_finetune(model, model_cfg.unfreeze_top_layers, model_cfg.unfreeze_from_block)
         else:
             model = build_model(model_cfg, num_classes)
-        compile_model(model, self.config.effective_learning_rate, self.config.effective_weight_decay,
-                      jit_compile=jit_compile)
+        compile_model(
+            model, self.config.effective_learning_rate, self.config.effective_weight_decay, jit_compile=jit_compile
+        )
         return Models(saved=model, fitted=model, unfrozen=unfrozen)
 
     def prepare(self, splits: Splits, done: int) -> Fitting:
         info, train_cfg = splits.info, self.config.train
-        self._train = training_pipeline(splits.train, num_train=info.num_train, num_classes=info.num_classes,
-                                        image_size=self.config.model.effective_image_size,
-                                        batch_size=train_cfg.batch_size, augment=self.config.augment,
-                                        seed=train_cfg.seed)
+        self._train = training_pipeline(
+            splits.train,
+            num_train=info.num_train,
+            num_classes=info.num_classes,
+            image_size=self.config.model.effective_image_size,
+            batch_size=train_cfg.batch_size,
+            augment=self.config.augment,
+            seed=train_cfg.seed,
+        )
         test = test_pipeline(splits.test, num_classes=info.num_classes, batch_size=train_cfg.batch_size)
         keras_compat.ignore_unknown_length_warning()
         return Fitting(test=test, num_train=info.num_train)

@@ -90,16 +90,20 @@ def check_classes(model: Any, num_classes: int, source: str) -> None:
     """Refuse a saved model whose output does not fit the data's classes."""
     outputs = model.output_shape[-1]
     if outputs != num_classes:
-        raise ConfigError(f"{source} predicts {outputs} classes but this data has {num_classes}: use the same "
-                          "data source as the run it continues.")
+        raise ConfigError(
+            f"{source} predicts {outputs} classes but this data has {num_classes}: use the same "
+            "data source as the run it continues."
+        )
 
 
 def resumed_model(run_id: str, done: int, num_classes: int) -> Any:
     """The compiled model a run saved after its last recorded epoch (``done``), to continue from."""
     record = runs.get_run(run_id)
     if record.last_model is None:
-        raise RunError(f"“{record.name}” recorded {done} epoch(s) but its model_last.keras is gone, so it cannot "
-                       "resume. Start a new run.")
+        raise RunError(
+            f"“{record.name}” recorded {done} epoch(s) but its model_last.keras is gone, so it cannot "
+            "resume. Start a new run."
+        )
     model = load_saved_model(record.last_model, compile=True)
     check_classes(model, num_classes, f"The saved model of “{record.name}”")
     return model

@@ -40,24 +40,36 @@ def _distribution_options() -> tf.data.Options:
     return options
 
 
-def training_pipeline(train: tf.data.Dataset, *, num_train: int, num_classes: int, image_size: int,
-                      batch_size: int, augment: Any, seed: int) -> tf.data.Dataset:
+def training_pipeline(
+    train: tf.data.Dataset,
+    *,
+    num_train: int,
+    num_classes: int,
+    image_size: int,
+    batch_size: int,
+    augment: Any,
+    seed: int,
+) -> tf.data.Dataset:
     """Shuffle (seeded, new order each epoch) -> batch -> augment (a fresh augmenter) -> one-hot -> prefetch.
 
     Images wait in the shuffle buffer as uint8, four times smaller than float32 (the data module
     already caches small splits, before augmentation)."""
     augmenter = build_augmenter(augment)
-    ds = train.map(lambda image, label: (tf.cast(tf.round(image), tf.uint8), label),
-                   num_parallel_calls=tf.data.AUTOTUNE)
+    ds = train.map(
+        lambda image, label: (tf.cast(tf.round(image), tf.uint8), label), num_parallel_calls=tf.data.AUTOTUNE
+    )
     ds = ds.shuffle(_shuffle_buffer(num_train, image_size, batch_size), seed=seed, reshuffle_each_iteration=True)
     ds = ds.batch(batch_size, drop_remainder=drop_remainder(num_train, batch_size))
-    ds = ds.map(lambda images, labels: (augmenter(images, training=True), tf.one_hot(labels, num_classes)),
-                num_parallel_calls=tf.data.AUTOTUNE)
+    ds = ds.map(
+        lambda images, labels: (augmenter(images, training=True), tf.one_hot(labels, num_classes)),
+        num_parallel_calls=tf.data.AUTOTUNE,
+    )
     return ds.with_options(_distribution_options()).prefetch(tf.data.AUTOTUNE)
 
 
 def test_pipeline(test: tf.data.Dataset, *, num_classes: int, batch_size: int) -> tf.data.Dataset:
     """Batch -> one-hot -> prefetch; never augmented."""
-    ds = test.batch(batch_size).map(lambda images, labels: (images, tf.one_hot(labels, num_classes)),
-                                    num_parallel_calls=tf.data.AUTOTUNE)
+    ds = test.batch(batch_size).map(
+        lambda images, labels: (images, tf.one_hot(labels, num_classes)), num_parallel_calls=tf.data.AUTOTUNE
+    )
     return ds.with_options(_distribution_options()).prefetch(tf.data.AUTOTUNE)

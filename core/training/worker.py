@@ -28,8 +28,10 @@ WATCH_EVERY_S = 0.5
 LINGER_LIMIT_S = 20.0
 
 
-OWNER_GONE_MESSAGE = ("The app that started this run was shut down, so the run stopped with it after {done} "
-                      "finished epoch(s). Resume it to continue from its last checkpoint.")
+OWNER_GONE_MESSAGE = (
+    "The app that started this run was shut down, so the run stopped with it after {done} "
+    "finished epoch(s). Resume it to continue from its last checkpoint."
+)
 
 
 class RunGuard(threading.Thread):
@@ -70,8 +72,11 @@ class RunGuard(threading.Thread):
             return "taken over by another process; ending this one"
         if record.status != runs.RUNNING:
             lingering = time.time() - (record.finished_at or time.time())
-            return f"ended {lingering:.0f} s ago but its process lingered; ending it" if (
-                lingering > LINGER_LIMIT_S) else None
+            return (
+                f"ended {lingering:.0f} s ago but its process lingered; ending it"
+                if (lingering > LINGER_LIMIT_S)
+                else None
+            )
         if self.owner and not self.owner_gone.is_set() and not runs.owner_alive(self.owner):
             self.owner_gone.set()
             runs.request_stop(self.run_id)
@@ -122,8 +127,9 @@ def _wait_to_be_marked_running(run_id: str, timeout_s: float = 30.0) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of a background worker: train one run, start the next queued one, end."""
-    parser = argparse.ArgumentParser(prog="python -m core.training.worker",
-                                     description="Train one queued run (started by core.runs.start_run).")
+    parser = argparse.ArgumentParser(
+        prog="python -m core.training.worker", description="Train one queued run (started by core.runs.start_run)."
+    )
     parser.add_argument("--run-id", required=True)
     args = parser.parse_args(argv)
     signal.signal(signal.SIGTERM, _end_on_sigterm)

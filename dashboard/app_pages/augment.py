@@ -44,8 +44,12 @@ def reroll() -> None:
 
 def picture() -> tuple[np.ndarray, str] | None:
     """The image to augment: a dataset sample or an upload, resized to the preview size."""
-    source = st.segmented_control("Picture", ["Dataset sample", "My photo"], default="Dataset sample",
-                                  key=f"{PREFIX}_source") or "Dataset sample"
+    source = (
+        st.segmented_control(
+            "Picture", ["Dataset sample", "My photo"], default="Dataset sample", key=f"{PREFIX}_source"
+        )
+        or "Dataset sample"
+    )
     if source == "My photo":
         upload = st.file_uploader("Upload a photo", type=None, key=f"{PREFIX}_upload")
         if upload is None:
@@ -68,8 +72,10 @@ def picture() -> tuple[np.ndarray, str] | None:
 
 
 st.title("Augment")
-st.caption("Each slider is one random transformation from the notebook. Training applies exactly this "
-           "pipeline to training images only, never to the test images.")
+st.caption(
+    "Each slider is one random transformation from the notebook. Training applies exactly this "
+    "pipeline to training images only, never to the test images."
+)
 current = state.augment_config()
 controls, results = st.columns([1, 2], gap="large")
 
@@ -78,16 +84,20 @@ with controls:
     seed_cols = st.columns([3, 2], vertical_alignment="bottom")
     seed = forms.render_field(forms.field_named(AugmentConfig, "seed"), current, PREFIX, seed_cols[0])
     seed_cols[1].button("Re-roll", icon=":material/casino:", key=f"{PREFIX}_reroll", on_click=reroll)
-    one_at_a_time = st.toggle("One transformation at a time", key=f"{PREFIX}_one_at_a_time",
-                              help="Apply each enabled transformation alone and label it.")
+    one_at_a_time = st.toggle(
+        "One transformation at a time",
+        key=f"{PREFIX}_one_at_a_time",
+        help="Apply each enabled transformation alone and label it.",
+    )
     values = {"seed": seed}
     for row in TRANSFORMS:
         with st.container(border=True):
             on = forms.render_field(forms.field_named(AugmentConfig, row.switch), current, PREFIX)
             values[row.switch] = on
             for name in row.strengths + row.options:
-                values[name] = forms.render_field(forms.field_named(AugmentConfig, name), current, PREFIX,
-                                                  disabled=not on)
+                values[name] = forms.render_field(
+                    forms.field_named(AugmentConfig, name), current, PREFIX, disabled=not on
+                )
             st.caption(row.note)
 
 try:
@@ -98,9 +108,14 @@ except TransferLabError as error:
 # The box names what the sliders do, so it reads 'custom' once they differ from every preset, and picking
 # a preset (even the one last picked) is a change that loads it. Drawn after the sliders, shown above them.
 st.session_state[PRESET_KEY] = (config.matching_preset() if config else None) or CUSTOM
-preset_slot.selectbox("Preset", [*AUGMENT_PRESETS, CUSTOM], key=PRESET_KEY, on_change=apply_preset,
-                      help="'notebook' is exactly the course notebook's four layers. Moving a slider away from "
-                           "every preset makes it 'custom'; pick a preset to load its values again.")
+preset_slot.selectbox(
+    "Preset",
+    [*AUGMENT_PRESETS, CUSTOM],
+    key=PRESET_KEY,
+    on_change=apply_preset,
+    help="'notebook' is exactly the course notebook's four layers. Moving a slider away from "
+    "every preset makes it 'custom'; pick a preset to load its values again.",
+)
 if problem is not None:
     show_error(problem, results)
     st.stop()
@@ -117,7 +132,7 @@ with results:
         if not config.enabled_transforms():
             grid.warning("Every transformation is off: training images are used as they are.")
         for start in range(0, len(versions), 3):
-            for col, (label, version) in zip(grid.columns(3), versions[start:start + 3]):
+            for col, (label, version) in zip(grid.columns(3), versions[start : start + 3]):
                 col.image(version, caption=label or None, width="stretch")
     with st.expander("Why augment? (teaching notes)", expanded=False):
         st.markdown(

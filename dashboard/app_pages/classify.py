@@ -66,11 +66,19 @@ def model_label(choice: str, records: dict) -> str:
 
 def uploaded_photos() -> list[tuple[str, bytes]]:
     """(file name, bytes) of every uploaded photo, then the camera's photo if the camera is on."""
-    uploads = st.file_uploader("Photos", type=None, accept_multiple_files=True, key=f"{PREFIX}_uploads",
-                               help="JPEG, PNG, WebP, BMP, GIF or TIFF; as many as you like.")
+    uploads = st.file_uploader(
+        "Photos",
+        type=None,
+        accept_multiple_files=True,
+        key=f"{PREFIX}_uploads",
+        help="JPEG, PNG, WebP, BMP, GIF or TIFF; as many as you like.",
+    )
     photos = [(upload.name, upload.getvalue()) for upload in uploads or []]
-    if st.toggle("Take a photo with the camera", key=f"{PREFIX}_use_camera",
-                 help="The browser asks for permission to use the camera only when this is on."):
+    if st.toggle(
+        "Take a photo with the camera",
+        key=f"{PREFIX}_use_camera",
+        help="The browser asks for permission to use the camera only when this is on.",
+    ):
         shot = st.camera_input("Camera", key=f"{PREFIX}_camera")
         if shot is not None:
             photos.append((CAMERA_NAME, shot.getvalue()))
@@ -78,8 +86,12 @@ def uploaded_photos() -> list[tuple[str, bytes]]:
 
 
 @st.cache_data(show_spinner="Classifying…", max_entries=16)
-def classified(model_key: tuple[str, int], photo_keys: tuple[tuple[str, str], ...], _classifier: Classifier,
-               _photos: list[tuple[str, bytes]]) -> list[Result]:
+def classified(
+    model_key: tuple[str, int],
+    photo_keys: tuple[tuple[str, str], ...],
+    _classifier: Classifier,
+    _photos: list[tuple[str, bytes]],
+) -> list[Result]:
     """Keyed by the model and the photos' (name, content hash), so moving a slider does not classify again."""
     return classify(_classifier, _photos)
 
@@ -93,15 +105,24 @@ def shown_photo(digest: str, _name: str, _content: bytes) -> np.ndarray:
 
 
 @st.cache_data(show_spinner="Computing Grad-CAM…", max_entries=64)
-def evidence(digest: str, model_key: tuple[str, int], class_index: int, _classifier: Classifier,
-             _photo: np.ndarray) -> np.ndarray:
+def evidence(
+    digest: str, model_key: tuple[str, int], class_index: int, _classifier: Classifier, _photo: np.ndarray
+) -> np.ndarray:
     """Grad-CAM heatmap (0..1, the shown photo's size) for one class: where its evidence lies."""
     return grad_cam(_classifier, Image.fromarray(_photo), class_index)
 
 
 def table_rows(results: list[Result]) -> list[dict]:
-    return [{"file": r.file, "top-1": r.label, "probability": r.top[0][1] if r.top else None,
-             "top-5": "; ".join(f"{label} {p:.3f}" for label, p in r.top), "error": r.error} for r in results]
+    return [
+        {
+            "file": r.file,
+            "top-1": r.label,
+            "probability": r.top[0][1] if r.top else None,
+            "top-5": "; ".join(f"{label} {p:.3f}" for label, p in r.top),
+            "error": r.error,
+        }
+        for r in results
+    ]
 
 
 def as_csv(rows: list[dict]) -> str:
@@ -117,8 +138,16 @@ def code(text: str) -> str:
     return "`" + text.replace("`", "'") + "`"
 
 
-def photo_card(index: int, result: Result, name: str, content: bytes, digest: str,
-               classifier: Classifier, model_key: tuple[str, int], opacity: float) -> None:
+def photo_card(
+    index: int,
+    result: Result,
+    name: str,
+    content: bytes,
+    digest: str,
+    classifier: Classifier,
+    model_key: tuple[str, int],
+    opacity: float,
+) -> None:
     with st.container(border=True):
         if not result.ok:
             show_error(result.error, icon=":material/broken_image:")
@@ -132,11 +161,15 @@ def photo_card(index: int, result: Result, name: str, content: bytes, digest: st
         try:
             photo = shown_photo(digest, name, content)
             photo_column.image(photo, caption=f"Prediction: {label}", width="stretch")
-            bars_column.plotly_chart(figures.top_k_bars(result.top, title=f"Top {len(result.top)}"),
-                                     key=f"{PREFIX}_bars_{index}", config={"displayModeBar": False})
+            bars_column.plotly_chart(
+                figures.top_k_bars(result.top, title=f"Top {len(result.top)}"),
+                key=f"{PREFIX}_bars_{index}",
+                config={"displayModeBar": False},
+            )
             heatmap = evidence(digest, model_key, result.class_index, classifier, photo)
-            evidence_column.image(overlay(photo, heatmap, opacity), width="stretch",
-                                  caption=f"Grad-CAM: evidence for {label}")
+            evidence_column.image(
+                overlay(photo, heatmap, opacity), width="stretch", caption=f"Grad-CAM: evidence for {label}"
+            )
             if not heatmap.any():
                 evidence_column.caption("Nothing in this photo raised the score of this class.")
         except TransferLabError as error:
@@ -149,16 +182,21 @@ st.markdown(
     "**Grad-CAM** map: the parts of the photo whose features raised the score of the predicted class are "
     "painted red and yellow, parts that gave no evidence for it stay blue. It shows *where* the evidence for "
     "the prediction lies (the dog's face, or the grass it sits on?), not whether the prediction is right. "
-    "Parts of the photo the model never sees (outside the ImageNet classifier's centre square) stay uncoloured.")
+    "Parts of the photo the model never sees (outside the ImageNet classifier's centre square) stay uncoloured."
+)
 
 runs.reconcile()
 records = {r.id: r for r in runs.list_runs() if r.model_path}
 model_column, photos_column = st.columns(2, gap="large")
 with model_column:
-    choice = st.selectbox("Model", [*records, DOG_BREEDS], format_func=lambda c: model_label(c, records),
-                          key=f"{PREFIX}_model",
-                          help="Your training runs with a saved model, or ImageNet's classifier restricted to "
-                               "the 120 Stanford Dogs breeds, which needs no training.")
+    choice = st.selectbox(
+        "Model",
+        [*records, DOG_BREEDS],
+        format_func=lambda c: model_label(c, records),
+        key=f"{PREFIX}_model",
+        help="Your training runs with a saved model, or ImageNet's classifier restricted to "
+        "the 120 Stanford Dogs breeds, which needs no training.",
+    )
     model_key = model_identity(choice, records)
     try:
         classifier = dog_classifier() if choice == DOG_BREEDS else run_classifier(choice, *model_key)
@@ -188,19 +226,42 @@ if len(photos) > 1:
     st.subheader("All photos")
     rows = table_rows(results)
     failed = sum(not r.ok for r in results)
-    st.dataframe(rows, hide_index=True, key=f"{PREFIX}_table",
-                 column_config={"probability": st.column_config.NumberColumn(format="%.3f"),
-                                "top-5": st.column_config.TextColumn(width="medium"),
-                                "error": st.column_config.TextColumn(width="large")})
+    st.dataframe(
+        rows,
+        hide_index=True,
+        key=f"{PREFIX}_table",
+        column_config={
+            "probability": st.column_config.NumberColumn(format="%.3f"),
+            "top-5": st.column_config.TextColumn(width="medium"),
+            "error": st.column_config.TextColumn(width="large"),
+        },
+    )
     table_footer = st.columns([3, 1], vertical_alignment="center")
-    table_footer[0].caption(f"{len(results)} photos · {failed} could not be classified." if failed
-                            else f"{len(results)} photos, all classified.")
-    table_footer[1].download_button("Download CSV", as_csv(rows), file_name="classified.csv", mime="text/csv",
-                                    icon=":material/download:", key=f"{PREFIX}_download", on_click="ignore")
+    table_footer[0].caption(
+        f"{len(results)} photos · {failed} could not be classified."
+        if failed
+        else f"{len(results)} photos, all classified."
+    )
+    table_footer[1].download_button(
+        "Download CSV",
+        as_csv(rows),
+        file_name="classified.csv",
+        mime="text/csv",
+        icon=":material/download:",
+        key=f"{PREFIX}_download",
+        on_click="ignore",
+    )
 
 st.subheader("Photo by photo")
-opacity = st.columns(3)[0].slider("Grad-CAM opacity", 0.0, 1.0, DEFAULT_OPACITY, 0.05, key=f"{PREFIX}_opacity",
-                    help="0 shows the photo only, 1 the heatmap only.")
+opacity = st.columns(3)[0].slider(
+    "Grad-CAM opacity",
+    0.0,
+    1.0,
+    DEFAULT_OPACITY,
+    0.05,
+    key=f"{PREFIX}_opacity",
+    help="0 shows the photo only, 1 the heatmap only.",
+)
 if len(photos) > MAX_CARDS:
     st.caption(f"The first {MAX_CARDS} of {len(photos)} photos; the table above lists them all.")
 for index, (result, (name, content), digest) in enumerate(zip(results, photos, digests)):

@@ -39,33 +39,39 @@ def source_label(config: DataConfig) -> str:
 
 st.title("Data")
 current = state.data_config()
-choice = st.radio("Source", list(SOURCES), index=list(SOURCES).index(source_label(current)),
-                  horizontal=True, key="data_source")
+choice = st.radio(
+    "Source", list(SOURCES), index=list(SOURCES).index(source_label(current)), horizontal=True, key="data_source"
+)
 source = SOURCES[choice]
 if source == "tfds":
     default = current.location if current.kind == "tfds" and current.location in OTHER_TFDS else OTHER_TFDS[0]
     source = "tfds:" + st.selectbox("TFDS dataset", OTHER_TFDS, index=OTHER_TFDS.index(default), key="data_tfds_name")
 elif source == "folder":
     path = st.text_input(
-        "Folder of photos", value=current.location if current.kind == "folder" else "",
-        placeholder="/home/me/dogs  (one sub-folder per breed; optional train/ and test/)", key="data_folder_path",
+        "Folder of photos",
+        value=current.location if current.kind == "folder" else "",
+        placeholder="/home/me/dogs  (one sub-folder per breed; optional train/ and test/)",
+        key="data_folder_path",
     )
     source = f"folder:{path}" if path.strip() else ""
 
 with st.expander("Subset for quick runs"):
     cols = st.columns(2)
-    max_train = cols[0].number_input("Training images (0 = all)", min_value=0, step=100,
-                                     value=current.max_train_images or 0, key="data_max_train")
-    max_test = cols[1].number_input("Test images (0 = all)", min_value=0, step=50,
-                                    value=current.max_test_images or 0, key="data_max_test")
+    max_train = cols[0].number_input(
+        "Training images (0 = all)", min_value=0, step=100, value=current.max_train_images or 0, key="data_max_train"
+    )
+    max_test = cols[1].number_input(
+        "Test images (0 = all)", min_value=0, step=50, value=current.max_test_images or 0, key="data_max_test"
+    )
 
 if not source:
     st.info("Type the path of a folder that holds one sub-folder of photos per class.")
     st.stop()
 
 try:
-    config = DataConfig(source=source, max_train_images=max_train or None, max_test_images=max_test or None,
-                        seed=current.seed)
+    config = DataConfig(
+        source=source, max_train_images=max_train or None, max_test_images=max_test or None, seed=current.seed
+    )
     info = describe(config)
 except TransferLabError as error:
     show_error(error)
@@ -95,15 +101,16 @@ st.subheader("Samples")
 controls = st.columns([2, 1, 3])
 # required: clicking the chosen size cannot leave the control empty while a grid is shown;
 # persist_state: the size chosen is still the one shown (and the one displayed) after visiting another page.
-grid_choice = controls[0].segmented_control("Grid", list(GRID_SIZES), default=DEFAULT_GRID, required=True,
-                                            persist_state="session", key="data_grid")
+grid_choice = controls[0].segmented_control(
+    "Grid", list(GRID_SIZES), default=DEFAULT_GRID, required=True, persist_state="session", key="data_grid"
+)
 grid = GRID_SIZES[grid_choice or DEFAULT_GRID]
 if controls[1].button("Reshuffle", icon=":material/shuffle:", key="data_reshuffle"):
     st.session_state["data_sample_seed"] = st.session_state.get("data_sample_seed", 0) + 1
-side = int(grid ** 0.5)
+side = int(grid**0.5)
 images = samples(config, grid, st.session_state.get("data_sample_seed", 0))
 for row in range(0, len(images), side):
-    for col, (image, name) in zip(st.columns(side), images[row:row + side]):
+    for col, (image, name) in zip(st.columns(side), images[row : row + side]):
         col.image(image, caption=name, width="stretch")
 
 if info.train_counts:

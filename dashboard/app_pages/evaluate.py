@@ -41,7 +41,9 @@ def gallery(run_id: str, items: list[tuple[int, str]], columns: int = 6) -> None
         return
     images = images_for(run_id, tuple(index for index, _ in items))
     for start in range(0, len(items), columns):
-        for col, image, (_, caption) in zip(st.columns(columns), images[start:start + columns], items[start:start + columns]):
+        for col, image, (_, caption) in zip(
+            st.columns(columns), images[start : start + columns], items[start : start + columns]
+        ):
             col.image(image, caption=caption, width="stretch")
 
 
@@ -55,17 +57,27 @@ if not records:
 
 run_id = st.selectbox("Run", list(records), format_func=lambda rid: run_label(rid, records), key="evaluate_run")
 test_data = records[run_id].config.data
-differences = {rid: evaluation.data_split_difference(test_data, records[rid].config.data)
-               for rid in records if rid != run_id}
+differences = {
+    rid: evaluation.data_split_difference(test_data, records[rid].config.data) for rid in records if rid != run_id
+}
 same_test = [rid for rid, difference in differences.items() if difference is None]
-other = st.selectbox("Compare with (optional; runs tested on the same images)", [NONE, *same_test],
-                     format_func=lambda rid: rid if rid == NONE else run_label(rid, records), key="evaluate_versus",
-                     help="E.g. a frozen run against its fine-tuned child: the notebook's exercise 4-15.")
+other = st.selectbox(
+    "Compare with (optional; runs tested on the same images)",
+    [NONE, *same_test],
+    format_func=lambda rid: rid if rid == NONE else run_label(rid, records),
+    key="evaluate_versus",
+    help="E.g. a frozen run against its fine-tuned child: the notebook's exercise 4-15.",
+)
 if len(same_test) < len(differences):
-    st.caption(f"{len(differences) - len(same_test)} other run(s) were tested on other images (another data "
-               "source or test subset), so their numbers cannot be compared with this run's and are not offered.",
-               help="\n".join(f"- {literal(run_label(rid, records))}: {literal(difference)}"
-                              for rid, difference in differences.items() if difference))
+    st.caption(
+        f"{len(differences) - len(same_test)} other run(s) were tested on other images (another data "
+        "source or test subset), so their numbers cannot be compared with this run's and are not offered.",
+        help="\n".join(
+            f"- {literal(run_label(rid, records))}: {literal(difference)}"
+            for rid, difference in differences.items()
+            if difference
+        ),
+    )
 
 try:
     predictions = predictions_for(run_id, records)
@@ -79,43 +91,61 @@ deltas = {}
 if other_predictions is not None:
     mismatch = evaluation.predictions_difference(other_predictions, predictions)
     if mismatch:
-        show_error(f"Not compared with {run_label(other, records)}: {mismatch}. Numbers from different test "
-                   "images cannot be compared, so no differences are shown.")
+        show_error(
+            f"Not compared with {run_label(other, records)}: {mismatch}. Numbers from different test "
+            "images cannot be compared, so no differences are shown."
+        )
     else:
         compared = evaluation.compare(evaluation.compute_metrics(other_predictions), metrics)
         deltas = {d.metric: d.delta for d in compared}
-        st.caption(f"Differences below: this run minus **{literal(run_label(other, records))}**, on the same "
-                   f"{predictions.num_examples:,} test images.")
+        st.caption(
+            f"Differences below: this run minus **{literal(run_label(other, records))}**, on the same "
+            f"{predictions.num_examples:,} test images."
+        )
 for col, (label, value) in zip(st.columns(4), metrics.headline().items()):
     delta = deltas.get(label)
     col.metric(label, f"{value:.3f}", delta=f"{delta:+.3f}" if delta is not None else None)
-st.caption(f"{metrics.num_examples:,} test images · {predictions.num_classes} classes · the model saved at the "
-           "best validation accuracy (else the last epoch).")
+st.caption(
+    f"{metrics.num_examples:,} test images · {predictions.num_classes} classes · the model saved at the "
+    "best validation accuracy (else the last epoch)."
+)
 
 st.subheader("Confusion matrix")
-order_name = st.segmented_control("Order", list(evaluation.ORDERINGS), default="Class order",
-                                  key="evaluate_order") or "Class order"
+order_name = (
+    st.segmented_control("Order", list(evaluation.ORDERINGS), default="Class order", key="evaluate_order")
+    or "Class order"
+)
 cm = predictions.confusion_matrix()
 heatmap = st.plotly_chart(
     figures.confusion_heatmap(cm, predictions.class_names, evaluation.ORDERINGS[order_name](cm)),
-    on_select="rerun", selection_mode="points", key="evaluate_heatmap")
-st.caption("Colour: log((count + 1) / row total), the notebook's log view. Bright off-diagonal cells are the "
-           "confusions. **Click a cell** to see the test images behind it.")
+    on_select="rerun",
+    selection_mode="points",
+    key="evaluate_heatmap",
+)
+st.caption(
+    "Colour: log((count + 1) / row total), the notebook's log view. Bright off-diagonal cells are the "
+    "confusions. **Click a cell** to see the test images behind it."
+)
 cell = figures.selected_cell(heatmap.selection) if heatmap else None
 if cell:
     true_class, predicted_class = cell
     examples = evaluation.cell_examples(predictions, true_class, predicted_class)
     names = predictions.class_names
-    st.markdown(f"**{len(examples)} test image(s) of {literal(names[true_class])} predicted as "
-                f"{literal(names[predicted_class])}**")
+    st.markdown(
+        f"**{len(examples)} test image(s) of {literal(names[true_class])} predicted as "
+        f"{literal(names[predicted_class])}**"
+    )
     gallery(run_id, [(e.index, f"p({names[predicted_class]}) = {e.predicted_probability:.2f}") for e in examples[:24]])
 
 left, right = st.columns([3, 2])
 with left:
     st.subheader("Per class")
-    st.dataframe(metrics.per_class_rows(), hide_index=True, key="evaluate_per_class",
-                 column_config={name: st.column_config.NumberColumn(format="%.3f")
-                                for name in ("precision", "recall", "f1")})
+    st.dataframe(
+        metrics.per_class_rows(),
+        hide_index=True,
+        key="evaluate_per_class",
+        column_config={name: st.column_config.NumberColumn(format="%.3f") for name in ("precision", "recall", "f1")},
+    )
 with right:
     st.subheader("Most confused")
     confused = evaluation.most_confused(cm, predictions.class_names)[:15]

@@ -20,7 +20,9 @@ st.subheader("This machine")
 machine = system.machine()
 cols = st.columns(3)
 cols[0].metric("Runs on", "GPU" if machine.gpus else "CPU", help=machine.accelerator)
-cols[1].metric("TensorFlow", machine.versions.get("tensorflow") or machine.versions.get("tensorflow-cpu", "not installed"))
+cols[1].metric(
+    "TensorFlow", machine.versions.get("tensorflow") or machine.versions.get("tensorflow-cpu", "not installed")
+)
 cols[2].metric("Keras", machine.versions.get("keras", "not installed"))
 st.caption(machine.accelerator)
 
@@ -28,15 +30,19 @@ st.subheader("Available offline right now")
 dogs_ready = system.tfds_prepared("stanford_dogs", data.tfds_data_dirs())
 st.markdown(
     "- ✅ **Demo shapes**: built in, drawn by the app, no download.\n"
-    + ("- ✅ **Stanford Dogs** (TFDS): downloaded.\n" if dogs_ready else
-       "- ⬇️ **Stanford Dogs** (TFDS): not downloaded yet; the Data page can download it when online.\n")
+    + (
+        "- ✅ **Stanford Dogs** (TFDS): downloaded.\n"
+        if dogs_ready
+        else "- ⬇️ **Stanford Dogs** (TFDS): not downloaded yet; the Data page can download it when online.\n"
+    )
     + "- 📁 **Your own photos**: any folder with one sub-folder per class."
 )
 weights = catalog.imagenet_weights_available()
 ready = [name for name, ok in weights.items() if ok]
 missing = [name for name, ok in weights.items() if not ok]
 st.markdown(
-    "**Pretrained ImageNet weights here:** " + (", ".join(ready) or "none")
+    "**Pretrained ImageNet weights here:** "
+    + (", ".join(ready) or "none")
     + ("  \n**Need a download (online, on first use):** " + ", ".join(missing) if missing else "")
 )
 st.info(catalog.default_backbone_reason(), icon=":material/info:")
@@ -51,8 +57,9 @@ cache_text.markdown(
     "and later runs on the same data, backbone and augmentation, take seconds. Clearing is safe: features "
     "are extracted again when a run needs them."
 )
-if cache_button.button("Clear the feature cache", key="home_clear_feature_cache", icon=":material/delete_sweep:",
-                       disabled=cache_bytes == 0):
+if cache_button.button(
+    "Clear the feature cache", key="home_clear_feature_cache", icon=":material/delete_sweep:", disabled=cache_bytes == 0
+):
     freed = feature_cache.clear_cache()
     st.toast(f"Freed {freed / 1e6:,.1f} MB.")
     st.rerun()

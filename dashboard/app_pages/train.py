@@ -13,12 +13,21 @@ from dashboard import forms, state
 from dashboard.messages import show_error
 
 STATUS_BADGES = {  # (colour, icon): a failed run must not look like a completed one
-    runs.QUEUED: ("gray", ":material/schedule:"), runs.RUNNING: ("blue", ":material/play_circle:"),
-    runs.COMPLETED: ("green", ":material/check_circle:"), runs.STOPPED: ("orange", ":material/stop_circle:"),
-    runs.FAILED: ("red", ":material/error:"), runs.INTERRUPTED: ("violet", ":material/warning:"),
+    runs.QUEUED: ("gray", ":material/schedule:"),
+    runs.RUNNING: ("blue", ":material/play_circle:"),
+    runs.COMPLETED: ("green", ":material/check_circle:"),
+    runs.STOPPED: ("orange", ":material/stop_circle:"),
+    runs.FAILED: ("red", ":material/error:"),
+    runs.INTERRUPTED: ("violet", ":material/warning:"),
 }
-STATUS_MARKS = {runs.QUEUED: "⏳", runs.RUNNING: "▶️", runs.COMPLETED: "✅", runs.STOPPED: "⏹️",
-                runs.FAILED: "❌", runs.INTERRUPTED: "⚠️"}
+STATUS_MARKS = {
+    runs.QUEUED: "⏳",
+    runs.RUNNING: "▶️",
+    runs.COMPLETED: "✅",
+    runs.STOPPED: "⏹️",
+    runs.FAILED: "❌",
+    runs.INTERRUPTED: "⚠️",
+}
 WEIGHT_NAMES = {"imagenet": "ImageNet (pretrained)", "none": "random (no pretraining)"}
 GRID_START = {"model": {"image_size": 96}, "train": {"epochs": 3}}  # a grid cell is short: many run in a row
 
@@ -57,6 +66,7 @@ def watched_run_id() -> str | None:
 
 # ------------------------------------------------------------------------------ live panel
 
+
 @st.fragment(run_every=1.5)
 def live_panel() -> None:
     run_id = watched_run_id()
@@ -72,10 +82,15 @@ def live_panel() -> None:
     head.markdown(f"#### {record.name}")
     with badge:
         status_badge(record)
-    head.caption(f"{record.regime} · {record.backbone} · {record.config.data.summary()} · "
-                 f"{record.device or describe_device()}"
-                 + (f" · trainable {record.trainable_params:,} of {record.total_params:,} parameters"
-                    if record.total_params else ""))
+    head.caption(
+        f"{record.regime} · {record.backbone} · {record.config.data.summary()} · "
+        f"{record.device or describe_device()}"
+        + (
+            f" · trainable {record.trainable_params:,} of {record.total_params:,} parameters"
+            if record.total_params
+            else ""
+        )
+    )
     if record.is_active and stop.button("Stop", icon=":material/stop_circle:", key="train_stop", type="primary"):
         runs.request_stop(run_id)
         st.toast("Stopping: within a batch while training, at once while the data is prepared.")
@@ -86,9 +101,13 @@ def live_panel() -> None:
         remaining = elapsed * (1 - progress.fraction) / progress.fraction if progress.fraction > 0.02 else None
         batches = f" · batch {progress.batch}/{progress.batches}" if progress.batches else ""
         stopping = " · stopping…" if record.stop_requested else ""
-        st.progress(progress.fraction, text=(
-            f"{progress.phase.capitalize()} · epoch {max(progress.epoch, 1)} of {progress.epochs}{batches} · "
-            f"{fmt_duration(elapsed)} elapsed · ~{fmt_duration(remaining)} left{stopping}"))
+        st.progress(
+            progress.fraction,
+            text=(
+                f"{progress.phase.capitalize()} · epoch {max(progress.epoch, 1)} of {progress.epochs}{batches} · "
+                f"{fmt_duration(elapsed)} elapsed · ~{fmt_duration(remaining)} left{stopping}"
+            ),
+        )
     elif record.status == runs.FAILED:
         show_error(f"This run failed: {record.error}", icon=":material/error:")
     elif record.status in (runs.STOPPED, runs.INTERRUPTED):
@@ -98,7 +117,9 @@ def live_panel() -> None:
         last = epochs[-1]
         tiles = st.columns(4)
         tiles[0].metric("Validation accuracy", f"{last.val_accuracy:.3f}" if last.val_accuracy is not None else "–")
-        tiles[1].metric("Top-5 validation", f"{last.val_top5_accuracy:.3f}" if last.val_top5_accuracy is not None else "–")
+        tiles[1].metric(
+            "Top-5 validation", f"{last.val_top5_accuracy:.3f}" if last.val_top5_accuracy is not None else "–"
+        )
         tiles[2].metric("Validation loss", f"{last.val_loss:.3f}" if last.val_loss is not None else "–")
         tiles[3].metric("Epochs done", f"{len(epochs)} of {record.epochs_planned}")
         st.plotly_chart(figures.training_curves(epochs, offset=epoch_offset(record)), key="train_live_chart")
@@ -129,32 +150,43 @@ def epoch_offset(record) -> int:
 
 # ------------------------------------------------------------------------------ launch form
 
+
 def parent_choice(parents: list) -> str:
     """The frozen run to fine-tune: by default the one being watched, else the newest."""
     by_id = {p.id: p for p in parents}
     watched = watched_run_id()
     default = watched if watched in by_id else parents[0].id
     return st.selectbox(
-        "Frozen run to fine-tune", list(by_id), index=list(by_id).index(default), key="train_finetune_parent",
-        format_func=lambda pid: f"{run_label(by_id[pid])} (best val. accuracy {by_id[pid].best_val_accuracy or 0:.3f})")
+        "Frozen run to fine-tune",
+        list(by_id),
+        index=list(by_id).index(default),
+        key="train_finetune_parent",
+        format_func=lambda pid: f"{run_label(by_id[pid])} (best val. accuracy {by_id[pid].best_val_accuracy or 0:.3f})",
+    )
 
 
 def lesson(regime: str) -> str:
     """What to look for in a regime's run, from its catalog row."""
     row = REGIMES[regime]
     decay = f"weight decay {row.weight_decay:g}" if row.weight_decay else "no weight decay"
-    return (f"**What is trained:** {row.what_is_trained} "
-            f"**Learning rate:** {format_log_step(row.learning_rate)} ({decay}): {row.learning_rate_reason} "
-            f"**Watch for (exercise {row.exercise}):** {row.watch_for}")
+    return (
+        f"**What is trained:** {row.what_is_trained} "
+        f"**Learning rate:** {format_log_step(row.learning_rate)} ({decay}): {row.learning_rate_reason} "
+        f"**Watch for (exercise {row.exercise}):** {row.watch_for}"
+    )
 
 
 def form_start(regime: str, parent, demo: bool) -> tuple[ModelConfig, TrainConfig]:
     """What the form shows before anyone changes it: the regime's defaults, the frozen run's network for a
     fine-tune, the live demo's values when it is on."""
     row = REGIMES[regime]
-    model = ModelConfig(backbone=parent.backbone if parent else catalog.default_backbone(), regime=regime,
-                        weights=row.weights, image_size=parent.config.model.image_size if parent else None,
-                        parent_run_id=parent.id if parent else None)
+    model = ModelConfig(
+        backbone=parent.backbone if parent else catalog.default_backbone(),
+        regime=regime,
+        weights=row.weights,
+        image_size=parent.config.model.image_size if parent else None,
+        parent_run_id=parent.id if parent else None,
+    )
     train = TrainConfig(epochs=row.epochs, learning_rate=row.learning_rate, weight_decay=row.weight_decay)
     if demo:
         model, train = model.replace(**LIVE_DEMO["model"]), train.replace(**LIVE_DEMO["train"])
@@ -162,8 +194,10 @@ def form_start(regime: str, parent, demo: bool) -> tuple[ModelConfig, TrainConfi
 
 
 def launch_form() -> None:
-    regime = forms.render(ModelConfig(), "regime", "train", buttons=True,
-                          format_func=lambda name: REGIMES[name].label) or catalog.DEFAULT_REGIME
+    regime = (
+        forms.render(ModelConfig(), "regime", "train", buttons=True, format_func=lambda name: REGIMES[name].label)
+        or catalog.DEFAULT_REGIME
+    )
     st.caption(REGIMES[regime].description)
     with st.expander("What to look for", expanded=False):
         st.markdown(lesson(regime))
@@ -178,11 +212,13 @@ def launch_form() -> None:
         data_config, augment_config = base.data, base.augment
         demo = False
     else:
-        demo = st.toggle(f"Live demo preset: the demo dataset at {LIVE_DEMO['model']['image_size']} px, "
-                         f"{LIVE_DEMO['train']['epochs']} epochs, about a minute on a 2-core CPU",
-                         key="train_live_demo", disabled=regime != "frozen",
-                         help="For showing a whole run in class. Uses a subset of the demo shapes, not the Data "
-                              "page's choice.")
+        demo = st.toggle(
+            f"Live demo preset: the demo dataset at {LIVE_DEMO['model']['image_size']} px, "
+            f"{LIVE_DEMO['train']['epochs']} epochs, about a minute on a 2-core CPU",
+            key="train_live_demo",
+            disabled=regime != "frozen",
+            help="For showing a whole run in class. Uses a subset of the demo shapes, not the Data page's choice.",
+        )
         demo = demo and regime == "frozen"
         data_config = DataConfig(**LIVE_DEMO["data"]) if demo else state.data_config()
         augment_config = state.augment_config()
@@ -203,15 +239,18 @@ def launch_form() -> None:
         name = forms.render(RunConfig(), "name", key)
         if parent is not None:
             backbone, image_size = model.backbone, model.image_size
-            st.text_input("Backbone and image size", disabled=True, key=f"{key}_network_{parent.id}",
-                          value=f"{backbone} · {model.effective_image_size} px (the frozen "
-                                "run's: a fine-tune continues its network)")
+            st.text_input(
+                "Backbone and image size",
+                disabled=True,
+                key=f"{key}_network_{parent.id}",
+                value=f"{backbone} · {model.effective_image_size} px (the frozen "
+                "run's: a fine-tune continues its network)",
+            )
         else:
             backbone = forms.render(model, "backbone", key, format_func=lambda n: weights_label(n, available))
         c1, c2, c3 = st.columns(3)
         if parent is None:
-            image_size = forms.render(model, "image_size", key, c1, key=f"{key}_size",
-                                      placeholder="the backbone's own")
+            image_size = forms.render(model, "image_size", key, c1, key=f"{key}_size", placeholder="the backbone's own")
         epochs = forms.render(train, "epochs", key, c2)
         batch_size = forms.render(train, "batch_size", key, c3, key=f"{key}_batch")
         c4, c5, c6 = st.columns(3)
@@ -221,8 +260,12 @@ def launch_form() -> None:
         if regime == "frozen":
             weights = forms.render(model, "weights", key, c6, choices=list(WEIGHT_NAMES), format_func=WEIGHT_NAMES.get)
         else:
-            c6.text_input(forms.label(ModelConfig, "weights"), disabled=True, key=f"{key}_weights_fixed",
-                          value="random (from scratch)" if regime == "scratch" else "the frozen run's model")
+            c6.text_input(
+                forms.label(ModelConfig, "weights"),
+                disabled=True,
+                key=f"{key}_weights_fixed",
+                value="random (from scratch)" if regime == "scratch" else "the frozen run's model",
+            )
         feature_cache, cached_views = train.feature_cache, train.cached_views
         if regime == "frozen":
             g1, g2 = st.columns(2)
@@ -232,8 +275,9 @@ def launch_form() -> None:
         if regime == "finetune":
             f1, f2 = st.columns(2)
             unfreeze_top = forms.render(model, "unfreeze_top_layers", key, f1, key=f"{key}_unfreeze")
-            from_block = forms.render(model, "unfreeze_from_block", key, f2, key=f"{key}_from_block",
-                                      placeholder="use the layer count")
+            from_block = forms.render(
+                model, "unfreeze_from_block", key, f2, key=f"{key}_from_block", placeholder="use the layer count"
+            )
         st.caption(f"Runs on: **{describe_device()}** (jit_compile stays off on a CPU, where XLA is ~8x slower).")
         submitted = st.form_submit_button("Launch", type="primary", icon=":material/play_arrow:")
     if not submitted:
@@ -243,10 +287,21 @@ def launch_form() -> None:
             name=name,
             data=data_config,
             augment=augment_config,
-            model=model.replace(backbone=backbone, weights=weights, image_size=image_size,
-                                unfreeze_top_layers=unfreeze_top, unfreeze_from_block=from_block),
-            train=train.replace(epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
-                                weight_decay=weight_decay, feature_cache=feature_cache, cached_views=cached_views),
+            model=model.replace(
+                backbone=backbone,
+                weights=weights,
+                image_size=image_size,
+                unfreeze_top_layers=unfreeze_top,
+                unfreeze_from_block=from_block,
+            ),
+            train=train.replace(
+                epochs=epochs,
+                batch_size=batch_size,
+                learning_rate=learning_rate,
+                weight_decay=weight_decay,
+                feature_cache=feature_cache,
+                cached_views=cached_views,
+            ),
         )
         preflight.check_run(config)
         run_id = runs.start_run(config)
@@ -260,15 +315,21 @@ def launch_form() -> None:
 
 # ------------------------------------------------------------------------------ runs and comparison
 
+
 def runs_rows(records: list) -> list[dict]:
     """One row per run, narrow enough for the page; nothing shows as 'None'."""
-    return [{
-        "run": run_label(r), "regime": r.regime, "data": r.config.data.summary(),
-        "status": f"{STATUS_MARKS.get(r.status, '')} {r.status}",
-        "epochs": f"{r.epochs_done} / {r.epochs_planned}",
-        "best val. acc.": f"{r.best_val_accuracy:.3f}" if r.best_val_accuracy is not None else "–",
-        "time": fmt_duration((r.finished_at or time.time()) - r.started_at if r.started_at else None),
-    } for r in records]
+    return [
+        {
+            "run": run_label(r),
+            "regime": r.regime,
+            "data": r.config.data.summary(),
+            "status": f"{STATUS_MARKS.get(r.status, '')} {r.status}",
+            "epochs": f"{r.epochs_done} / {r.epochs_planned}",
+            "best val. acc.": f"{r.best_val_accuracy:.3f}" if r.best_val_accuracy is not None else "–",
+            "time": fmt_duration((r.finished_at or time.time()) - r.started_at if r.started_at else None),
+        }
+        for r in records
+    ]
 
 
 def runs_tab() -> None:
@@ -282,9 +343,14 @@ def runs_tab() -> None:
     runs_table()
     if any(rid not in by_id for rid in st.session_state.get("train_compare", [])):  # deleted in another tab
         st.session_state["train_compare"] = [rid for rid in st.session_state["train_compare"] if rid in by_id]
-    st.multiselect("Overlay the curves of", list(by_id), key="train_compare", format_func=lambda rid: run_label(by_id[rid]),
-                   placeholder="The three newest runs with curves (pick runs to compare others)",
-                   help="Scratch vs frozen vs fine-tune on the same axes: the lesson of the notebook.")
+    st.multiselect(
+        "Overlay the curves of",
+        list(by_id),
+        key="train_compare",
+        format_func=lambda rid: run_label(by_id[rid]),
+        placeholder="The three newest runs with curves (pick runs to compare others)",
+        help="Scratch vs frozen vs fine-tune on the same axes: the lesson of the notebook.",
+    )
     compare_chart()
     if st.session_state.get("train_action_run") not in by_id:  # first time, or its run was deleted
         watched = watched_run_id()
@@ -300,10 +366,17 @@ def runs_table() -> None:
     if not records:
         st.info("Runs you launch appear here.")
         return
-    st.dataframe(runs_rows(records), hide_index=True, key="train_runs_table", width="stretch",
-                 column_config={"run": st.column_config.TextColumn(width="medium"),
-                                "epochs": st.column_config.TextColumn(width="small"),
-                                "time": st.column_config.TextColumn(width="small")})
+    st.dataframe(
+        runs_rows(records),
+        hide_index=True,
+        key="train_runs_table",
+        width="stretch",
+        column_config={
+            "run": st.column_config.TextColumn(width="medium"),
+            "epochs": st.column_config.TextColumn(width="small"),
+            "time": st.column_config.TextColumn(width="small"),
+        },
+    )
 
 
 @st.fragment(run_every=2.0)
@@ -313,8 +386,10 @@ def compare_chart() -> None:
     picked = [rid for rid in st.session_state.get("train_compare", []) if rid in by_id]
     overlay = picked or [rid for rid, r in by_id.items() if r.epochs_done][:3]
     if overlay:
-        st.plotly_chart(figures.compare_runs([(run_label(by_id[r]), runs.epochs(r), epoch_offset(by_id[r]))
-                                              for r in overlay]), key="train_compare_chart")
+        st.plotly_chart(
+            figures.compare_runs([(run_label(by_id[r]), runs.epochs(r), epoch_offset(by_id[r])) for r in overlay]),
+            key="train_compare_chart",
+        )
 
 
 @st.fragment(run_every=2.0)
@@ -339,14 +414,32 @@ def run_actions(run_id: str) -> None:
     stem = export.download_stem(record)
     model_path = record.model_path
     if model_path:  # read only when clicked: a model is tens of MB
-        actions[2].download_button("Model (.keras)", model_path.read_bytes, file_name=f"{stem}.keras",
-                                   key="train_download_model", icon=":material/download:", on_click="ignore")
-    actions[3].download_button("Metrics (.csv)", lambda: export.metrics_csv(record.id), file_name=f"{stem}-metrics.csv",
-                               mime="text/csv", key="train_download_metrics", icon=":material/table:",
-                               on_click="ignore")
-    actions[4].download_button("Config (.json)", record.config_json, file_name=f"{stem}-config.json",
-                               mime="application/json", key="train_download_config", icon=":material/settings:",
-                               on_click="ignore")
+        actions[2].download_button(
+            "Model (.keras)",
+            model_path.read_bytes,
+            file_name=f"{stem}.keras",
+            key="train_download_model",
+            icon=":material/download:",
+            on_click="ignore",
+        )
+    actions[3].download_button(
+        "Metrics (.csv)",
+        lambda: export.metrics_csv(record.id),
+        file_name=f"{stem}-metrics.csv",
+        mime="text/csv",
+        key="train_download_metrics",
+        icon=":material/table:",
+        on_click="ignore",
+    )
+    actions[4].download_button(
+        "Config (.json)",
+        record.config_json,
+        file_name=f"{stem}-config.json",
+        mime="application/json",
+        key="train_download_config",
+        icon=":material/settings:",
+        on_click="ignore",
+    )
 
 
 def delete_button(record) -> None:
@@ -365,26 +458,38 @@ def delete_button(record) -> None:
 
 # ------------------------------------------------------------------------------ hyperparameter grid
 
+
 def grid_tab() -> None:
-    st.markdown("The notebook's table of validation accuracy for each learning rate and weight decay, as a "
-                "feature: one frozen run per cell, queued and run one after another on the current data.")
+    st.markdown(
+        "The notebook's table of validation accuracy for each learning rate and weight decay, as a "
+        "feature: one frozen run per cell, queued and run one after another on the current data."
+    )
     c1, c2 = st.columns(2)
-    lrs = c1.multiselect("Learning rates", [1e-2, 1e-3, 1e-4, 1e-5], default=[1e-2, 1e-3, 1e-4], key="train_grid_lrs",
-                         format_func=format_log_step)
+    lrs = c1.multiselect(
+        "Learning rates",
+        [1e-2, 1e-3, 1e-4, 1e-5],
+        default=[1e-2, 1e-3, 1e-4],
+        key="train_grid_lrs",
+        format_func=format_log_step,
+    )
     wds = c2.multiselect("Weight decays (0 = none)", [0.0, 0.001, 0.01, 0.1], default=[0.0, 0.01], key="train_grid_wds")
     c3, c4, c5 = st.columns(3)
     model = ModelConfig(backbone=catalog.default_backbone(), regime="frozen", **GRID_START["model"])
     train = TrainConfig(**GRID_START["train"])
     epochs = forms.render(train, "epochs", "train_grid", c3)
-    image_size = forms.render(model, "image_size", "train_grid", c4, key="train_grid_size",
-                              placeholder="the backbone's own")
+    image_size = forms.render(
+        model, "image_size", "train_grid", c4, key="train_grid_size", placeholder="the backbone's own"
+    )
     backbone = forms.render(model, "backbone", "train_grid", c5)
     st.caption(f"Data: **{state.data_config().summary()}** · augmentation: **{state.augment_config().summary()}**")
     if st.button(f"Queue {len(lrs) * len(wds)} runs", key="train_grid_launch", icon=":material/grid_view:"):
         try:
-            base = RunConfig(data=state.data_config(), augment=state.augment_config(),
-                             model=model.replace(backbone=backbone, image_size=image_size),
-                             train=train.replace(epochs=epochs))
+            base = RunConfig(
+                data=state.data_config(),
+                augment=state.augment_config(),
+                model=model.replace(backbone=backbone, image_size=image_size),
+                train=train.replace(epochs=epochs),
+            )
             preflight.check_run(base)
             st.session_state["train_grid_shown"] = grid.launch_grid(base, lrs, wds)
         except TransferLabError as error:
@@ -405,8 +510,10 @@ def grid_results(grid_id: str) -> None:
     st.progress(done / len(cells) if cells else 0.0, text=f"{done} of {len(cells)} cells finished")
     st.caption("Best validation accuracy; rows: learning rate, columns: weight decay.")
     table = grid.grid_table(cells)
-    st.dataframe(table.style.highlight_max(axis=None, color="#bbf7d0").format("{:.3f}", na_rep="…"),
-                 key=f"train_grid_table_{grid_id}")
+    st.dataframe(
+        table.style.highlight_max(axis=None, color="#bbf7d0").format("{:.3f}", na_rep="…"),
+        key=f"train_grid_table_{grid_id}",
+    )
 
 
 # ------------------------------------------------------------------------------ the page

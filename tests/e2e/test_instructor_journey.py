@@ -13,8 +13,10 @@ from core import demo, runs
 
 pytestmark = pytest.mark.browser
 
-POINTS = ("() => Array.from(document.querySelectorAll('.js-plotly-plot'))"
-          ".map(plot => (plot.data || []).map(trace => Array.from(trace.x || [])))")
+POINTS = (
+    "() => Array.from(document.querySelectorAll('.js-plotly-plot'))"
+    ".map(plot => (plot.data || []).map(trace => Array.from(trace.x || [])))"
+)
 
 
 def field(page, label: str):
@@ -139,8 +141,9 @@ def journey(app_url, page, browser, tmp_path) -> None:
     page.get_by_text("class demo").first.wait_for(timeout=60_000)
     page.get_by_text("demo, ≤90 train, ≤45 test").first.wait_for(timeout=30_000)
     page.get_by_text("light preset").first.wait_for(timeout=30_000)
-    page.wait_for_function(f"({POINTS})().length > 0 && ({POINTS})()[0].length > 0 && "
-                           f"({POINTS})()[0][0].length >= 1", timeout=300_000)  # the chart gains its first point
+    page.wait_for_function(
+        f"({POINTS})().length > 0 && ({POINTS})()[0].length > 0 && ({POINTS})()[0][0].length >= 1", timeout=300_000
+    )  # the chart gains its first point
     other.wait_for_function(f"({POINTS})().length > 0 && ({POINTS})()[0].length > 0", timeout=60_000)
     other.close()
     page.get_by_text("2 of 2").first.wait_for(timeout=300_000)
@@ -183,8 +186,10 @@ def journey(app_url, page, browser, tmp_path) -> None:
     wait_until(lambda: not runs.process_alive(first_pid), 20, f"the stopped worker {first_pid} to exit")
 
     # The overlay follows the runs with curves by itself: live chart, then the frozen and fine-tune runs overlaid.
-    overlaid = ("() => Array.from(document.querySelectorAll('.js-plotly-plot'))"
-                ".some(plot => new Set((plot.data || []).map(trace => trace.legendgroup)).size >= 2)")
+    overlaid = (
+        "() => Array.from(document.querySelectorAll('.js-plotly-plot'))"
+        ".some(plot => new Set((plot.data || []).map(trace => trace.legendgroup)).size >= 2)"
+    )
     page.wait_for_function(overlaid, timeout=30_000)
     wait_until(lambda: runs.get_run(second.id).status == runs.RUNNING, 30, "the queued run to start")
     watch_and_stop(page, "second to stop")
