@@ -17,9 +17,9 @@ Each runs through the engine (``core.training.engine.execute``: store records, c
 its own process. ``*_total_s``: wall time of the run (data, model, extraction, all epochs), without the Python
 and TensorFlow import that both pay alike. ``*_epoch_s``: median duration of epochs 2..N as the run store
 records it (training + validation + checkpoint). ``*_epoch_compute_s``: the same without the checkpoint
-and store writes (training + validation only). ``*_first_epoch_done_s``: from the start of the run to the end of its first epoch (when the
-first curve point appears; the cached way extracts one view before it, the others between the first K
-epochs). ``*_test_accuracy``: accuracy of the saved final model
+and store writes (training + validation only). ``*_first_epoch_done_s``: from the start of the run to the end
+of its first epoch (when the first curve point appears; the cached way extracts one view before it, the others
+between the first K epochs). ``*_test_accuracy``: accuracy of the saved final model
 (``model_last.keras``) over the whole test split, computed by ``core.evaluation.predict_split`` (images
 through backbone + head, like the Evaluate page). ``load_before`` / ``load_after``: the 1-minute load
 average, since other work on a shared machine slows both.

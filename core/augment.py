@@ -1,9 +1,10 @@
 """Data augmentation: the notebook's random transformations, built as Keras layers from one config.
 
 ``core.config.AugmentConfig`` has an on/off switch and strength sliders per transformation (the rows of
-``core.catalog.TRANSFORMS``, each naming its layer function here); ``build_augmenter`` turns it into a ``keras.Sequential`` of preprocessing layers:
-Keras' own layers where Keras has one, and small registered layers where it has none (per-channel
-brightness, down-sample then resize back, noise in pixel units, the final clip to 0..255).
+``core.catalog.TRANSFORMS``, each naming its layer function here); ``build_augmenter`` turns it into a
+``keras.Sequential`` of preprocessing layers: Keras' own layers where Keras has one, and small registered
+layers where it has none (per-channel brightness, down-sample then resize back, noise in pixel units, the
+final clip to 0..255).
 
 How to use the augmenter (it always takes *batches* of RGB images, uint8 or float, in 0..255, and
 returns float32 in 0..255 — EfficientNet rescales internally, so never divide by 255):

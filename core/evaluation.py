@@ -118,7 +118,7 @@ def compare(metrics_a: Metrics, metrics_b: Metrics) -> list[MetricDelta]:
     """Accuracy, top-k accuracy, average precision and recall of run a and run b, and b - a."""
     a, b = metrics_a.headline(), metrics_b.headline()
     rows = []
-    for (name, label_a), (_, label_b) in zip(_headline_rows(metrics_a.k), _headline_rows(metrics_b.k)):
+    for (_, label_a), (_, label_b) in zip(_headline_rows(metrics_a.k), _headline_rows(metrics_b.k)):
         label = label_a if label_a == label_b else f"{label_a} / {label_b}"
         rows.append(MetricDelta(label, a[label_a], b[label_b], b[label_b] - a[label_a]))
     return rows

@@ -212,7 +212,7 @@ def training_curves(epochs: list, offset: int = 0) -> go.Figure:
     """
     fig = _curve_panels()
     xs = [offset + e.epoch for e in epochs]
-    for index, (metric, legend, panel, dashed) in enumerate(CURVES):
+    for metric, legend, panel, dashed in CURVES:
         colour = TRAIN_COLOUR if not metric.startswith("val_") else TEST_COLOUR
         fig.add_scatter(
             x=xs,

@@ -1,11 +1,11 @@
-from core.config import RunConfig
-
 """Shared fixtures: every test writes into its own data directory, never the developer's."""
 
 import os
 from pathlib import Path
 
 import pytest
+
+from core.config import RunConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"

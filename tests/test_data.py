@@ -105,7 +105,7 @@ def test_demo_source_describe_needs_no_drawing_and_load_matches(demo_home):
     assert full.num_train >= 150 * 6 and full.num_test >= 50 * 6
     splits = data.load_splits(config, image_size=32)
     rows = _materialise(splits.test)
-    assert len(rows) == 18 and sorted({int(l) for _, l in rows}) == list(range(9))
+    assert len(rows) == 18 and sorted({int(label) for _, label in rows}) == list(range(9))
 
 
 def test_sample_images_have_class_names(demo_home):

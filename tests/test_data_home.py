@@ -183,7 +183,8 @@ except TransferLabError as error:
     write = f"{type(error).__name__}: {error}"
 print(json.dumps({"home": home, "exceptions": [e.message for e in at.exception], "errors": [e.value for e in at.error],
                   "warnings": [w.value for w in at.warning], "write": write,
-                  "runs": [label.rsplit(" · ", 1)[0] for label in at.dataframe[0].value["run"]] if at.dataframe else []}))
+                  "runs": [label.rsplit(" · ", 1)[0] for label in at.dataframe[0].value["run"]]
+                          if at.dataframe else []}))
 """
 
 
@@ -195,7 +196,7 @@ def test_a_full_disk_still_lists_the_runs_and_every_write_says_free_space(transf
         "import json\nfrom core import runs\n"
         "dead = runs.reconcile()\n"
         "print(json.dumps({'dead': dead, 'runs': {r.id: [r.status, r.epochs_done] for r in runs.list_runs()},"
-        " 'epochs': [e.epoch for e in runs.epochs(%r)]}))" % finished,
+        f" 'epochs': [e.epoch for e in runs.epochs({finished!r})]}}))",
         transfer_lab_home,
     )
     assert listed.returncode == 0, listed.stderr[-3000:]

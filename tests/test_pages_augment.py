@@ -1,5 +1,3 @@
-from core.config import AUGMENT_PRESETS
-
 """The Augment page through AppTest: sliders drive the grid and the config the Train page reads."""
 
 import io
@@ -8,6 +6,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 from streamlit.testing.v1 import AppTest
+
+from core.config import AUGMENT_PRESETS
 
 APP = str(Path(__file__).resolve().parents[1] / "dashboard" / "app.py")
 STATE = "shared.augment_config"

@@ -171,7 +171,7 @@ def test_grid_queues_one_run_per_cell():
     assert sum(r.status == runs.QUEUED for r in runs.list_runs()) >= 3
 
 
-# ---------------------------------------------------------------------------------------------- the instructor's journey
+# ------------------------------------------------------------------------------------------ the instructor's journey
 
 
 def test_learning_rates_step_by_factors_and_launch_with_the_chosen_one():

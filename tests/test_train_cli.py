@@ -335,7 +335,7 @@ def test_two_cpu_workers_train_one_epoch_with_multi_worker_mirrored_strategy(tmp
         for worker in workers:
             if worker.poll() is None:
                 worker.kill()
-    for worker, (stdout, stderr) in zip(workers, outputs):
+    for worker, (_, stderr) in zip(workers, outputs):
         assert worker.returncode == 0, stderr[-3000:]
     chief, other = (last_json(stdout) for stdout, _ in outputs)
     assert chief["status"] == other["status"] == "completed"

@@ -53,9 +53,9 @@ cache_bytes = feature_cache.cache_size_bytes()
 cache_text, cache_button = st.columns([3, 1], vertical_alignment="center")
 cache_text.markdown(
     f"**{cache_bytes / 1e6:,.1f} MB** of stored backbone features in `{feature_cache.cache_folder()}`. "
-    "Frozen runs with *Cached features* run each image through the backbone once and keep the result here, so later epochs, "
-    "and later runs on the same data, backbone and augmentation, take seconds. Clearing is safe: features "
-    "are extracted again when a run needs them."
+    "Frozen runs with *Cached features* run each image through the backbone once and keep the result here, "
+    "so later epochs, and later runs on the same data, backbone and augmentation, take seconds. Clearing is "
+    "safe: features are extracted again when a run needs them."
 )
 if cache_button.button(
     "Clear the feature cache", key="home_clear_feature_cache", icon=":material/delete_sweep:", disabled=cache_bytes == 0
