@@ -20,7 +20,7 @@ records it (training + validation + checkpoint). ``*_epoch_compute_s``: the same
 and store writes (training + validation only). ``*_first_epoch_done_s``: from the start of the run to the end
 of its first epoch (when the first curve point appears; the cached way extracts one view before it, the others
 between the first K epochs). ``*_test_accuracy``: accuracy of the saved final model
-(``model_last.keras``) over the whole test split, computed by ``core.evaluation.predict_split`` (images
+(``model_last.keras``) over the whole test split, computed by ``core.predictions.predict_split`` (images
 through backbone + head, like the Evaluate page). ``load_before`` / ``load_after``: the 1-minute load
 average, since other work on a shared machine slows both.
 
@@ -92,8 +92,9 @@ def child(args: argparse.Namespace) -> None:
     """One variant, in this process; prints its numbers as JSON."""
     import keras
 
-    from core import evaluation, feature_cache, runs
+    from core import feature_cache, runs
     from core.data import describe
+    from core.predictions import predict_split
     from core.training.engine import execute
 
     class ComputeTimer(keras.callbacks.Callback):
@@ -126,7 +127,7 @@ def child(args: argparse.Namespace) -> None:
         raise SystemExit(f"{args.child}: {outcome.status} ({outcome.error})")
     epochs = runs.epochs(run_id)
     record = runs.get_run(run_id)
-    predictions = evaluation.predict_split(record.last_model, config.data, SIZE, None)
+    predictions = predict_split(record.last_model, config.data, SIZE, None)
     accuracy = float((predictions.predicted == predictions.labels).mean())
     print(
         json.dumps(

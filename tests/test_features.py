@@ -310,17 +310,18 @@ def test_a_cached_run_records_its_epochs_and_stops_within_one_batch(stopped_cach
 
 
 def test_a_cached_run_saves_a_model_that_is_backbone_plus_head(stopped_cached_run, monkeypatch):
-    from core import evaluation, predict
+    from core.predictions import predict_split
+    from core.serving.classifiers import cached_model
 
     monkeypatch.setenv("TRANSFER_LAB_HOME", str(stopped_cached_run["home"]))
     record = stopped_cached_run["record"]
-    model = predict.load_model(record.last_model)  # the Classify page's loader
+    model = cached_model(record.last_model)  # the Classify page's loader
     assert [layer.name for layer in model.layers[-4:]] == ["avg_pool", "head_bn", "top_dropout", "pred"]
     _, test_source = feature_cache.feature_sources(record.config, model)
     cached = feature_cache.load_entry(test_source.key)  # the saved backbone still finds the run's features
     assert cached is not None
     head_on_features = cached_features.head_model(model).predict(np.asarray(cached.features), verbose=0)
-    through_the_model = evaluation.predict_split(record.last_model, record.config.data, 32, None)  # Evaluate's
+    through_the_model = predict_split(record.last_model, record.config.data, 32, None)  # Evaluate's
     np.testing.assert_array_equal(through_the_model.labels, cached.labels)
     np.testing.assert_allclose(through_the_model.probabilities, head_on_features, rtol=1e-4, atol=1e-5)
 
