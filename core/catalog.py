@@ -33,6 +33,11 @@ def resolve(spec: str) -> Callable[..., Any]:
     return getattr(importlib.import_module(module), function)
 
 
+def by_name(*rows: Any) -> dict[str, Any]:
+    """A table keyed by its rows' ``name``, in the order given."""
+    return {row.name: row for row in rows}
+
+
 # ---------------------------------------------------------------------------------------------- backbones
 
 KERAS_DOWNLOAD = "keras-download"
@@ -54,20 +59,17 @@ class Backbone:
         return resolve(self.builder)
 
 
-BACKBONES: dict[str, Backbone] = {
-    row.name: row
-    for row in (
-        Backbone("EfficientNetB0", "keras.applications:EfficientNetB0", 224, KERAS_DOWNLOAD, "efficientnetb0"),
-        Backbone("EfficientNetB1", "keras.applications:EfficientNetB1", 240, KERAS_DOWNLOAD, "efficientnetb1"),
-        Backbone("EfficientNetB2", "keras.applications:EfficientNetB2", 260, KERAS_DOWNLOAD, "efficientnetb2"),
-        Backbone("EfficientNetB3", "keras.applications:EfficientNetB3", 300, KERAS_DOWNLOAD, "efficientnetb3"),
-        Backbone("EfficientNetB4", "keras.applications:EfficientNetB4", 380, KERAS_DOWNLOAD, "efficientnetb4"),
-        Backbone("EfficientNetB5", "keras.applications:EfficientNetB5", 456, KERAS_DOWNLOAD, "efficientnetb5"),
-        Backbone("EfficientNetB6", "keras.applications:EfficientNetB6", 528, KERAS_DOWNLOAD, "efficientnetb6"),
-        Backbone("EfficientNetB7", "keras.applications:EfficientNetB7", 600, KERAS_DOWNLOAD, "efficientnetb7"),
-        Backbone(LITE0, "core.backbones.lite0:efficientnet_lite0", 224, BUNDLED),
-    )
-}
+BACKBONES: dict[str, Backbone] = by_name(
+    Backbone("EfficientNetB0", "keras.applications:EfficientNetB0", 224, KERAS_DOWNLOAD, "efficientnetb0"),
+    Backbone("EfficientNetB1", "keras.applications:EfficientNetB1", 240, KERAS_DOWNLOAD, "efficientnetb1"),
+    Backbone("EfficientNetB2", "keras.applications:EfficientNetB2", 260, KERAS_DOWNLOAD, "efficientnetb2"),
+    Backbone("EfficientNetB3", "keras.applications:EfficientNetB3", 300, KERAS_DOWNLOAD, "efficientnetb3"),
+    Backbone("EfficientNetB4", "keras.applications:EfficientNetB4", 380, KERAS_DOWNLOAD, "efficientnetb4"),
+    Backbone("EfficientNetB5", "keras.applications:EfficientNetB5", 456, KERAS_DOWNLOAD, "efficientnetb5"),
+    Backbone("EfficientNetB6", "keras.applications:EfficientNetB6", 528, KERAS_DOWNLOAD, "efficientnetb6"),
+    Backbone("EfficientNetB7", "keras.applications:EfficientNetB7", 600, KERAS_DOWNLOAD, "efficientnetb7"),
+    Backbone(LITE0, "core.backbones.lite0:efficientnet_lite0", 224, BUNDLED),
+)
 DEFAULT_BACKBONE = "EfficientNetB0"
 
 
@@ -93,60 +95,57 @@ class Regime:
     watch_for: str  # what the curves show
 
 
-REGIMES: dict[str, Regime] = {
-    row.name: row
-    for row in (
-        Regime(
-            "scratch",
-            "Train from scratch",
-            "From scratch",
-            "Every weight starts random and is learned from your data alone, the classifier included. With a few "
-            "thousand images it learns slowly and over-fits: the baseline the other two beat.",
-            "none",
-            1e-3,
-            0.0,
-            30,
-            what_is_trained="every one of the network's ~4 million weights, starting from random values.",
-            learning_rate_reason="Adam's default, since random weights need big steps.",
-            exercise="4-12",
-            watch_for="training accuracy climbing while validation accuracy stalls low and validation loss turns "
-            "up: over-fitting.",
-        ),
-        Regime(
-            "frozen",
-            "Frozen backbone, new head",
-            "Frozen backbone + new head",
-            "An ImageNet-trained EfficientNet turns each image into features and stays fixed; only a small new head "
-            "(pooling, batch norm, dropout, dense) learns. Few weights to fit, so it learns fast from little data.",
-            "imagenet",
-            1e-4,
-            0.01,
-            30,
-            what_is_trained="only the new head (batch norm + dense layer): a few thousand weights on top of ImageNet "
-            "features.",
-            learning_rate_reason="the best cell of the notebook's grid.",
-            exercise="4-13",
-            watch_for="validation accuracy close to training accuracy: the model generalises. Compare its trainable "
-            "parameters with scratch's.",
-        ),
-        Regime(
-            "finetune",
-            "Fine-tune the top layers",
-            "Fine-tuning",
-            "Continues a finished frozen run: the top layers of the backbone are unfrozen (batch norm stays frozen) "
-            "and trained with a tiny learning rate, so the features adapt to dogs without forgetting ImageNet.",
-            None,
-            1e-5,
-            0.01,
-            10,
-            what_is_trained="the head plus the top layers of the backbone (batch norm stays frozen).",
-            learning_rate_reason="ten times smaller, so the ImageNet features are nudged, not destroyed.",
-            exercise="4-15",
-            watch_for="a small gain over the frozen run; training accuracy racing ahead of validation means it has "
-            "started to over-fit.",
-        ),
-    )
-}
+REGIMES: dict[str, Regime] = by_name(
+    Regime(
+        "scratch",
+        "Train from scratch",
+        "From scratch",
+        "Every weight starts random and is learned from your data alone, the classifier included. With a few "
+        "thousand images it learns slowly and over-fits: the baseline the other two beat.",
+        "none",
+        1e-3,
+        0.0,
+        30,
+        what_is_trained="every one of the network's ~4 million weights, starting from random values.",
+        learning_rate_reason="Adam's default, since random weights need big steps.",
+        exercise="4-12",
+        watch_for="training accuracy climbing while validation accuracy stalls low and validation loss turns "
+        "up: over-fitting.",
+    ),
+    Regime(
+        "frozen",
+        "Frozen backbone, new head",
+        "Frozen backbone + new head",
+        "An ImageNet-trained EfficientNet turns each image into features and stays fixed; only a small new head "
+        "(pooling, batch norm, dropout, dense) learns. Few weights to fit, so it learns fast from little data.",
+        "imagenet",
+        1e-4,
+        0.01,
+        30,
+        what_is_trained="only the new head (batch norm + dense layer): a few thousand weights on top of ImageNet "
+        "features.",
+        learning_rate_reason="the best cell of the notebook's grid.",
+        exercise="4-13",
+        watch_for="validation accuracy close to training accuracy: the model generalises. Compare its trainable "
+        "parameters with scratch's.",
+    ),
+    Regime(
+        "finetune",
+        "Fine-tune the top layers",
+        "Fine-tuning",
+        "Continues a finished frozen run: the top layers of the backbone are unfrozen (batch norm stays frozen) "
+        "and trained with a tiny learning rate, so the features adapt to dogs without forgetting ImageNet.",
+        None,
+        1e-5,
+        0.01,
+        10,
+        what_is_trained="the head plus the top layers of the backbone (batch norm stays frozen).",
+        learning_rate_reason="ten times smaller, so the ImageNet features are nudged, not destroyed.",
+        exercise="4-15",
+        watch_for="a small gain over the frozen run; training accuracy racing ahead of validation means it has "
+        "started to over-fit.",
+    ),
+)
 DEFAULT_REGIME = "frozen"
 WEIGHT_CHOICES_HELP = "'imagenet' (pretrained), 'none' (random) or the path to a Keras weights file."
 
