@@ -10,8 +10,12 @@ here. Rows that need code name it as ``"module:function"`` and the builders reso
 - ``REGIMES``: the notebook's scratch / frozen / finetune recipes with their default weights, learning rate,
   weight decay and epochs, and what each teaches. Configs leave these ``None`` to mean "the regime's
   default" and resolve them (``ModelConfig.effective_image_size``, ``RunConfig.effective_epochs``...).
-- ``TRANSFORMS`` and ``AUGMENT_PRESET_CHANGES``: the augmentation table and its named starting points.
+- ``TRANSFORMS`` and ``AUGMENT_PRESET_CHANGES``: the augmentation table and its named starting points. A
+  transformation's row holds its settings too (switch, strength sliders, options: default, label, help, limits),
+  from which ``core.config.AugmentConfig`` makes its fields; its Keras layer is a function in ``core.augment``.
 - ``LIVE_DEMO``: the Train page's one-minute frozen run for a class.
+
+It is longer than most modules because it is data, one concept: the app's choices, each a row in its table.
 """
 
 from __future__ import annotations
@@ -158,19 +162,55 @@ SWITCH = (True, False)
 
 
 @dataclass(frozen=True)
+class Setting:
+    """A field a transformation adds to ``AugmentConfig``: ``core.config.setting``'s arguments for it."""
+
+    name: str
+    default: Any
+    label: str
+    help: str
+    min: float | None = None  # a strength: its slider's range and step
+    max: float | None = None
+    step: float | None = None
+    choices: tuple | None = None  # an option: what it may be
+
+
+@dataclass(frozen=True)
 class Transform:
-    """One row of the transformation table: its fields, what it teaches, and the layer that does it."""
+    """One row of the transformation table: its settings, what it teaches, and the layer that does it.
+
+    A row adds its fields to ``core.config.AugmentConfig``, which a page shows as one group: an on/off switch
+    ``<key>_on``, labelled with the row's ``name``, then the row's ``settings``.
+    """
 
     key: str
-    name: str
-    short: str
-    switch: str
-    strengths: tuple[str, ...]
-    neutral: float
-    layer: str
-    note: str
+    name: str  # the switch's label and the name pages show
+    short: str  # in a config's summary
+    on: bool  # the switch's default
+    help: str  # the switch's help
+    settings: tuple[Setting, ...]  # its strength sliders, then its options
+    neutral: float  # the strength at which it does nothing
+    layer: str  # the Keras layer, for people
+    note: str  # what it simulates, in one sentence
     layer_builder: str  # "module:function", called as function(config, seed) -> a Keras layer
-    options: tuple[str, ...] = ()
+
+    @property
+    def switch(self) -> str:
+        return f"{self.key}_on"
+
+    @property
+    def strengths(self) -> tuple[str, ...]:
+        """The fields of its strength sliders."""
+        return tuple(s.name for s in self.settings if s.choices is None)
+
+    @property
+    def options(self) -> tuple[str, ...]:
+        """The fields that choose how it works, not how strongly (the flip direction)."""
+        return tuple(s.name for s in self.settings if s.choices is not None)
+
+    def fields(self) -> tuple[Setting, ...]:
+        """Every field it adds to ``AugmentConfig``, in order: the switch, then its settings."""
+        return (Setting(self.switch, self.on, self.name, self.help, choices=SWITCH), *self.settings)
 
     def layer_function(self) -> Callable[[Any, int], Any]:
         return resolve(self.layer_builder)
@@ -192,8 +232,19 @@ TRANSFORMS: tuple[Transform, ...] = (
         "rotation",
         "Rotation",
         "rotation",
-        "rotation_on",
-        ("rotation",),
+        True,
+        "Turn each image by a random angle.",
+        (
+            Setting(
+                "rotation",
+                0.15,
+                "Rotation amount (fraction of a full turn)",
+                "0.15 turns each image by up to ±54° (0.15 × 360°) either way; corners are filled by reflection.",
+                min=0.0,
+                max=0.5,
+                step=0.01,
+            ),
+        ),
         0.0,
         "keras.layers.RandomRotation",
         "Simulates a tilted camera or a dog photographed at an angle.",
@@ -203,8 +254,28 @@ TRANSFORMS: tuple[Transform, ...] = (
         "translation",
         "Translation",
         "translation",
-        "translation_on",
-        ("translation_height", "translation_width"),
+        True,
+        "Shift each image up/down and left/right by a random amount.",
+        (
+            Setting(
+                "translation_height",
+                0.1,
+                "Vertical shift (fraction of the height)",
+                "0.1 moves the picture up or down by up to 10%.",
+                min=0.0,
+                max=0.5,
+                step=0.01,
+            ),
+            Setting(
+                "translation_width",
+                0.1,
+                "Horizontal shift (fraction of the width)",
+                "0.1 moves the picture left or right by up to 10%.",
+                min=0.0,
+                max=0.5,
+                step=0.01,
+            ),
+        ),
         0.0,
         "keras.layers.RandomTranslation",
         "Simulates a dog that is not in the middle of the frame.",
@@ -214,8 +285,19 @@ TRANSFORMS: tuple[Transform, ...] = (
         "zoom",
         "Crop and resize (zoom)",
         "zoom",
-        "zoom_on",
-        ("zoom",),
+        False,
+        "Cut out a smaller centre part and stretch it back to full size.",
+        (
+            Setting(
+                "zoom",
+                0.2,
+                "Zoom amount (fraction cropped away)",
+                "0.2 keeps between 80% and 100% of each side, then resizes back to the original size.",
+                min=0.0,
+                max=0.9,
+                step=0.05,
+            ),
+        ),
         0.0,
         "keras.layers.RandomZoom",
         "Simulates a photographer standing closer, so the dog fills more of the picture.",
@@ -225,20 +307,40 @@ TRANSFORMS: tuple[Transform, ...] = (
         "flip",
         "Flip",
         "flip",
-        "flip_on",
-        (),
+        True,
+        "Mirror the image half of the time.",
+        (
+            Setting(
+                "flip_mode",
+                "horizontal_and_vertical",
+                "Flip direction",
+                "'horizontal' mirrors left-right; 'vertical' turns upside down; 'both' (Keras' default) does "
+                "both together, a 180° turn.",
+                choices=FLIP_MODES,
+            ),
+        ),
         0.0,
         "GatherRandomFlip (keras.layers.RandomFlip, faster flip)",
         "Simulates the mirror-image scene: a dog facing left is the same breed facing right.",
         "core.augment:flip_layer",
-        options=("flip_mode",),
     ),
     Transform(
         "contrast",
         "Contrast",
         "contrast",
-        "contrast_on",
-        ("contrast",),
+        True,
+        "Make each image randomly flatter or punchier.",
+        (
+            Setting(
+                "contrast",
+                0.1,
+                "Contrast amount",
+                "0.1 multiplies each image's contrast by a random factor from 0.9 to 1.1.",
+                min=0.0,
+                max=1.0,
+                step=0.05,
+            ),
+        ),
         0.0,
         "keras.layers.RandomContrast",
         "Simulates flat, hazy light versus harsh, high-contrast light.",
@@ -248,8 +350,19 @@ TRANSFORMS: tuple[Transform, ...] = (
         "channel_shift",
         "Per-channel brightness",
         "channel shift",
-        "channel_shift_on",
-        ("channel_shift",),
+        False,
+        "Move the red, green and blue histograms by separate random amounts.",
+        (
+            Setting(
+                "channel_shift",
+                20.0,
+                "Channel shift (pixel values)",
+                "20 adds a random amount between -20 and +20 (out of 255) to each colour channel separately.",
+                min=0.0,
+                max=100.0,
+                step=1.0,
+            ),
+        ),
         0.0,
         "RandomChannelShift (Transfer Lab)",
         "Simulates different white balance and colour casts, such as warm indoor light or blue shade.",
@@ -259,8 +372,19 @@ TRANSFORMS: tuple[Transform, ...] = (
         "downsample",
         "Down-sample and resize",
         "down-sample",
-        "downsample_on",
-        ("downsample_factor",),
+        False,
+        "Shrink the image, then enlarge it back: it loses detail.",
+        (
+            Setting(
+                "downsample_factor",
+                2.0,
+                "Down-sample factor (at most)",
+                "2 shrinks each image by a random factor between 1 and 2 before resizing it back; 1 does nothing.",
+                min=1.0,
+                max=8.0,
+                step=0.5,
+            ),
+        ),
         1.0,
         "RandomDownsample (Transfer Lab)",
         "Simulates low-resolution photos, such as small thumbnails enlarged back to full size.",
@@ -270,8 +394,19 @@ TRANSFORMS: tuple[Transform, ...] = (
         "noise",
         "Gaussian noise",
         "noise",
-        "noise_on",
-        ("noise_std",),
+        False,
+        "Add random grain to every pixel.",
+        (
+            Setting(
+                "noise_std",
+                10.0,
+                "Noise strength (std, pixel values)",
+                "10 adds noise with a standard deviation of 10 (out of 255) to every pixel and channel.",
+                min=0.0,
+                max=100.0,
+                step=1.0,
+            ),
+        ),
         0.0,
         "PixelGaussianNoise (Transfer Lab)",
         "Simulates sensor grain in photos taken in dim light or with a cheap camera.",
