@@ -39,13 +39,15 @@ def setting(
     max: float | None = None,
     step: float | None = None,
     choices: tuple | None = None,
-    optional: bool = False,
+    optional: bool | None = None,
     log: bool = False,
     group: str | None = None,
 ) -> Any:
     """A dataclass field that carries what a widget and a validator need to know about it.
 
-    ``group`` ties fields that a page shows together (an on/off switch and its strength sliders).
+    ``optional``: the field may be empty (None), which means "the regime's or backbone's default"; by default
+    exactly the fields whose default is None. ``group`` ties fields that a page shows together (an on/off switch
+    and its strength sliders).
     """
     meta = {
         "label": label,
@@ -54,7 +56,7 @@ def setting(
         "max": max,
         "step": step,
         "choices": choices,
-        "optional": optional,
+        "optional": default is None if optional is None else optional,
         "log": log,
         "group": group,
     }
@@ -172,27 +174,18 @@ DATA_SOURCE_HELP = (
 )
 
 
+def image_limit(label: str) -> Any:
+    """A setting for how many images of a split to use at most (empty: all)."""
+    return setting(None, label, "Use a subset for quick runs; empty means all.", min=1, max=10_000_000)
+
+
 @dataclass(frozen=True)
 class DataConfig(Config):
     """Where the images come from and how much of them to use."""
 
     source: str = setting("demo", "Data source", DATA_SOURCE_HELP)
-    max_train_images: int | None = setting(
-        None,
-        "Training images (at most)",
-        "Use a subset for quick runs; empty means all.",
-        min=1,
-        max=10_000_000,
-        optional=True,
-    )
-    max_test_images: int | None = setting(
-        None,
-        "Test images (at most)",
-        "Use a subset for quick runs; empty means all.",
-        min=1,
-        max=10_000_000,
-        optional=True,
-    )
+    max_train_images: int | None = image_limit("Training images (at most)")
+    max_test_images: int | None = image_limit("Test images (at most)")
     test_fraction: float = setting(
         0.2, "Test fraction", "For folders without train/ and test/ sub-folders.", min=0.05, max=0.9
     )
@@ -328,9 +321,7 @@ class ModelConfig(Config):
         "; ".join(f"{row.name}: {row.label.lower()}" for row in REGIMES.values()) + ".",
         choices=tuple(REGIMES),
     )
-    weights: str | None = setting(
-        None, "Starting weights", WEIGHT_CHOICES_HELP + " Empty: the regime's default.", optional=True
-    )
+    weights: str | None = setting(None, "Starting weights", WEIGHT_CHOICES_HELP + " Empty: the regime's default.")
     image_size: int | None = setting(
         None,
         "Image size (pixels)",
@@ -338,7 +329,6 @@ class ModelConfig(Config):
         min=32,
         max=1024,
         step=8,
-        optional=True,
     )
     drop_connect_rate: float = setting(
         0.2,
@@ -364,10 +354,9 @@ class ModelConfig(Config):
         "Fine-tuning: unfreeze whole blocks N..7 and the top instead of a layer count.",
         min=1,
         max=7,
-        optional=True,
     )
     parent_run_id: str | None = setting(
-        None, "Frozen run to fine-tune", "Fine-tuning continues the saved model of this frozen run.", optional=True
+        None, "Frozen run to fine-tune", "Fine-tuning continues the saved model of this frozen run."
     )
 
     def validate(self) -> None:
@@ -433,7 +422,6 @@ class TrainConfig(Config):
         "Passes over the training images. Empty: the regime's default (the notebook's 30, or 10 for fine-tuning).",
         min=1,
         max=1000,
-        optional=True,
     )
     batch_size: int = setting(32, "Batch size", "Images per training step, over all devices together.", min=1, max=4096)
     learning_rate: float | None = setting(
@@ -442,7 +430,6 @@ class TrainConfig(Config):
         "Empty: the regime's default (1e-3 scratch, 1e-4 frozen, 1e-5 fine-tune).",
         min=1e-7,
         max=1.0,
-        optional=True,
         log=True,
     )
     weight_decay: float | None = setting(
@@ -452,7 +439,6 @@ class TrainConfig(Config):
         min=0.0,
         max=1.0,
         step=0.001,
-        optional=True,
     )
     mixed_precision: str = setting(
         "off", "Mixed precision", "Faster on recent GPUs; ignored on a CPU.", choices=MIXED_PRECISION_CHOICES
