@@ -4,6 +4,10 @@ A config is built once (from widgets on a page, or from flags in a CLI), validat
 ``__post_init__`` with messages a learner understands, stored with a run as JSON, and handed whole
 to ``core``. Numeric limits and widget labels live in each field's metadata so that pages can
 generate their widgets from the dataclass and the messages name the same things the UI shows.
+
+It is longer than most modules because it is one concept, a run's settings: the ``Config`` mixin that validates
+and stores them from their field metadata, and the four configs ``RunConfig`` nests, one field per setting the app
+offers (``AugmentConfig``'s fields are made from the catalog's ``TRANSFORMS`` rows).
 """
 
 from __future__ import annotations
