@@ -10,8 +10,12 @@ here. Rows that need code name it as ``"module:function"`` and the builders reso
 - ``REGIMES``: the notebook's scratch / frozen / finetune recipes with their default weights, learning rate,
   weight decay and epochs, and what each teaches. Configs leave these ``None`` to mean "the regime's
   default" and resolve them (``ModelConfig.effective_image_size``, ``RunConfig.effective_epochs``...).
-- ``TRANSFORMS`` and ``AUGMENT_PRESET_CHANGES``: the augmentation table and its named starting points.
+- ``TRANSFORMS`` and ``AUGMENT_PRESET_CHANGES``: the augmentation table and its named starting points. A
+  transformation's row holds its settings too (switch, strength sliders, options: default, label, help, limits),
+  from which ``core.config.AugmentConfig`` makes its fields; its Keras layer is a function in ``core.augment``.
 - ``LIVE_DEMO``: the Train page's one-minute frozen run for a class.
+
+It is longer than most modules because it is data, one concept: the app's choices, each a row in its table.
 """
 
 from __future__ import annotations
@@ -31,6 +35,11 @@ def resolve(spec: str) -> Callable[..., Any]:
     """The function a row names as ``"module:function"``, imported on first use (so the table stays light)."""
     module, _, function = spec.partition(":")
     return getattr(importlib.import_module(module), function)
+
+
+def by_name(*rows: Any) -> dict[str, Any]:
+    """A table keyed by its rows' ``name``, in the order given."""
+    return {row.name: row for row in rows}
 
 
 # ---------------------------------------------------------------------------------------------- backbones
@@ -54,20 +63,17 @@ class Backbone:
         return resolve(self.builder)
 
 
-BACKBONES: dict[str, Backbone] = {
-    row.name: row
-    for row in (
-        Backbone("EfficientNetB0", "keras.applications:EfficientNetB0", 224, KERAS_DOWNLOAD, "efficientnetb0"),
-        Backbone("EfficientNetB1", "keras.applications:EfficientNetB1", 240, KERAS_DOWNLOAD, "efficientnetb1"),
-        Backbone("EfficientNetB2", "keras.applications:EfficientNetB2", 260, KERAS_DOWNLOAD, "efficientnetb2"),
-        Backbone("EfficientNetB3", "keras.applications:EfficientNetB3", 300, KERAS_DOWNLOAD, "efficientnetb3"),
-        Backbone("EfficientNetB4", "keras.applications:EfficientNetB4", 380, KERAS_DOWNLOAD, "efficientnetb4"),
-        Backbone("EfficientNetB5", "keras.applications:EfficientNetB5", 456, KERAS_DOWNLOAD, "efficientnetb5"),
-        Backbone("EfficientNetB6", "keras.applications:EfficientNetB6", 528, KERAS_DOWNLOAD, "efficientnetb6"),
-        Backbone("EfficientNetB7", "keras.applications:EfficientNetB7", 600, KERAS_DOWNLOAD, "efficientnetb7"),
-        Backbone(LITE0, "core.backbones.lite0:efficientnet_lite0", 224, BUNDLED),
-    )
-}
+BACKBONES: dict[str, Backbone] = by_name(
+    Backbone("EfficientNetB0", "keras.applications:EfficientNetB0", 224, KERAS_DOWNLOAD, "efficientnetb0"),
+    Backbone("EfficientNetB1", "keras.applications:EfficientNetB1", 240, KERAS_DOWNLOAD, "efficientnetb1"),
+    Backbone("EfficientNetB2", "keras.applications:EfficientNetB2", 260, KERAS_DOWNLOAD, "efficientnetb2"),
+    Backbone("EfficientNetB3", "keras.applications:EfficientNetB3", 300, KERAS_DOWNLOAD, "efficientnetb3"),
+    Backbone("EfficientNetB4", "keras.applications:EfficientNetB4", 380, KERAS_DOWNLOAD, "efficientnetb4"),
+    Backbone("EfficientNetB5", "keras.applications:EfficientNetB5", 456, KERAS_DOWNLOAD, "efficientnetb5"),
+    Backbone("EfficientNetB6", "keras.applications:EfficientNetB6", 528, KERAS_DOWNLOAD, "efficientnetb6"),
+    Backbone("EfficientNetB7", "keras.applications:EfficientNetB7", 600, KERAS_DOWNLOAD, "efficientnetb7"),
+    Backbone(LITE0, "core.backbones.lite0:efficientnet_lite0", 224, BUNDLED),
+)
 DEFAULT_BACKBONE = "EfficientNetB0"
 
 
@@ -93,60 +99,57 @@ class Regime:
     watch_for: str  # what the curves show
 
 
-REGIMES: dict[str, Regime] = {
-    row.name: row
-    for row in (
-        Regime(
-            "scratch",
-            "Train from scratch",
-            "From scratch",
-            "Every weight starts random and is learned from your data alone, the classifier included. With a few "
-            "thousand images it learns slowly and over-fits: the baseline the other two beat.",
-            "none",
-            1e-3,
-            0.0,
-            30,
-            what_is_trained="every one of the network's ~4 million weights, starting from random values.",
-            learning_rate_reason="Adam's default, since random weights need big steps.",
-            exercise="4-12",
-            watch_for="training accuracy climbing while validation accuracy stalls low and validation loss turns "
-            "up: over-fitting.",
-        ),
-        Regime(
-            "frozen",
-            "Frozen backbone, new head",
-            "Frozen backbone + new head",
-            "An ImageNet-trained EfficientNet turns each image into features and stays fixed; only a small new head "
-            "(pooling, batch norm, dropout, dense) learns. Few weights to fit, so it learns fast from little data.",
-            "imagenet",
-            1e-4,
-            0.01,
-            30,
-            what_is_trained="only the new head (batch norm + dense layer): a few thousand weights on top of ImageNet "
-            "features.",
-            learning_rate_reason="the best cell of the notebook's grid.",
-            exercise="4-13",
-            watch_for="validation accuracy close to training accuracy: the model generalises. Compare its trainable "
-            "parameters with scratch's.",
-        ),
-        Regime(
-            "finetune",
-            "Fine-tune the top layers",
-            "Fine-tuning",
-            "Continues a finished frozen run: the top layers of the backbone are unfrozen (batch norm stays frozen) "
-            "and trained with a tiny learning rate, so the features adapt to dogs without forgetting ImageNet.",
-            None,
-            1e-5,
-            0.01,
-            10,
-            what_is_trained="the head plus the top layers of the backbone (batch norm stays frozen).",
-            learning_rate_reason="ten times smaller, so the ImageNet features are nudged, not destroyed.",
-            exercise="4-15",
-            watch_for="a small gain over the frozen run; training accuracy racing ahead of validation means it has "
-            "started to over-fit.",
-        ),
-    )
-}
+REGIMES: dict[str, Regime] = by_name(
+    Regime(
+        "scratch",
+        "Train from scratch",
+        "From scratch",
+        "Every weight starts random and is learned from your data alone, the classifier included. With a few "
+        "thousand images it learns slowly and over-fits: the baseline the other two beat.",
+        "none",
+        1e-3,
+        0.0,
+        30,
+        what_is_trained="every one of the network's ~4 million weights, starting from random values.",
+        learning_rate_reason="Adam's default, since random weights need big steps.",
+        exercise="4-12",
+        watch_for="training accuracy climbing while validation accuracy stalls low and validation loss turns "
+        "up: over-fitting.",
+    ),
+    Regime(
+        "frozen",
+        "Frozen backbone, new head",
+        "Frozen backbone + new head",
+        "An ImageNet-trained EfficientNet turns each image into features and stays fixed; only a small new head "
+        "(pooling, batch norm, dropout, dense) learns. Few weights to fit, so it learns fast from little data.",
+        "imagenet",
+        1e-4,
+        0.01,
+        30,
+        what_is_trained="only the new head (batch norm + dense layer): a few thousand weights on top of ImageNet "
+        "features.",
+        learning_rate_reason="the best cell of the notebook's grid.",
+        exercise="4-13",
+        watch_for="validation accuracy close to training accuracy: the model generalises. Compare its trainable "
+        "parameters with scratch's.",
+    ),
+    Regime(
+        "finetune",
+        "Fine-tune the top layers",
+        "Fine-tuning",
+        "Continues a finished frozen run: the top layers of the backbone are unfrozen (batch norm stays frozen) "
+        "and trained with a tiny learning rate, so the features adapt to dogs without forgetting ImageNet.",
+        None,
+        1e-5,
+        0.01,
+        10,
+        what_is_trained="the head plus the top layers of the backbone (batch norm stays frozen).",
+        learning_rate_reason="ten times smaller, so the ImageNet features are nudged, not destroyed.",
+        exercise="4-15",
+        watch_for="a small gain over the frozen run; training accuracy racing ahead of validation means it has "
+        "started to over-fit.",
+    ),
+)
 DEFAULT_REGIME = "frozen"
 WEIGHT_CHOICES_HELP = "'imagenet' (pretrained), 'none' (random) or the path to a Keras weights file."
 
@@ -159,19 +162,55 @@ SWITCH = (True, False)
 
 
 @dataclass(frozen=True)
+class Setting:
+    """A field a transformation adds to ``AugmentConfig``: ``core.config.setting``'s arguments for it."""
+
+    name: str
+    default: Any
+    label: str
+    help: str
+    min: float | None = None  # a strength: its slider's range and step
+    max: float | None = None
+    step: float | None = None
+    choices: tuple | None = None  # an option: what it may be
+
+
+@dataclass(frozen=True)
 class Transform:
-    """One row of the transformation table: its fields, what it teaches, and the layer that does it."""
+    """One row of the transformation table: its settings, what it teaches, and the layer that does it.
+
+    A row adds its fields to ``core.config.AugmentConfig``, which a page shows as one group: an on/off switch
+    ``<key>_on``, labelled with the row's ``name``, then the row's ``settings``.
+    """
 
     key: str
-    name: str
-    short: str
-    switch: str
-    strengths: tuple[str, ...]
-    neutral: float
-    layer: str
-    note: str
+    name: str  # the switch's label and the name pages show
+    short: str  # in a config's summary
+    on: bool  # the switch's default
+    help: str  # the switch's help
+    settings: tuple[Setting, ...]  # its strength sliders, then its options
+    neutral: float  # the strength at which it does nothing
+    layer: str  # the Keras layer, for people
+    note: str  # what it simulates, in one sentence
     layer_builder: str  # "module:function", called as function(config, seed) -> a Keras layer
-    options: tuple[str, ...] = ()
+
+    @property
+    def switch(self) -> str:
+        return f"{self.key}_on"
+
+    @property
+    def strengths(self) -> tuple[str, ...]:
+        """The fields of its strength sliders."""
+        return tuple(s.name for s in self.settings if s.choices is None)
+
+    @property
+    def options(self) -> tuple[str, ...]:
+        """The fields that choose how it works, not how strongly (the flip direction)."""
+        return tuple(s.name for s in self.settings if s.choices is not None)
+
+    def fields(self) -> tuple[Setting, ...]:
+        """Every field it adds to ``AugmentConfig``, in order: the switch, then its settings."""
+        return (Setting(self.switch, self.on, self.name, self.help, choices=SWITCH), *self.settings)
 
     def layer_function(self) -> Callable[[Any, int], Any]:
         return resolve(self.layer_builder)
@@ -193,8 +232,19 @@ TRANSFORMS: tuple[Transform, ...] = (
         "rotation",
         "Rotation",
         "rotation",
-        "rotation_on",
-        ("rotation",),
+        True,
+        "Turn each image by a random angle.",
+        (
+            Setting(
+                "rotation",
+                0.15,
+                "Rotation amount (fraction of a full turn)",
+                "0.15 turns each image by up to ±54° (0.15 × 360°) either way; corners are filled by reflection.",
+                min=0.0,
+                max=0.5,
+                step=0.01,
+            ),
+        ),
         0.0,
         "keras.layers.RandomRotation",
         "Simulates a tilted camera or a dog photographed at an angle.",
@@ -204,8 +254,28 @@ TRANSFORMS: tuple[Transform, ...] = (
         "translation",
         "Translation",
         "translation",
-        "translation_on",
-        ("translation_height", "translation_width"),
+        True,
+        "Shift each image up/down and left/right by a random amount.",
+        (
+            Setting(
+                "translation_height",
+                0.1,
+                "Vertical shift (fraction of the height)",
+                "0.1 moves the picture up or down by up to 10%.",
+                min=0.0,
+                max=0.5,
+                step=0.01,
+            ),
+            Setting(
+                "translation_width",
+                0.1,
+                "Horizontal shift (fraction of the width)",
+                "0.1 moves the picture left or right by up to 10%.",
+                min=0.0,
+                max=0.5,
+                step=0.01,
+            ),
+        ),
         0.0,
         "keras.layers.RandomTranslation",
         "Simulates a dog that is not in the middle of the frame.",
@@ -215,8 +285,19 @@ TRANSFORMS: tuple[Transform, ...] = (
         "zoom",
         "Crop and resize (zoom)",
         "zoom",
-        "zoom_on",
-        ("zoom",),
+        False,
+        "Cut out a smaller centre part and stretch it back to full size.",
+        (
+            Setting(
+                "zoom",
+                0.2,
+                "Zoom amount (fraction cropped away)",
+                "0.2 keeps between 80% and 100% of each side, then resizes back to the original size.",
+                min=0.0,
+                max=0.9,
+                step=0.05,
+            ),
+        ),
         0.0,
         "keras.layers.RandomZoom",
         "Simulates a photographer standing closer, so the dog fills more of the picture.",
@@ -226,20 +307,40 @@ TRANSFORMS: tuple[Transform, ...] = (
         "flip",
         "Flip",
         "flip",
-        "flip_on",
-        (),
+        True,
+        "Mirror the image half of the time.",
+        (
+            Setting(
+                "flip_mode",
+                "horizontal_and_vertical",
+                "Flip direction",
+                "'horizontal' mirrors left-right; 'vertical' turns upside down; 'both' (Keras' default) does "
+                "both together, a 180° turn.",
+                choices=FLIP_MODES,
+            ),
+        ),
         0.0,
         "GatherRandomFlip (keras.layers.RandomFlip, faster flip)",
         "Simulates the mirror-image scene: a dog facing left is the same breed facing right.",
         "core.augment:flip_layer",
-        options=("flip_mode",),
     ),
     Transform(
         "contrast",
         "Contrast",
         "contrast",
-        "contrast_on",
-        ("contrast",),
+        True,
+        "Make each image randomly flatter or punchier.",
+        (
+            Setting(
+                "contrast",
+                0.1,
+                "Contrast amount",
+                "0.1 multiplies each image's contrast by a random factor from 0.9 to 1.1.",
+                min=0.0,
+                max=1.0,
+                step=0.05,
+            ),
+        ),
         0.0,
         "keras.layers.RandomContrast",
         "Simulates flat, hazy light versus harsh, high-contrast light.",
@@ -249,8 +350,19 @@ TRANSFORMS: tuple[Transform, ...] = (
         "channel_shift",
         "Per-channel brightness",
         "channel shift",
-        "channel_shift_on",
-        ("channel_shift",),
+        False,
+        "Move the red, green and blue histograms by separate random amounts.",
+        (
+            Setting(
+                "channel_shift",
+                20.0,
+                "Channel shift (pixel values)",
+                "20 adds a random amount between -20 and +20 (out of 255) to each colour channel separately.",
+                min=0.0,
+                max=100.0,
+                step=1.0,
+            ),
+        ),
         0.0,
         "RandomChannelShift (Transfer Lab)",
         "Simulates different white balance and colour casts, such as warm indoor light or blue shade.",
@@ -260,8 +372,19 @@ TRANSFORMS: tuple[Transform, ...] = (
         "downsample",
         "Down-sample and resize",
         "down-sample",
-        "downsample_on",
-        ("downsample_factor",),
+        False,
+        "Shrink the image, then enlarge it back: it loses detail.",
+        (
+            Setting(
+                "downsample_factor",
+                2.0,
+                "Down-sample factor (at most)",
+                "2 shrinks each image by a random factor between 1 and 2 before resizing it back; 1 does nothing.",
+                min=1.0,
+                max=8.0,
+                step=0.5,
+            ),
+        ),
         1.0,
         "RandomDownsample (Transfer Lab)",
         "Simulates low-resolution photos, such as small thumbnails enlarged back to full size.",
@@ -271,8 +394,19 @@ TRANSFORMS: tuple[Transform, ...] = (
         "noise",
         "Gaussian noise",
         "noise",
-        "noise_on",
-        ("noise_std",),
+        False,
+        "Add random grain to every pixel.",
+        (
+            Setting(
+                "noise_std",
+                10.0,
+                "Noise strength (std, pixel values)",
+                "10 adds noise with a standard deviation of 10 (out of 255) to every pixel and channel.",
+                min=0.0,
+                max=100.0,
+                step=1.0,
+            ),
+        ),
         0.0,
         "PixelGaussianNoise (Transfer Lab)",
         "Simulates sensor grain in photos taken in dim light or with a cheap camera.",

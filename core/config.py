@@ -4,6 +4,10 @@ A config is built once (from widgets on a page, or from flags in a CLI), validat
 ``__post_init__`` with messages a learner understands, stored with a run as JSON, and handed whole
 to ``core``. Numeric limits and widget labels live in each field's metadata so that pages can
 generate their widgets from the dataclass and the messages name the same things the UI shows.
+
+It is longer than most modules because it is one concept, a run's settings: the ``Config`` mixin that validates
+and stores them from their field metadata, and the four configs ``RunConfig`` nests, one field per setting the app
+offers (``AugmentConfig``'s fields are made from the catalog's ``TRANSFORMS`` rows).
 """
 
 from __future__ import annotations
@@ -11,7 +15,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -21,12 +25,11 @@ from core.catalog import (
     BACKBONES,
     DEFAULT_BACKBONE,
     DEFAULT_REGIME,
-    FLIP_MODES,
     REGIMES,
-    SWITCH,
     TRANSFORMS,
     WEIGHT_CHOICES_HELP,
     Regime,
+    Transform,
 )
 from core.errors import ConfigError
 
@@ -40,13 +43,15 @@ def setting(
     max: float | None = None,
     step: float | None = None,
     choices: tuple | None = None,
-    optional: bool = False,
+    optional: bool | None = None,
     log: bool = False,
     group: str | None = None,
 ) -> Any:
     """A dataclass field that carries what a widget and a validator need to know about it.
 
-    ``group`` ties fields that a page shows together (an on/off switch and its strength sliders).
+    ``optional``: the field may be empty (None), which means "the regime's or backbone's default"; by default
+    exactly the fields whose default is None. ``group`` ties fields that a page shows together (an on/off switch
+    and its strength sliders).
     """
     meta = {
         "label": label,
@@ -55,7 +60,7 @@ def setting(
         "max": max,
         "step": step,
         "choices": choices,
-        "optional": optional,
+        "optional": default is None if optional is None else optional,
         "log": log,
         "group": group,
     }
@@ -173,27 +178,18 @@ DATA_SOURCE_HELP = (
 )
 
 
+def image_limit(label: str) -> Any:
+    """A setting for how many images of a split to use at most (empty: all)."""
+    return setting(None, label, "Use a subset for quick runs; empty means all.", min=1, max=10_000_000)
+
+
 @dataclass(frozen=True)
 class DataConfig(Config):
     """Where the images come from and how much of them to use."""
 
     source: str = setting("demo", "Data source", DATA_SOURCE_HELP)
-    max_train_images: int | None = setting(
-        None,
-        "Training images (at most)",
-        "Use a subset for quick runs; empty means all.",
-        min=1,
-        max=10_000_000,
-        optional=True,
-    )
-    max_test_images: int | None = setting(
-        None,
-        "Test images (at most)",
-        "Use a subset for quick runs; empty means all.",
-        min=1,
-        max=10_000_000,
-        optional=True,
-    )
+    max_train_images: int | None = image_limit("Training images (at most)")
+    max_test_images: int | None = image_limit("Test images (at most)")
     test_fraction: float = setting(
         0.2, "Test fraction", "For folders without train/ and test/ sub-folders.", min=0.05, max=0.9
     )
@@ -229,130 +225,36 @@ class DataConfig(Config):
 # ------------------------------------------------------------------------------- augmentation
 
 
+def transform_fields(rows: tuple[Transform, ...]) -> Callable[[type], type]:
+    """A class decorator for under ``@dataclass``: adds every field of ``rows`` (``Transform.fields``: a switch,
+    then strengths and options), grouped under its row's key, before the fields the class declares itself."""
+
+    def add_fields(cls: type) -> type:
+        added = {}
+        for row in rows:
+            for spec in row.fields():
+                added[spec.name] = type(spec.default).__name__
+                meta = dict(min=spec.min, max=spec.max, step=spec.step, choices=spec.choices, group=row.key)
+                setattr(cls, spec.name, setting(spec.default, spec.label, spec.help, **meta))
+        cls.__annotations__ = {**added, **cls.__dict__.get("__annotations__", {})}
+        return cls
+
+    return add_fields
+
+
 @dataclass(frozen=True)
+@transform_fields(TRANSFORMS)
 class AugmentConfig(Config):
     """Which random transformations are applied to training images, and how strongly.
 
     The defaults are the notebook's four layers. A transformation that is switched off, or whose
     strength is at its neutral value (0, or factor 1 for down-sampling), leaves images untouched.
+
+    The fields come from the rows of ``core.catalog.TRANSFORMS``, in pipeline order: for each row its switch
+    ``<key>_on`` (``rotation_on``...), then its strengths (``rotation``, ``translation_height``...) and options
+    (``flip_mode``), with their defaults, labels, help and limits; ``seed`` comes last.
     """
 
-    rotation_on: bool = setting(
-        True, "Rotation", "Turn each image by a random angle.", choices=SWITCH, group="rotation"
-    )
-    rotation: float = setting(
-        0.15,
-        "Rotation amount (fraction of a full turn)",
-        "0.15 turns each image by up to ±54° (0.15 × 360°) either way; corners are filled by reflection.",
-        min=0.0,
-        max=0.5,
-        step=0.01,
-        group="rotation",
-    )
-    translation_on: bool = setting(
-        True,
-        "Translation",
-        "Shift each image up/down and left/right by a random amount.",
-        choices=SWITCH,
-        group="translation",
-    )
-    translation_height: float = setting(
-        0.1,
-        "Vertical shift (fraction of the height)",
-        "0.1 moves the picture up or down by up to 10%.",
-        min=0.0,
-        max=0.5,
-        step=0.01,
-        group="translation",
-    )
-    translation_width: float = setting(
-        0.1,
-        "Horizontal shift (fraction of the width)",
-        "0.1 moves the picture left or right by up to 10%.",
-        min=0.0,
-        max=0.5,
-        step=0.01,
-        group="translation",
-    )
-    zoom_on: bool = setting(
-        False,
-        "Crop and resize (zoom)",
-        "Cut out a smaller centre part and stretch it back to full size.",
-        choices=SWITCH,
-        group="zoom",
-    )
-    zoom: float = setting(
-        0.2,
-        "Zoom amount (fraction cropped away)",
-        "0.2 keeps between 80% and 100% of each side, then resizes back to the original size.",
-        min=0.0,
-        max=0.9,
-        step=0.05,
-        group="zoom",
-    )
-    flip_on: bool = setting(True, "Flip", "Mirror the image half of the time.", choices=SWITCH, group="flip")
-    flip_mode: str = setting(
-        "horizontal_and_vertical",
-        "Flip direction",
-        "'horizontal' mirrors left-right; 'vertical' turns upside down; 'both' (Keras' default) does "
-        "both together, a 180° turn.",
-        choices=FLIP_MODES,
-        group="flip",
-    )
-    contrast_on: bool = setting(
-        True, "Contrast", "Make each image randomly flatter or punchier.", choices=SWITCH, group="contrast"
-    )
-    contrast: float = setting(
-        0.1,
-        "Contrast amount",
-        "0.1 multiplies each image's contrast by a random factor from 0.9 to 1.1.",
-        min=0.0,
-        max=1.0,
-        step=0.05,
-        group="contrast",
-    )
-    channel_shift_on: bool = setting(
-        False,
-        "Per-channel brightness",
-        "Move the red, green and blue histograms by separate random amounts.",
-        choices=SWITCH,
-        group="channel_shift",
-    )
-    channel_shift: float = setting(
-        20.0,
-        "Channel shift (pixel values)",
-        "20 adds a random amount between -20 and +20 (out of 255) to each colour channel separately.",
-        min=0.0,
-        max=100.0,
-        step=1.0,
-        group="channel_shift",
-    )
-    downsample_on: bool = setting(
-        False,
-        "Down-sample and resize",
-        "Shrink the image, then enlarge it back: it loses detail.",
-        choices=SWITCH,
-        group="downsample",
-    )
-    downsample_factor: float = setting(
-        2.0,
-        "Down-sample factor (at most)",
-        "2 shrinks each image by a random factor between 1 and 2 before resizing it back; 1 does nothing.",
-        min=1.0,
-        max=8.0,
-        step=0.5,
-        group="downsample",
-    )
-    noise_on: bool = setting(False, "Gaussian noise", "Add random grain to every pixel.", choices=SWITCH, group="noise")
-    noise_std: float = setting(
-        10.0,
-        "Noise strength (std, pixel values)",
-        "10 adds noise with a standard deviation of 10 (out of 255) to every pixel and channel.",
-        min=0.0,
-        max=100.0,
-        step=1.0,
-        group="noise",
-    )
     seed: int = setting(0, "Augmentation seed", "The same seed gives the same previews.", min=0, max=2**31 - 1, step=1)
 
     def validate(self) -> None:
@@ -423,9 +325,7 @@ class ModelConfig(Config):
         "; ".join(f"{row.name}: {row.label.lower()}" for row in REGIMES.values()) + ".",
         choices=tuple(REGIMES),
     )
-    weights: str | None = setting(
-        None, "Starting weights", WEIGHT_CHOICES_HELP + " Empty: the regime's default.", optional=True
-    )
+    weights: str | None = setting(None, "Starting weights", WEIGHT_CHOICES_HELP + " Empty: the regime's default.")
     image_size: int | None = setting(
         None,
         "Image size (pixels)",
@@ -433,7 +333,6 @@ class ModelConfig(Config):
         min=32,
         max=1024,
         step=8,
-        optional=True,
     )
     drop_connect_rate: float = setting(
         0.2,
@@ -459,10 +358,9 @@ class ModelConfig(Config):
         "Fine-tuning: unfreeze whole blocks N..7 and the top instead of a layer count.",
         min=1,
         max=7,
-        optional=True,
     )
     parent_run_id: str | None = setting(
-        None, "Frozen run to fine-tune", "Fine-tuning continues the saved model of this frozen run.", optional=True
+        None, "Frozen run to fine-tune", "Fine-tuning continues the saved model of this frozen run."
     )
 
     def validate(self) -> None:
@@ -528,7 +426,6 @@ class TrainConfig(Config):
         "Passes over the training images. Empty: the regime's default (the notebook's 30, or 10 for fine-tuning).",
         min=1,
         max=1000,
-        optional=True,
     )
     batch_size: int = setting(32, "Batch size", "Images per training step, over all devices together.", min=1, max=4096)
     learning_rate: float | None = setting(
@@ -537,7 +434,6 @@ class TrainConfig(Config):
         "Empty: the regime's default (1e-3 scratch, 1e-4 frozen, 1e-5 fine-tune).",
         min=1e-7,
         max=1.0,
-        optional=True,
         log=True,
     )
     weight_decay: float | None = setting(
@@ -547,7 +443,6 @@ class TrainConfig(Config):
         min=0.0,
         max=1.0,
         step=0.001,
-        optional=True,
     )
     mixed_precision: str = setting(
         "off", "Mixed precision", "Faster on recent GPUs; ignored on a CPU.", choices=MIXED_PRECISION_CHOICES

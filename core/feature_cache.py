@@ -21,6 +21,9 @@ Features come from the backbone in inference mode, so its stochastic depth (rand
 never applies to them.
 
 TensorFlow is imported inside functions: the Home page imports ``cache_size_bytes`` and ``clear_cache``.
+
+The module is one concept, the cache, and longer than most for it: what an entry is keyed by, how it is
+written, checked and cleared, and how it is filled belong together, since each relies on the others' rules.
 """
 
 from __future__ import annotations

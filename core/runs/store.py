@@ -10,12 +10,14 @@ only, disk full) still opens for reading; a write through it raises ``DataHomeUn
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import sqlite3
 import time
 import urllib.parse
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
+from typing import Any
 
 from core.data_home import data_home, write_error
 from core.errors import DataHomeUnavailable, RunError
@@ -195,32 +197,32 @@ FROM runs
 """
 
 
-def _record(row: sqlite3.Row) -> RunRecord:
-    return RunRecord(
-        id=row["id"],
-        name=row["name"],
-        regime=row["regime"],
-        backbone=row["backbone"],
-        parent_id=row["parent_id"],
-        config_json=row["config"],
-        status=row["status"],
-        launcher=row["launcher"],
-        created_at=row["created_at"],
-        queued_at=row["queued_at"],
-        started_at=row["started_at"],
-        finished_at=row["finished_at"],
-        error=row["error"],
-        pid=row["pid"],
-        stop_requested=bool(row["stop_requested"]),
-        epochs_planned=row["epochs_planned"],
-        epochs_done=row["epochs_done"],
-        best_val_accuracy=row["best_val_accuracy"],
-        total_params=row["total_params"],
-        trainable_params=row["trainable_params"],
-        unfrozen_layers=json.loads(row["unfrozen_layers"]) if row["unfrozen_layers"] else None,
-        device=row["device"],
-        resumed=row["resumed"],
+def _from_row(cls: type, row: sqlite3.Row, columns: Mapping[str, str] | None = None, **computed: Any) -> Any:
+    """``cls`` (a record dataclass) from a row: each field is the column of its name, or the one ``columns``
+    names, unless ``computed`` gives its value."""
+    columns = columns or {}
+    return cls(
+        **{
+            f.name: computed[f.name] if f.name in computed else row[columns.get(f.name, f.name)]
+            for f in dataclasses.fields(cls)
+        }
     )
+
+
+def _record(row: sqlite3.Row) -> RunRecord:
+    return _from_row(
+        RunRecord,
+        row,
+        {"config_json": "config"},
+        stop_requested=bool(row["stop_requested"]),
+        unfrozen_layers=json.loads(row["unfrozen_layers"]) if row["unfrozen_layers"] else None,
+    )
+
+
+_PROGRESS_COLUMNS = {"epochs": "epochs_planned"} | {
+    name: f"progress_{name}" for name in ("epoch", "batch", "batches", "images_per_s", "updated_at")
+}
+"""RunProgress field -> runs column, where the names differ."""
 
 
 # ---------------------------------------------------------------------------------------------- queries
@@ -257,7 +259,7 @@ def epochs(run_id: str) -> list[EpochRecord]:
     """Finished epochs of a run, in order."""
     with connect() as db:
         rows = db.execute("SELECT * FROM epochs WHERE run_id = ? ORDER BY epoch", (run_id,)).fetchall()
-    return [EpochRecord(**{key: row[key] for key in row.keys() if key != "run_id"}) for row in rows]
+    return [_from_row(EpochRecord, row) for row in rows]
 
 
 def queue() -> list[RunRecord]:
@@ -278,17 +280,8 @@ def progress(run_id: str) -> RunProgress:
         row = db.execute("SELECT * FROM runs WHERE id = ?", (run_id,)).fetchone()
     if row is None:
         raise RunError(f"There is no run {run_id!r}: it may have been deleted.")
-    return RunProgress(
-        status=row["status"],
-        phase=row["phase"],
-        epoch=row["progress_epoch"],
-        epochs=row["epochs_planned"],
-        batch=row["progress_batch"],
-        batches=row["progress_batches"],
-        images_per_s=row["progress_images_per_s"],
-        updated_at=row["progress_updated_at"],
-        queue_position=queue_position(run_id) if row["status"] == QUEUED else None,
-    )
+    queued = row["status"] == QUEUED
+    return _from_row(RunProgress, row, _PROGRESS_COLUMNS, queue_position=queue_position(run_id) if queued else None)
 
 
 def running_run() -> RunRecord | None:

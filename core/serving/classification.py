@@ -155,18 +155,11 @@ def _classified_batches(
             prepared = pending.result() if pending is not None else None
 
 
-def classify(
-    classifier: Classifier,
-    images: Iterable[ImageInput],
-    k: int = TOP_K,
-    *,
-    batch_size: int = BATCH_SIZE,
-    limits: DecodeLimits = DEFAULT_LIMITS,
-    progress: Progress | None = None,
-) -> list[Result]:
+def classify(classifier: Classifier, images: Iterable[ImageInput], k: int = TOP_K, **options: Any) -> list[Result]:
     """The top-``k`` classes of every input, in input order; a bad file gets an error result, never an
-    exception. See ``ImageInput`` for what an input may be."""
-    return list(iter_classify(classifier, images, k, batch_size=batch_size, limits=limits, progress=progress))
+    exception. See ``ImageInput`` for what an input may be, and ``iter_classify`` for the keyword ``options``
+    (``batch_size``, ``limits``, ``progress``)."""
+    return list(iter_classify(classifier, images, k, **options))
 
 
 def _classify_prepared(classifier: Classifier, prepared: list[tuple[str, np.ndarray | str]], k: int) -> list[Result]:

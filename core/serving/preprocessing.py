@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
+from core.catalog import by_name
 from core.imagenet import CENTRE_CROP_FRACTION, imagenet_eval_array
 from core.images import resize_for_model
 
@@ -50,20 +51,17 @@ def _centre_crop(width: int, height: int) -> Box:
     return left, top, left + side, top + side
 
 
-PREPROCESSING: dict[str, Preprocessing] = {
-    row.name: row
-    for row in (
-        Preprocessing(
-            "stretch",
-            "Stretched to {size} x {size} pixels, as the training images were",
-            _stretch_as_in_training,
-            _whole_photo,
-        ),
-        Preprocessing(
-            "imagenet",
-            "Centre crop (87.5% of the shorter side) resized to {size} x {size} pixels, ImageNet's evaluation view",
-            _imagenet_evaluation,
-            _centre_crop,
-        ),
-    )
-}
+PREPROCESSING: dict[str, Preprocessing] = by_name(
+    Preprocessing(
+        "stretch",
+        "Stretched to {size} x {size} pixels, as the training images were",
+        _stretch_as_in_training,
+        _whole_photo,
+    ),
+    Preprocessing(
+        "imagenet",
+        "Centre crop (87.5% of the shorter side) resized to {size} x {size} pixels, ImageNet's evaluation view",
+        _imagenet_evaluation,
+        _centre_crop,
+    ),
+)

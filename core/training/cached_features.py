@@ -173,31 +173,14 @@ def feature_batches(
             yield np.asarray(features[rows]), one_hot[rows]
 
 
-def training_dataset(
-    feature_set: FeatureSet,
-    num_classes: int,
-    *,
-    batch_size: int,
-    seed: int,
-    first_epoch: int,
-    epochs: int,
-    drop_remainder: bool,
-) -> Any:
-    """One stream of batches for the whole of ``fit``: with ``steps_per_epoch`` Keras keeps reading the same
-    iterator from epoch to epoch, so the stream decides which view each epoch sees."""
+def training_dataset(feature_set: FeatureSet, num_classes: int, **schedule: Any) -> Any:
+    """``feature_batches`` as one stream for the whole of ``fit`` (``schedule``: its keywords, which epochs in
+    which order): with ``steps_per_epoch`` Keras keeps reading the same iterator from epoch to epoch, so the
+    stream decides which view each epoch sees."""
     dim = feature_set.train_views[0].features.shape[1]
     signature = (tf.TensorSpec((None, dim), tf.float32), tf.TensorSpec((None, num_classes), tf.float32))
     ds = tf.data.Dataset.from_generator(
-        lambda: feature_batches(
-            feature_set,
-            num_classes,
-            batch_size=batch_size,
-            seed=seed,
-            first_epoch=first_epoch,
-            epochs=epochs,
-            drop_remainder=drop_remainder,
-        ),
-        output_signature=signature,
+        lambda: feature_batches(feature_set, num_classes, **schedule), output_signature=signature
     )
     return ds.prefetch(2)
 

@@ -43,28 +43,22 @@ from core.runs import METRICS, finetune_config
 PROG = "python -m core.training"
 
 # flag -> (config section, field); a flag left out keeps the default (or, for a fine-tune, the parent's value).
+# A flag is named after its field, but for the three at the end.
 FLAGS: dict[str, tuple[str, str]] = {
+    **{
+        name: (section, name)
+        for section, names in (
+            ("data", ("max_train_images", "max_test_images")),
+            ("model", ("backbone", "regime", "weights", "image_size", "drop_connect_rate", "top_dropout")),
+            ("model", ("unfreeze_top_layers", "unfreeze_from_block")),
+            ("train", ("epochs", "batch_size", "learning_rate", "weight_decay", "mixed_precision", "seed")),
+            ("train", ("feature_cache", "cached_views")),
+        )
+        for name in names
+    },
     "dataset": ("data", "source"),
-    "max_train_images": ("data", "max_train_images"),
-    "max_test_images": ("data", "max_test_images"),
     "data_seed": ("data", "seed"),
-    "backbone": ("model", "backbone"),
-    "regime": ("model", "regime"),
-    "weights": ("model", "weights"),
-    "image_size": ("model", "image_size"),
-    "drop_connect_rate": ("model", "drop_connect_rate"),
-    "top_dropout": ("model", "top_dropout"),
-    "unfreeze_top_layers": ("model", "unfreeze_top_layers"),
-    "unfreeze_from_block": ("model", "unfreeze_from_block"),
     "parent": ("model", "parent_run_id"),
-    "epochs": ("train", "epochs"),
-    "batch_size": ("train", "batch_size"),
-    "learning_rate": ("train", "learning_rate"),
-    "weight_decay": ("train", "weight_decay"),
-    "mixed_precision": ("train", "mixed_precision"),
-    "seed": ("train", "seed"),
-    "feature_cache": ("train", "feature_cache"),
-    "cached_views": ("train", "cached_views"),
 }
 
 
