@@ -204,7 +204,9 @@ def journey(app_url, page, browser, tmp_path) -> None:
     choose(page, "Run", "class demo, fine-tuned")
     choose(page, "Compare with (optional; runs tested on the same images)", "class demo ·")
     page.get_by_text("this run minus").first.wait_for(timeout=120_000)  # deltas against the frozen parent
-    assert page.locator('[data-testid="stMetricDelta"]').count() == 4
+    deltas = page.locator('[data-testid="stMetricDelta"]')  # the four headline metrics render one by one
+    wait_until(lambda: deltas.count() >= 4, 60, "the four metric deltas")
+    assert deltas.count() == 4
     shot(page, tmp_path, "4-evaluate")
 
     # Classify: an uploaded photo, with the fine-tuned run.
