@@ -36,6 +36,13 @@ def value_of(page, label: str) -> str | None:
         return None
 
 
+def launch(page) -> None:
+    """Press the form's one Launch button, once the rerun that switched the regime has removed the old form's."""
+    button = page.get_by_role("button", name="Launch").filter(visible=True)
+    wait_until(lambda: button.count() == 1, 30, "one Launch button")
+    button.click()
+
+
 def set_number(page, label: str, value: int) -> None:
     box = field(page, label)
     box.fill(str(value))
@@ -128,7 +135,7 @@ def journey(app_url, page, browser, tmp_path) -> None:
     field(page, "Run name").fill("class demo")
     set_number(page, "Epochs", 2)
     assert value_of(page, size) == "96" and value_of(page, "Run name") == "class demo"
-    page.get_by_role("button", name="Launch").click()
+    launch(page)
     page.get_by_text("class demo").first.wait_for(timeout=30_000)
     frozen = run_named("class demo")
     assert frozen.config.model.image_size == 96 and frozen.config.data.max_train_images == 540
@@ -156,7 +163,7 @@ def journey(app_url, page, browser, tmp_path) -> None:
     page.get_by_text("the frozen run's").first.wait_for(timeout=30_000)
     field(page, "Run name").fill("class demo, fine-tuned")
     set_number(page, "Epochs", 1)
-    page.get_by_role("button", name="Launch").click()
+    launch(page)
     page.get_by_text("class demo, fine-tuned").first.wait_for(timeout=30_000)
     child = run_named("class demo, fine-tuned")
     assert child.parent_id == frozen.id and child.config.data == frozen.config.data
@@ -170,10 +177,10 @@ def journey(app_url, page, browser, tmp_path) -> None:
     set_number(page, "Image size (pixels)", 32)
     set_number(page, "Epochs", 20)
     field(page, "Run name").fill("first to stop")
-    page.get_by_role("button", name="Launch").click()
+    launch(page)
     page.get_by_text("first to stop").first.wait_for(timeout=30_000)
     field(page, "Run name").fill("second to stop")
-    page.get_by_role("button", name="Launch").click()
+    launch(page)
     page.get_by_text("Queued: position 1").wait_for(timeout=30_000)
     first, second = run_named("first to stop"), run_named("second to stop")
     wait_until(lambda: runs.progress(first.id).phase == "training", 240, "the first scratch run to train")
