@@ -7,8 +7,8 @@ Every source ends as the same thing: train and test ``tf.data`` pipelines of
 
 The package, one module per concept (each imports its siblings directly, never through this file):
 
-- ``info``: what every source ends as (``DatasetInfo``, ``Splits``), class-name formatting, the Stanford Dogs
-  breed names, and ``finish_pipeline``, the shared last steps of a pipeline (cache small splits, cast to float).
+- ``info``: what every source ends as (``DatasetInfo``, ``Splits``) and ``finish_pipeline``, the shared last
+  steps of a pipeline (cache small splits, cast to float). Class names come from ``core.class_names``.
 - ``folders``: the folder source and the demo set (a folder of drawn images): ``scan_folder`` and its rules,
   the listing, the ``tf.data`` pipeline of files, the check that each class has an image that decodes.
 - ``tfds``: TFDS datasets: where prepared copies are looked for, the builder (with a did-you-mean for unknown
@@ -23,14 +23,13 @@ package is cheap and pages can describe a dataset (class names, counts, sample i
 TensorFlow; a TFDS dataset is the exception, since describing it means loading it.
 """
 
+from core.class_names import format_class_name, stanford_dogs_class_names
 from core.data.folders import MIN_IMAGES_PER_CLASS, FolderListing, folder_pipeline, load_file, scan_folder
 from core.data.info import (
     CACHE_IN_MEMORY_BYTES,
     UNBALANCED_RATIO,
     DatasetInfo,
     Splits,
-    format_class_name,
-    stanford_dogs_class_names,
 )
 from core.data.sources import check_source, describe, load_splits, sample_images
 from core.data.tfds import TFDS_TEST_SPLITS, download_tfds, tfds_data_dirs

@@ -14,8 +14,9 @@ from pathlib import Path
 import numpy as np
 
 from core import demo
+from core.class_names import format_class_name
 from core.config import DataConfig
-from core.data.info import NAMED_IN_MESSAGES, DatasetInfo, Splits, finish_pipeline, format_class_name
+from core.data.info import NAMED_IN_MESSAGES, DatasetInfo, Splits, finish_pipeline
 from core.errors import DataUnavailable, ImageUnreadable
 from core.images import SUPPORTED_SUFFIXES, probe_image_file, read_image_file, resize_for_model
 from core.progress import Progress

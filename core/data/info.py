@@ -1,21 +1,16 @@
 """What every data source ends as: a ``DatasetInfo`` describing it and ``Splits`` holding its pipelines.
 
-Also the pieces the sources share: people's class names (``format_class_name``, the Stanford Dogs breeds
-shipped for offline use) and ``finish_pipeline``, the last steps of every ``tf.data`` pipeline. TensorFlow is
+Also the piece the sources share: ``finish_pipeline``, the last steps of every ``tf.data`` pipeline. TensorFlow is
 imported only inside ``finish_pipeline``, so describing a dataset stays cheap.
 """
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from core.imagenet import dog_breed_names
-
 # Keep decoded uint8 images in memory when the split is smaller than this; stream from disk otherwise.
 CACHE_IN_MEMORY_BYTES = 1_500_000_000
-WNID_FOLDER = re.compile(r"^n\d{8}-(.+)$")
 UNBALANCED_RATIO = 3
 """Warn when the largest class has more than this many times the training images of the smallest."""
 NAMED_IN_MESSAGES = 5
@@ -78,18 +73,6 @@ class Splits:
 def _named(items: list[str]) -> str:
     shown = ", ".join(f"'{item}'" for item in items[:NAMED_IN_MESSAGES])
     return shown + (f" and {len(items) - NAMED_IN_MESSAGES} more" if len(items) > NAMED_IN_MESSAGES else "")
-
-
-def format_class_name(folder_name: str) -> str:
-    """'n02085620-Chihuahua' -> 'Chihuahua'; 'golden_retriever' -> 'golden retriever'."""
-    match = WNID_FOLDER.match(folder_name)
-    name = match.group(1) if match else folder_name
-    return name.replace("_", " ")
-
-
-def stanford_dogs_class_names() -> list[str]:
-    """The 120 breeds in TFDS label order (sorted by WordNet id), shipped so they work offline."""
-    return list(dog_breed_names())
 
 
 def finish_pipeline(ds, count: int, image_size: int):

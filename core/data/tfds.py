@@ -15,8 +15,9 @@ from urllib.parse import urlparse
 
 import numpy as np
 
+from core.class_names import format_class_name, stanford_dogs_class_names
 from core.config import DataConfig
-from core.data.info import DatasetInfo, Splits, finish_pipeline, format_class_name, stanford_dogs_class_names
+from core.data.info import DatasetInfo, Splits, finish_pipeline
 from core.data_home import data_home
 from core.errors import DataUnavailable
 from core.progress import Progress
