@@ -32,3 +32,7 @@ class RunError(TransferLabError):
 class DataHomeUnavailable(TransferLabError):
     """The data directory cannot be created or written: a file stands in its way, it is read-only, or its
     disk is full. Reading what it already holds keeps working where it can."""
+
+
+class DatasetError(TransferLabError):
+    """A dataset made in the app cannot be changed as asked: a bad name, a missing class or image, a refused zip."""
