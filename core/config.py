@@ -25,6 +25,8 @@ from core.catalog import (
     BACKBONES,
     DEFAULT_BACKBONE,
     DEFAULT_REGIME,
+    LIVE_DEMO,
+    LIVE_DEMO_ON_OWN_DATA,
     REGIMES,
     TRANSFORMS,
     WEIGHT_CHOICES_HELP,
@@ -174,7 +176,7 @@ def _fmt(value: float | None) -> str:
 
 DATA_SOURCE_HELP = (
     "'demo' (built in, works offline), 'tfds:stanford_dogs' (or another TFDS image dataset), "
-    "or 'folder:/path/to/photos' with one sub-folder per class."
+    "'folder:/path/to/photos' with one sub-folder per class, or 'local:<name>' for a dataset made on the Data page."
 )
 
 
@@ -199,18 +201,18 @@ class DataConfig(Config):
         kind, _, rest = self.source.partition(":")
         if self.source == "demo":
             return
-        if kind in ("tfds", "folder") and rest.strip():
+        if kind in ("tfds", "folder", "local") and rest.strip():
             return
         raise ConfigError(f"Data source {self.source!r} is not understood. Use {DATA_SOURCE_HELP}")
 
     @property
     def kind(self) -> str:
-        """'demo', 'tfds' or 'folder'."""
+        """'demo', 'tfds', 'folder' or 'local' (a dataset made in the app, kept under the data directory)."""
         return self.source.partition(":")[0]
 
     @property
     def location(self) -> str:
-        """The TFDS name or folder path after the prefix ('' for demo)."""
+        """The TFDS name, folder path or dataset name after the prefix ('' for demo)."""
         return self.source.partition(":")[2].strip()
 
     def summary(self) -> str:
@@ -534,3 +536,12 @@ class RunConfig(Config):
     @property
     def effective_epochs(self) -> int:
         return self.train.epochs if self.train.epochs is not None else self.regime_defaults.epochs
+
+
+def live_demo_preset(chosen: DataConfig) -> tuple[DataConfig, dict[str, dict[str, Any]]]:
+    """The live demo's data and its changes to ``ModelConfig``/``TrainConfig`` for the Data page's choice: a
+    dataset made in the app is used as chosen (a learner's own photos are the point), anything else is swapped
+    for the demo set's quick subset."""
+    if chosen.kind == "local":
+        return chosen, LIVE_DEMO_ON_OWN_DATA
+    return DataConfig(**LIVE_DEMO["data"]), LIVE_DEMO

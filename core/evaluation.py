@@ -137,14 +137,15 @@ def data_split_difference(a: DataConfig, b: DataConfig) -> str | None:
         differences.append(f"test images {a.max_test_images or 'all'} vs {b.max_test_images or 'all'}")
     if a.source == b.source and _seed_picks_test_images(a) and a.seed != b.seed:
         differences.append(f"data seed {a.seed} vs {b.seed}")
-    if a.source == b.source and a.kind == "folder" and a.test_fraction != b.test_fraction:
+    if a.source == b.source and a.kind in ("folder", "local") and a.test_fraction != b.test_fraction:
         differences.append(f"test fraction {a.test_fraction:g} vs {b.test_fraction:g}")
     return "; ".join(differences) or None
 
 
 def _seed_picks_test_images(config: DataConfig) -> bool:
-    """A folder's split and any demo/folder test subset are drawn with the data seed; TFDS splits are fixed."""
-    return config.kind == "folder" or (config.kind == "demo" and bool(config.max_test_images))
+    """A folder's split (a dataset made in the app is one) and any demo/folder test subset are drawn with the
+    data seed; TFDS splits are fixed."""
+    return config.kind in ("folder", "local") or (config.kind == "demo" and bool(config.max_test_images))
 
 
 def predictions_difference(a: Predictions, b: Predictions) -> str | None:

@@ -43,12 +43,12 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from core import demo, runs
+from core import runs
 from core.augment import build_augmenter
 from core.config import AugmentConfig, DataConfig
+from core.data import data_fingerprint
 from core.data_home import data_home, subdir
 from core.errors import DataUnavailable, RunError
-from core.images import SUPPORTED_SUFFIXES
 from core.progress import Progress
 
 if TYPE_CHECKING:
@@ -113,22 +113,6 @@ def _version(package: str) -> str:
         return metadata.version(package)
     except metadata.PackageNotFoundError:
         return ""
-
-
-def data_fingerprint(config: DataConfig) -> str:
-    """For a folder: every image file's path, size and modification time, hashed (a photo replaced under the
-    same name changes it); for the demo set, its drawing version. TFDS datasets are named by the config."""
-    if config.kind == "demo":
-        return f"demo-v{demo.DEMO_VERSION}"
-    if config.kind != "folder":
-        return ""
-    root = Path(config.location).expanduser()
-    digest = hashlib.sha256()
-    if root.is_dir():
-        for path in sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in SUPPORTED_SUFFIXES):
-            stat = path.stat()
-            digest.update(f"{path.relative_to(root)}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
-    return digest.hexdigest()[:24]
 
 
 def weights_identity(model: Any, weights: str | None) -> str:

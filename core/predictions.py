@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from core.config import DataConfig
+from core.data import data_fingerprint, load_splits
 from core.errors import DataUnavailable, RunError
 from core.models import load_saved_model
 from core.probabilities import are_probabilities, softmax
@@ -91,7 +92,8 @@ def cache_path_for(model_path: Path) -> Path:
 
 
 def prediction_fingerprint(model_path: Path, data_config: DataConfig, image_size: int) -> str:
-    """What cached predictions depend on: the model file's identity, the data config and the image size.
+    """What cached predictions depend on: the model file's identity, the data config, the data's files (an image
+    relabelled or removed since changes the test split) and the image size.
 
     The model file is identified by size, modification time and a hash of its first and last MiB:
     constant time however large the file, and any rewrite or ``touch`` changes it.
@@ -115,6 +117,7 @@ def prediction_fingerprint(model_path: Path, data_config: DataConfig, image_size
             "format": CACHE_FORMAT,
             "model": {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "sha256_head_tail": digest.hexdigest()},
             "data": data_config.to_dict(),
+            "data_files": data_fingerprint(data_config),
             "image_size": int(image_size),
         },
         sort_keys=True,
@@ -241,8 +244,6 @@ def predict_split(
     """
     import tensorflow as tf
 
-    from core.data import load_splits
-
     fingerprint = prediction_fingerprint(model_path, data_config, image_size)
     if cache_path is not None:
         cached = _read_cache(Path(cache_path), fingerprint)
@@ -266,7 +267,6 @@ def test_images(data_config: DataConfig, image_size: int, indices: Sequence[int]
 
     Walks the split up to the largest index: meant for a gallery's handful of images.
     """
-    from core.data import load_splits
 
     wanted = sorted({int(i) for i in indices})
     if not wanted:

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from core import demo, feature_cache, runs
+from core import data, demo, feature_cache, runs
 from core.catalog import LITE0
 from core.config import AUGMENT_PRESETS, DataConfig, ModelConfig, RunConfig, TrainConfig
 
@@ -156,9 +156,9 @@ def test_other_weights_and_changed_photos_change_the_key(frozen_model, tmp_path)
         (tmp_path / name).mkdir()
         (tmp_path / name / "1.png").write_bytes(b"not really a png")
     folder = DataConfig(source=f"folder:{tmp_path}")
-    before = feature_cache.data_fingerprint(folder)
+    before = data.data_fingerprint(folder)
     (tmp_path / "a" / "1.png").write_bytes(b"another picture")
-    assert feature_cache.data_fingerprint(folder) != before
+    assert data.data_fingerprint(folder) != before
 
 
 # ---------------------------------------------------------------------------------------------- damage

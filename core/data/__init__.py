@@ -1,5 +1,6 @@
 """Data sources: the built-in demo set, your own folder of photos, and TFDS datasets.
 
+A dataset made in the app (``local:<name>``, stored by ``core.datasets``) is read like a folder.
 Every source ends as the same thing: train and test ``tf.data`` pipelines of
 ``(float32 image in 0..255 resized to the backbone's resolution, int64 label)`` plus a
 ``DatasetInfo`` with people's class names. Use it as ``from core import data`` and
@@ -13,7 +14,9 @@ The package, one module per concept (each imports its siblings directly, never t
   the listing, the ``tf.data`` pipeline of files, the check that each class has an image that decodes.
 - ``tfds``: TFDS datasets: where prepared copies are looked for, the builder (with a did-you-mean for unknown
   names), loading a prepared dataset, and ``download_tfds``. The only module importing tensorflow_datasets.
-- ``sources``: the entry points above, dispatching on ``DataConfig.kind`` to ``folders`` or ``tfds``.
+- ``sources``: the entry points above, dispatching on ``DataConfig.kind`` to ``folders`` or ``tfds``; also
+  ``data_fingerprint`` (what caches keyed by the data compare) and ``test_image_files`` (the file behind a test
+  image, for cleaning a dataset made in the app from the evidence).
 - ``cli`` (run by ``__main__``): ``python -m core.data --download stanford_dogs`` downloads and prepares a
   TFDS dataset (the Data page's Download button, from a terminal).
 
@@ -31,7 +34,14 @@ from core.data.info import (
     DatasetInfo,
     Splits,
 )
-from core.data.sources import check_source, describe, load_splits, sample_images
+from core.data.sources import (
+    check_source,
+    data_fingerprint,
+    describe,
+    load_splits,
+    sample_images,
+    test_image_files,
+)
 from core.data.tfds import TFDS_TEST_SPLITS, download_tfds, tfds_data_dirs
 
 __all__ = [
@@ -43,6 +53,7 @@ __all__ = [
     "FolderListing",
     "Splits",
     "check_source",
+    "data_fingerprint",
     "describe",
     "download_tfds",
     "folder_pipeline",
@@ -52,5 +63,6 @@ __all__ = [
     "sample_images",
     "scan_folder",
     "stanford_dogs_class_names",
+    "test_image_files",
     "tfds_data_dirs",
 ]

@@ -1,4 +1,5 @@
-"""The folder source, and the demo set, which is a folder of drawn images: listing, checks and pipeline.
+"""The folder source, the demo set (a folder of drawn images) and the datasets made in the app (folders the app
+keeps, see ``core.datasets``): listing, checks and pipeline.
 
 A folder holds one sub-folder of images per class, either split by the person (``train/`` and ``test/``)
 or split here by seed. Listing reads image headers only (``probe_image_file``); TensorFlow is imported
@@ -13,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from core import demo
+from core import datasets, demo
 from core.class_names import format_class_name
 from core.config import DataConfig
 from core.data.info import NAMED_IN_MESSAGES, DatasetInfo, Splits, finish_pipeline
@@ -68,12 +69,13 @@ def _counts(labels: list[int], n: int) -> list[int]:
 
 
 def _check_classes(
-    root: Path,
+    root: Path | str,
     names: list[str],
     train: list[tuple[Path, int]],
     test: list[tuple[Path, int]],
     skipped: dict[str, int],
     split_folders: bool,
+    fix: str = "Add images to these folders, or remove them.",
 ) -> None:
     """Refuse classes a model could not learn or be measured on, naming each one and what it holds."""
     train_counts = _counts([label for _, label in train], len(names))
@@ -94,8 +96,7 @@ def _check_classes(
         where = "in both train/ and test/" if split_folders else "in its folder"
         raise DataUnavailable(
             f"Every class of {root} needs at least {MIN_IMAGES_PER_CLASS} readable images {where}, one to train "
-            f"on and one to test on: {', '.join(problems[:NAMED_IN_MESSAGES])}{more}. Add images to these "
-            "folders, or remove them."
+            f"on and one to test on: {', '.join(problems[:NAMED_IN_MESSAGES])}{more}. {fix}"
         )
 
 
@@ -158,10 +159,55 @@ def scan_folder(config: DataConfig) -> FolderListing:
     )
 
 
+def scan_local(config: DataConfig) -> FolderListing:
+    """List a dataset made in the app (``local:<name>``): its class folders, split like a folder's.
+
+    Images imported from a zip's ``test/`` folder carry a test mark and are its test images; the classes without
+    any are split by the data seed, like a folder without ``train/`` and ``test/``. Every file passed the safe
+    decoder when it was added, so nothing is probed here.
+    """
+    name = config.location
+    stored = datasets.images(name)
+    names = datasets.summary(name).class_names
+    index = {class_name: i for i, class_name in enumerate(names)}
+    by_class: dict[int, list[datasets.StoredImage]] = {}
+    for image in stored:
+        by_class.setdefault(index[image.class_name], []).append(image)
+    rng = np.random.default_rng(config.seed)
+    train, test = [], []
+    for label in range(len(names)):
+        images = by_class.get(label, [])
+        if any(image.test for image in images):
+            test += [(image.path, label) for image in images if image.test]
+            train += [(image.path, label) for image in images if not image.test]
+            continue
+        order = rng.permutation(len(images))
+        n_test = _test_count(len(images), config.test_fraction)
+        test += [(images[i].path, label) for i in order[:n_test]]
+        train += [(images[i].path, label) for i in order[n_test:]]
+    if len(names) < 2:
+        raise DataUnavailable(
+            f"The dataset '{name}' has {len(names)} class{'es' if len(names) != 1 else ''}; a model needs at least "
+            "two to tell apart. Add a class on the Data page."
+        )
+    _check_classes(
+        f"the dataset '{name}'", names, train, test, {}, False, fix="Add images to these classes on the Data page."
+    )
+    return FolderListing(
+        class_names=names,
+        train=_balanced_subset(train, config.max_train_images, config.seed),
+        test=_balanced_subset(test, config.max_test_images, config.seed + 1),
+        skipped=0,
+    )
+
+
 def _listing(
     config: DataConfig, image_size: int, progress: Progress | None = None, *, generate: bool = True
 ) -> FolderListing:
-    """The files of a folder source; for the demo set, the files it has or will have once drawn."""
+    """The files of a folder source or a dataset made in the app; for the demo set, the files it has or will
+    have once drawn."""
+    if config.kind == "local":
+        return scan_local(config)
     if config.kind != "demo":
         return scan_folder(config)
     root = demo.demo_folder(image_size, progress) if generate else demo.folder_path(image_size)
@@ -236,6 +282,11 @@ def load_folder(config: DataConfig, image_size: int, progress: Progress | None =
     return Splits(folder_pipeline(listing.train, image_size), folder_pipeline(listing.test, image_size), info)
 
 
+def test_files(config: DataConfig) -> list[Path]:
+    """The test split's files in pipeline order (the pipeline drops only files that fail to decode)."""
+    return [path for path, _ in _listing(config, 0, generate=False).test]
+
+
 def describe_folder(config: DataConfig) -> DatasetInfo:
     """Class names and split sizes from the listing alone; the demo set is not drawn."""
     return _listing_info(config, _listing(config, 0, generate=False))
@@ -263,7 +314,7 @@ def check_folder(config: DataConfig) -> list[str]:
 
     The folder is listed (headers only) and decoded only until one image of each class decodes in each split.
     """
-    listing = scan_folder(config)
+    listing = scan_local(config) if config.kind == "local" else scan_folder(config)
     damaged = _check_decodable(listing)
     warnings = _listing_info(config, listing).warnings
     if damaged:

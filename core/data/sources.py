@@ -6,12 +6,18 @@ or to TFDS (``core.data.tfds``), so a caller never needs to know which source it
 
 from __future__ import annotations
 
+import hashlib
+from pathlib import Path
+
 import numpy as np
 
+from core import datasets, demo
 from core.config import DataConfig
-from core.data.folders import check_folder, describe_folder, folder_samples, load_folder
+from core.data.folders import check_folder, describe_folder, folder_samples, load_folder, test_files
 from core.data.info import DatasetInfo, Splits
 from core.data.tfds import check_tfds, load_tfds, tfds_samples
+from core.errors import DataUnavailable
+from core.images import SUPPORTED_SUFFIXES
 from core.progress import Progress
 
 
@@ -48,3 +54,32 @@ def check_source(config: DataConfig) -> list[str]:
         check_tfds(config.location)
         return []
     return check_folder(config)
+
+
+def data_fingerprint(config: DataConfig) -> str:
+    """What a source's files look like, for caches keyed by the data (features, predictions): every image file's
+    path, size and modification time, hashed. A photo replaced under the same name, moved to another class or
+    removed changes it; for the demo set, its drawing version. TFDS datasets are named by the config."""
+    if config.kind == "demo":
+        return f"demo-v{demo.DEMO_VERSION}"
+    if config.kind == "local":
+        files = [(image.ref, image.path) for image in datasets.images(config.location)]
+    elif config.kind == "folder":
+        root = Path(config.location).expanduser()
+        found = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in SUPPORTED_SUFFIXES)
+        files = [(str(path.relative_to(root)), path) for path in found] if root.is_dir() else []
+    else:
+        return ""
+    digest = hashlib.sha256()
+    for name, path in files:
+        stat = path.stat()
+        digest.update(f"{name}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+    return digest.hexdigest()[:24]
+
+
+def test_image_files(config: DataConfig) -> list[Path]:
+    """The files of the test split in pipeline order, for sources made of files (folders, datasets made in the
+    app): what a page needs to act on the file behind a test image."""
+    if config.kind not in ("folder", "local"):
+        raise DataUnavailable(f"The test images of {config.source} are not files you can change here.")
+    return test_files(config)

@@ -11,7 +11,6 @@ it leaves the whole upload (``store.recover`` finishes it); a failed write remov
 from __future__ import annotations
 
 import fcntl
-import hashlib
 import os
 import shutil
 import uuid
@@ -30,6 +29,7 @@ from core.datasets.store import (
     INCOMING,
     STAGING_LOCK,
     THUMBS,
+    content_digest,
     dataset_folder,
     digests,
     exists,
@@ -134,7 +134,7 @@ def _check(candidate: _Candidate) -> _Checked | str:
         image = decode_image(data, candidate.label)
     except (ImageUnreadable, DatasetError) as error:
         return str(error)
-    digest = hashlib.sha256(data).hexdigest()[:16]
+    digest = content_digest(data)
     return _Checked(digest, _extension(data), data, make_thumbnail(image))
 
 

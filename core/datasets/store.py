@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import io
 import os
 import re
@@ -84,6 +85,11 @@ class TrashedImage:
     @property
     def digest(self) -> str:
         return self.path.name[:16]
+
+    @property
+    def thumbnail_path(self) -> Path:
+        """Its thumbnail, kept while it is in the trash (it may be missing: show the image itself then)."""
+        return self.path.parent.parent.parent / THUMBS / f"{self.digest}.jpg"
 
 
 @dataclass(frozen=True)
@@ -200,6 +206,12 @@ def _require_class(folder: Path, name: str, class_name: str) -> str:
     if class_name not in [p.name for p in _visible(folder)]:
         raise DatasetError(f"The dataset '{name}' has no class '{class_name}': add it first, or pick another class.")
     return class_name
+
+
+def content_digest(data: bytes) -> str:
+    """What names an image in a dataset: the first 16 hex digits of its bytes' SHA-256 (the same photo uploaded
+    twice is stored once; a page finds a photo it was handed)."""
+    return hashlib.sha256(data).hexdigest()[:16]
 
 
 def digests(folder: Path) -> dict[str, str]:

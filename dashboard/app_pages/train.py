@@ -5,8 +5,8 @@ import time
 import streamlit as st
 
 from core import catalog, export, figures, grid, preflight, runs
-from core.catalog import BACKBONES, LIVE_DEMO, REGIMES
-from core.config import DataConfig, ModelConfig, RunConfig, TrainConfig, format_log_step
+from core.catalog import BACKBONES, REGIMES
+from core.config import ModelConfig, RunConfig, TrainConfig, format_log_step, live_demo_preset
 from core.devices import describe_device
 from core.errors import TransferLabError
 from dashboard import forms, state
@@ -176,7 +176,7 @@ def lesson(regime: str) -> str:
     )
 
 
-def form_start(regime: str, parent, demo: bool) -> tuple[ModelConfig, TrainConfig]:
+def form_start(regime: str, parent, demo: dict | None) -> tuple[ModelConfig, TrainConfig]:
     """What the form shows before anyone changes it: the regime's defaults, the frozen run's network for a
     fine-tune, the live demo's values when it is on."""
     row = REGIMES[regime]
@@ -189,7 +189,7 @@ def form_start(regime: str, parent, demo: bool) -> tuple[ModelConfig, TrainConfi
     )
     train = TrainConfig(epochs=row.epochs, learning_rate=row.learning_rate, weight_decay=row.weight_decay)
     if demo:
-        model, train = model.replace(**LIVE_DEMO["model"]), train.replace(**LIVE_DEMO["train"])
+        model, train = model.replace(**demo["model"]), train.replace(**demo["train"])
     return model, train
 
 
@@ -210,17 +210,20 @@ def launch_form() -> None:
         parent = runs.get_run(parent_choice(parents))
         base = runs.finetune_config(parent.id)
         data_config, augment_config = base.data, base.augment
-        demo = False
+        demo = None
     else:
-        demo = st.toggle(
-            f"Live demo preset: the demo dataset at {LIVE_DEMO['model']['image_size']} px, "
-            f"{LIVE_DEMO['train']['epochs']} epochs, about a minute on a 2-core CPU",
+        demo_data, preset = live_demo_preset(state.data_config())
+        own = demo_data.kind == "local"
+        on = st.toggle(
+            f"Live demo preset: {f'your dataset {demo_data.location!r}' if own else 'the demo dataset'} at "
+            f"{preset['model']['image_size']} px, {preset['train']['epochs']} epochs, about a minute on a 2-core CPU",
             key="train_live_demo",
             disabled=regime != "frozen",
-            help="For showing a whole run in class. Uses a subset of the demo shapes, not the Data page's choice.",
+            help="For showing a whole run in class. On a dataset made on the Data page it trains on that dataset; "
+            "otherwise on a subset of the demo shapes, not the Data page's choice.",
         )
-        demo = demo and regime == "frozen"
-        data_config = DataConfig(**LIVE_DEMO["data"]) if demo else state.data_config()
+        demo = preset if on and regime == "frozen" else None
+        data_config = demo_data if demo else state.data_config()
         augment_config = state.augment_config()
     cols = st.columns(2)
     if parent is not None:
@@ -234,7 +237,7 @@ def launch_form() -> None:
 
     model, train = form_start(regime, parent, demo)
     available = catalog.imagenet_weights_available(include_top=False)
-    key = f"train_{regime}{'_demo' if demo else ''}"
+    key = f"train_{regime}{'_demo' if demo else ''}{'_own' if demo and data_config.kind == 'local' else ''}"
     with st.form(f"{key}_form", border=True):
         name = forms.render(RunConfig(), "name", key)
         if parent is not None:
