@@ -44,11 +44,14 @@ def zip_folder(folder: Path, target: Path) -> int:
 
 
 def progress_bar(done: int, total: int, message: str) -> None:
+    """A bar on stderr, redrawn in place on a terminal, one line per tenth otherwise (a log stays short)."""
     width = 30
     filled = int(width * done / max(total, 1))
-    sys.stderr.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {done}/{total} {message[:50]:<50}")
-    if done >= total:
-        sys.stderr.write("\n")
+    line = f"[{'#' * filled}{'.' * (width - filled)}] {done}/{total} {message[:50]}"
+    if sys.stderr.isatty():
+        sys.stderr.write(f"\r{line:<90}" + ("\n" if done >= total else ""))
+    elif done >= total or done % max(1, total // 10) == 0:
+        sys.stderr.write(line + "\n")
     sys.stderr.flush()
 
 
