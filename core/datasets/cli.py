@@ -41,7 +41,10 @@ def print_progress(done: int, total: int, message: str) -> None:
 
 def run(args: argparse.Namespace) -> None:
     if args.command == "list":
-        for found in list_datasets():
+        found_any = list_datasets()
+        if not found_any:
+            print("No datasets yet: create one on the Data page, or `python -m core.datasets import NAME photos.zip`.")
+        for found in found_any:
             classes = ", ".join(f"{c} ({found.counts[c]})" for c in found.class_names) or "no classes"
             print(f"{source_of(found.name)}: {found.total} images; {classes}")
             for warning in found.warnings:
