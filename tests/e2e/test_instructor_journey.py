@@ -3,13 +3,12 @@ augmentation, run the live demo and watch it (a refresh and a second tab include
 queue a run and stop it and the one behind it (no worker process may remain), compare on Evaluate, classify an
 uploaded photo with the fine-tuned run."""
 
-import time
-
 import numpy as np
 import pytest
 from PIL import Image
 
 from core import demo, runs
+from e2e.steps import choose, field, launch, run_named, set_number, shot, value_of, wait_until
 
 pytestmark = pytest.mark.browser
 
@@ -17,60 +16,6 @@ POINTS = (
     "() => Array.from(document.querySelectorAll('.js-plotly-plot'))"
     ".map(plot => (plot.data || []).map(trace => Array.from(trace.x || [])))"
 )
-
-
-def field(page, label: str):
-    """The one input labelled ``label``, once the rerun that redrew the form has removed the old one (inputs in
-    tabs not shown, such as the grid's Epochs behind the launch form's, do not count)."""
-    box = page.get_by_label(label, exact=True).filter(visible=True)
-    wait_until(lambda: box.count() == 1, 30, f"one field labelled {label!r}")
-    return box
-
-
-def value_of(page, label: str) -> str | None:
-    """The value in the one input labelled ``label``; None while a rerun shows two (old and new form)."""
-    box = page.get_by_label(label, exact=True).filter(visible=True)
-    try:
-        return box.input_value(timeout=1_000) if box.count() == 1 else None
-    except Exception:  # replaced between the count and the read
-        return None
-
-
-def launch(page) -> None:
-    """Press the form's one Launch button, once the rerun that switched the regime has removed the old form's."""
-    button = page.get_by_role("button", name="Launch").filter(visible=True)
-    wait_until(lambda: button.count() == 1, 30, "one Launch button")
-    button.click()
-
-
-def set_number(page, label: str, value: int) -> None:
-    box = field(page, label)
-    box.fill(str(value))
-    box.press("Tab")
-
-
-def choose(page, label: str, option: str) -> None:
-    """A Streamlit selectbox: open the one labelled ``label``, pick the first option containing ``option``."""
-    box = page.locator('[data-testid="stSelectbox"]').filter(has=page.get_by_text(label, exact=True)).first
-    entry = box.locator("input").first
-    entry.click()
-    wanted = page.locator('[role="option"]').filter(has_text=option).first
-    try:
-        wanted.wait_for(timeout=3_000)
-    except Exception:  # the box kept the focus from a previous choice: clicking again does not open it
-        entry.press("ArrowDown")
-    wanted.click(timeout=15_000)
-
-
-def run_named(name: str) -> runs.RunRecord:
-    return next(r for r in runs.list_runs() if r.name == name)
-
-
-def wait_until(predicate, timeout_s: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not predicate():
-        assert time.monotonic() < deadline, f"timed out after {timeout_s:.0f} s: {what}"
-        time.sleep(0.25)
 
 
 def chart_x(page) -> list[list[list[float]]]:
@@ -89,10 +34,6 @@ def watch_and_stop(page, name: str) -> None:
     page.get_by_role("button", name="Watch live").click()
     page.locator("h4").filter(has_text=name).first.wait_for(timeout=30_000)
     page.get_by_role("button", name="Stop").click()
-
-
-def shot(page, tmp_path, name: str) -> None:
-    page.screenshot(path=str(tmp_path / f"{name}.png"), full_page=True)
 
 
 def test_the_instructors_journey(app_url, app_home, page, browser, tmp_path, monkeypatch):
