@@ -17,12 +17,14 @@ from core.errors import TransferLabError
 from dashboard.messages import literal, show_error
 
 
-def _attempt(change: Callable[[], str]) -> None:
+def _attempt(change: Callable[[], str]) -> bool:
     """Run one change; a toast says what happened, or the error says why not (perhaps another tab was first)."""
     try:
         st.toast(change(), icon=":material/check:")
     except TransferLabError as error:
         st.toast(str(error), icon=":material/error:")
+        return False
+    return True
 
 
 def _move(dataset: str, ref: str, key: str) -> None:
@@ -32,7 +34,8 @@ def _move(dataset: str, ref: str, key: str) -> None:
         moved = datasets.move_image(dataset, ref, new_class)
         return f"Moved {literal(ref.rsplit('/', 1)[-1])} to '{literal(moved.class_name)}': the next run trains on it."
 
-    _attempt(move)
+    if not _attempt(move):
+        st.session_state[key] = ref.split("/", 1)[0]  # the image did not move: its label must not say it did
 
 
 def _remove(dataset: str, ref: str) -> None:
