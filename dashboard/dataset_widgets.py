@@ -97,14 +97,17 @@ def trash_section(dataset: str, key: str, columns: int = 6) -> None:
     except TransferLabError as error:
         show_error(error)
         return
-    with st.expander(f"Trash ({len(removed)})", icon=":material/delete:"):
+    # The key keeps the expander open while its label's count changes (a restore would otherwise close it).
+    with st.expander(f"Trash ({len(removed)})", icon=":material/delete:", key=f"{key}_trash"):
         if not removed:
             st.caption("Removed images land here and can be restored.")
             return
         for start in range(0, len(removed), columns):
-            for col, item in zip(st.columns(columns), removed[start : start + columns]):
+            row = removed[start : start + columns]
+            for col, item in zip(st.columns(columns), row):
                 shown = item.thumbnail_path if item.thumbnail_path.is_file() else item.path
                 col.image(str(shown), caption=f"was in {item.class_name}", width="stretch")
+            for col, item in zip(st.columns(columns), row):  # a row of their own, aligned under tall and wide images
                 col.button(
                     "Restore",
                     key=f"{key}_restore_{item.entry}",

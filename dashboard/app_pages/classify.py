@@ -165,16 +165,21 @@ def dataset_row(index: int, name: str, content: bytes, predicted: str, dataset: 
         image_fix(dataset.name, stored.ref, dataset.class_names, key=key, container=fix)
         return
     class_key = f"{key}_class"
-    choice, button = st.columns([2, 1], vertical_alignment="bottom")
-    choice.selectbox(
-        f"Add to '{dataset.name}' as",
+    text, add = st.columns([2, 1], vertical_alignment="center")  # the controls where the fixes will be once added
+    text.markdown(
+        f":material/add_photo_alternate: Not in '{literal(dataset.name)}' yet: add it to the class this photo "
+        "shows, and the next run trains on it too."
+    )
+    add.selectbox(
+        f"Add to '{literal(dataset.name)}' as",
         dataset.class_names,
         index=dataset.class_names.index(predicted) if predicted in dataset.class_names else 0,
         key=class_key,
+        label_visibility="collapsed",
         help="The class this photo shows (the model's prediction when it is one of the dataset's classes).",
     )
-    button.button(
-        "Add",
+    add.button(
+        f"Add to '{literal(dataset.name)}'",
         key=f"{key}_add",
         icon=":material/add_photo_alternate:",
         on_click=add_photo,

@@ -84,11 +84,11 @@ def gallery(
         return
     images = images_for(run_id, tuple(index for index, _ in items), fingerprint)
     for start in range(0, len(items), columns):
-        for col, image, (index, caption) in zip(
-            st.columns(columns), images[start : start + columns], items[start : start + columns]
-        ):
+        row = items[start : start + columns]
+        for col, image, (_, caption) in zip(st.columns(columns), images[start : start + columns], row):
             col.image(image, caption=caption, width="stretch")
-            if cleaning is not None:
+        if cleaning is not None:  # a row of their own: captions of one, two or three lines leave them aligned
+            for col, (index, _) in zip(st.columns(columns), row):
                 ref = cleaning.refs[index]
                 image_fix(cleaning.dataset, ref, cleaning.class_names, key=f"{key}_{ref}", container=col)
 
