@@ -17,12 +17,14 @@ from core.errors import TransferLabError
 from dashboard.messages import literal, show_error
 
 
-def _attempt(change: Callable[[], str]) -> None:
+def _attempt(change: Callable[[], str]) -> bool:
     """Run one change; a toast says what happened, or the error says why not (perhaps another tab was first)."""
     try:
         st.toast(change(), icon=":material/check:")
     except TransferLabError as error:
         st.toast(str(error), icon=":material/error:")
+        return False
+    return True
 
 
 def _move(dataset: str, ref: str, key: str) -> None:
@@ -32,7 +34,8 @@ def _move(dataset: str, ref: str, key: str) -> None:
         moved = datasets.move_image(dataset, ref, new_class)
         return f"Moved {literal(ref.rsplit('/', 1)[-1])} to '{literal(moved.class_name)}': the next run trains on it."
 
-    _attempt(move)
+    if not _attempt(move):
+        st.session_state[key] = ref.split("/", 1)[0]  # the image did not move: its label must not say it did
 
 
 def _remove(dataset: str, ref: str) -> None:
@@ -94,14 +97,17 @@ def trash_section(dataset: str, key: str, columns: int = 6) -> None:
     except TransferLabError as error:
         show_error(error)
         return
-    with st.expander(f"Trash ({len(removed)})", icon=":material/delete:"):
+    # The key keeps the expander open while its label's count changes (a restore would otherwise close it).
+    with st.expander(f"Trash ({len(removed)})", icon=":material/delete:", key=f"{key}_trash"):
         if not removed:
             st.caption("Removed images land here and can be restored.")
             return
         for start in range(0, len(removed), columns):
-            for col, item in zip(st.columns(columns), removed[start : start + columns]):
+            row = removed[start : start + columns]
+            for col, item in zip(st.columns(columns), row):
                 shown = item.thumbnail_path if item.thumbnail_path.is_file() else item.path
                 col.image(str(shown), caption=f"was in {item.class_name}", width="stretch")
+            for col, item in zip(st.columns(columns), row):  # a row of their own, aligned under tall and wide images
                 col.button(
                     "Restore",
                     key=f"{key}_restore_{item.entry}",

@@ -1,20 +1,23 @@
-"""Classify: what does a model say about my photos, and where in each photo is its evidence?"""
+"""Classify: what does a model say about my photos, and where in each photo is its evidence? With a run trained on
+a dataset made in the app, each photo can go into that dataset (or be fixed there, if it is in it already)."""
 
 import csv
 import hashlib
 import io
+from typing import NamedTuple
 
 import numpy as np
 import streamlit as st
 from PIL import Image
 
-from core import figures, runs
+from core import datasets, figures, runs
 from core.errors import TransferLabError
 from core.serving.classification import Result, classify, unsure_note
 from core.serving.classifiers import Classifier, classifier_for_run, imagenet_dog_classifier
 from core.serving.colour_maps import DEFAULT_OPACITY, overlay
 from core.serving.grad_cam import grad_cam
 from core.serving.inputs import open_input
+from dashboard.dataset_widgets import image_fix
 from dashboard.feedback import progress_to
 from dashboard.messages import literal, show_error
 
@@ -112,6 +115,79 @@ def evidence(
     return grad_cam(_classifier, Image.fromarray(_photo), class_index)
 
 
+class OwnDataset(NamedTuple):
+    """The dataset made in the app that the chosen run was trained on: its classes, and its images by content."""
+
+    name: str
+    class_names: list[str]
+    by_digest: dict[str, datasets.StoredImage]
+
+
+def own_dataset(choice: str, records: dict) -> OwnDataset | None:
+    """The chosen run's dataset made in the app, as it is now; None for other models or a deleted dataset."""
+    if choice == DOG_BREEDS:
+        return None
+    config = records[choice].config.data
+    if config.kind != "local" or not datasets.exists(config.location):
+        return None
+    try:
+        stored = datasets.images(config.location)  # once per rerun: what find_image reads, for every card
+        class_names = datasets.summary(config.location).class_names
+    except TransferLabError:
+        return None
+    return OwnDataset(config.location, class_names, {image.digest: image for image in stored})
+
+
+def add_photo(dataset: str, file_name: str, content: bytes, class_key: str) -> None:
+    """The Add button: put the photo into the chosen class; a toast says what happened."""
+    try:
+        report = datasets.add_images(dataset, st.session_state[class_key], [(file_name, content)])
+    except TransferLabError as error:
+        st.toast(str(error), icon=":material/error:")
+        return
+    if report.added:
+        st.toast(f"{report.message()} The next run trains on it.", icon=":material/check:")
+    else:
+        st.toast(report.message(), icon=":material/warning:")
+
+
+def dataset_row(index: int, name: str, content: bytes, predicted: str, dataset: OwnDataset) -> None:
+    """Under a photo: where it is in the run's dataset (with the fixes), or a class to add it to."""
+    digest = datasets.content_digest(content)
+    key = f"{PREFIX}_dataset_{index}_{digest}"
+    stored = dataset.by_digest.get(digest)
+    if stored is not None:
+        text, fix = st.columns([2, 1], vertical_alignment="center")
+        text.markdown(
+            f":material/dataset: In the dataset as **'{literal(stored.class_name)}'** "
+            f"(in '{literal(dataset.name)}'): relabel or remove it here if that is wrong."
+        )
+        image_fix(dataset.name, stored.ref, dataset.class_names, key=key, container=fix)
+        return
+    class_key = f"{key}_class"
+    text, add = st.columns([2, 1], vertical_alignment="center")  # the controls where the fixes will be once added
+    text.markdown(
+        f":material/add_photo_alternate: Not in '{literal(dataset.name)}' yet: add it to the class this photo "
+        "shows, and the next run trains on it too."
+    )
+    add.selectbox(
+        f"Add to '{literal(dataset.name)}' as",
+        dataset.class_names,
+        index=dataset.class_names.index(predicted) if predicted in dataset.class_names else 0,
+        key=class_key,
+        label_visibility="collapsed",
+        help="The class this photo shows (the model's prediction when it is one of the dataset's classes).",
+    )
+    add.button(
+        f"Add to '{literal(dataset.name)}'",
+        key=f"{key}_add",
+        icon=":material/add_photo_alternate:",
+        on_click=add_photo,
+        args=(dataset.name, name, content, class_key),
+        width="stretch",
+    )
+
+
 def table_rows(results: list[Result]) -> list[dict]:
     return [
         {
@@ -147,6 +223,7 @@ def photo_card(
     classifier: Classifier,
     model_key: tuple[str, int],
     opacity: float,
+    dataset: OwnDataset | None,
 ) -> None:
     with st.container(border=True):
         if not result.ok:
@@ -174,6 +251,8 @@ def photo_card(
                 evidence_column.caption("Nothing in this photo raised the score of this class.")
         except TransferLabError as error:
             show_error(error)
+        if dataset is not None:
+            dataset_row(index, name, content, label, dataset)
 
 
 st.title("Classify")
@@ -208,6 +287,12 @@ with model_column:
         st.caption("It knows only dog breeds: a photo of anything else still gets the most dog-like breed.")
     for note in classifier.notes:
         st.warning(literal(note))
+    dataset = own_dataset(choice, records)
+    if dataset is not None:
+        st.caption(
+            f"Trained on your dataset **{literal(dataset.name)}**: each photo below can be added to it, or "
+            "relabelled or removed if it is in it already."
+        )
 with photos_column:
     photos = uploaded_photos()
 
@@ -267,4 +352,4 @@ if len(photos) > MAX_CARDS:
 for index, (result, (name, content), digest) in enumerate(zip(results, photos, digests)):
     if index == MAX_CARDS:
         break
-    photo_card(index, result, name, content, digest, classifier, model_key, opacity)
+    photo_card(index, result, name, content, digest, classifier, model_key, opacity, dataset)

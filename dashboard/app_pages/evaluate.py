@@ -1,12 +1,16 @@
-"""Evaluate: how good is a trained model, and where does it fail?"""
+"""Evaluate: how good is a trained model, and where does it fail? For a run on a dataset made in the app, fix
+the images it fails on (relabel, remove) right under them."""
 
 import time
+from typing import NamedTuple
 
 import streamlit as st
 
-from core import evaluation, figures, runs
+from core import data, datasets, evaluation, figures, runs
+from core.config import DataConfig
 from core.errors import TransferLabError
 from core.predictions import run_predictions, test_images
+from dashboard.dataset_widgets import image_fix, trash_section
 from dashboard.feedback import progress_to
 from dashboard.messages import literal, show_error
 
@@ -30,21 +34,63 @@ def predictions_for(run_id: str, records: dict):
 
 
 @st.cache_data(show_spinner="Loading the test images…", max_entries=32)
-def images_for(run_id: str, indices: tuple[int, ...]) -> list:
+def images_for(run_id: str, indices: tuple[int, ...], fingerprint: str) -> list:
+    """Keyed by the data's fingerprint: after a relabel or a removal the same positions are other images."""
     config = runs.get_run(run_id).config
     return test_images(config.data, config.model.effective_image_size, list(indices))
 
 
-def gallery(run_id: str, items: list[tuple[int, str]], columns: int = 6) -> None:
-    """Test images by example index, each with a caption."""
+class Cleaning(NamedTuple):
+    """What the fix controls under the test images need: the dataset, the ref of each test image (by its
+    position in the test split) and the dataset's classes."""
+
+    dataset: str
+    refs: list[str]
+    class_names: list[str]
+
+
+def cleaning_for(config: DataConfig, num_examples: int) -> tuple[Cleaning | None, str | None]:
+    """The fix controls' data for a run on a dataset made in the app, or None and why not (None: not such a run)."""
+    if config.kind != "local":
+        return None, None
+    name = config.location
+    if not datasets.exists(name):
+        return None, f"The dataset '{name}' this run was trained on no longer exists: its images cannot be fixed here."
+    try:
+        files = data.test_image_files(config)
+        class_names = datasets.summary(name).class_names
+    except TransferLabError as error:
+        return None, f"The images cannot be fixed here: {error}"
+    if len(files) != num_examples:
+        return None, (
+            f"The test split of '{name}' now has {len(files)} images but the evaluation has {num_examples} (some "
+            "files could not be read), so images cannot be matched to their files: no fix controls are shown. "
+            "Fix the dataset on the Data page."
+        )
+    return Cleaning(name, [f"{path.parent.name}/{path.name}" for path in files], class_names), None
+
+
+def gallery(
+    run_id: str,
+    items: list[tuple[int, str]],
+    fingerprint: str,
+    cleaning: Cleaning | None,
+    key: str,
+    columns: int = 6,
+) -> None:
+    """Test images by example index, each with a caption; with ``cleaning``, a label and a Remove button under
+    each (``key`` tells this gallery's widgets from another's showing the same image)."""
     if not items:
         return
-    images = images_for(run_id, tuple(index for index, _ in items))
+    images = images_for(run_id, tuple(index for index, _ in items), fingerprint)
     for start in range(0, len(items), columns):
-        for col, image, (_, caption) in zip(
-            st.columns(columns), images[start : start + columns], items[start : start + columns]
-        ):
+        row = items[start : start + columns]
+        for col, image, (_, caption) in zip(st.columns(columns), images[start : start + columns], row):
             col.image(image, caption=caption, width="stretch")
+        if cleaning is not None:  # a row of their own: captions of one, two or three lines leave them aligned
+            for col, (index, _) in zip(st.columns(columns), row):
+                ref = cleaning.refs[index]
+                image_fix(cleaning.dataset, ref, cleaning.class_names, key=f"{key}_{ref}", container=col)
 
 
 st.title("Evaluate")
@@ -80,12 +126,16 @@ if len(same_test) < len(differences):
     )
 
 try:
+    fingerprint = data.data_fingerprint(test_data)
     predictions = predictions_for(run_id, records)
     metrics = evaluation.compute_metrics(predictions)
     other_predictions = predictions_for(other, records) if other != NONE else None
 except TransferLabError as error:
     show_error(error)
+    if test_data.kind == "local" and datasets.exists(test_data.location):
+        trash_section(test_data.location, key="evaluate_trash")  # a removal may be what broke the test split
     st.stop()
+cleaning, no_cleaning = cleaning_for(test_data, predictions.num_examples)
 
 deltas = {}
 if other_predictions is not None:
@@ -109,6 +159,15 @@ st.caption(
     f"{metrics.num_examples:,} test images · {predictions.num_classes} classes · the model saved at the "
     "best validation accuracy (else the last epoch)."
 )
+if cleaning is not None:
+    st.info(
+        f"This run was trained on your dataset **{literal(cleaning.dataset)}**: under each image in the galleries "
+        "below, choose its right class to move it there, or remove it to the trash. The numbers are then "
+        "re-computed on the changed test split, and the next run trains on the fixed data.",
+        icon=":material/cleaning_services:",
+    )
+elif no_cleaning:
+    st.caption(literal(no_cleaning))
 
 st.subheader("Confusion matrix")
 order_name = (
@@ -135,7 +194,13 @@ if cell:
         f"**{len(examples)} test image(s) of {literal(names[true_class])} predicted as "
         f"{literal(names[predicted_class])}**"
     )
-    gallery(run_id, [(e.index, f"p({names[predicted_class]}) = {e.predicted_probability:.2f}") for e in examples[:24]])
+    gallery(
+        run_id,
+        [(e.index, f"p({names[predicted_class]}) = {e.predicted_probability:.2f}") for e in examples[:24]],
+        fingerprint,
+        cleaning,
+        key="evaluate_cell",
+    )
 
 left, right = st.columns([3, 2])
 with left:
@@ -157,4 +222,12 @@ with right:
 st.subheader("Top losses")
 st.caption("The test images the model was most confidently wrong about (highest cross-entropy loss).")
 losses = evaluation.top_losses(predictions, k=12)
-gallery(run_id, [(t.index, f"{t.true} → {t.predicted} ({t.probability:.2f}), loss {t.loss:.2f}") for t in losses])
+gallery(
+    run_id,
+    [(t.index, f"{t.true} → {t.predicted} ({t.probability:.2f}), loss {t.loss:.2f}") for t in losses],
+    fingerprint,
+    cleaning,
+    key="evaluate_losses",
+)
+if cleaning is not None:
+    trash_section(cleaning.dataset, key="evaluate_trash")
