@@ -102,3 +102,13 @@ def test_the_live_demo_trains_on_a_dataset_made_in_the_app_and_on_the_demo_set_o
     demo_data, preset = live_demo_preset(DataConfig(source="folder:/somewhere"))
     assert demo_data == DataConfig(**LIVE_DEMO["data"]) and preset is LIVE_DEMO
     assert LIVE_DEMO_ON_OWN_DATA["model"]["image_size"] > LIVE_DEMO["model"]["image_size"]
+
+
+def test_relabelling_one_image_moves_no_other_image_between_train_and_test(pets):
+    """Else a re-made evaluation could test on images the run trained on."""
+    before = {path.name for path in data.test_image_files(pets)}
+    cat = next(image for image in datasets.images("pets", "cat") if image.path.name not in before)
+    datasets.move_image("pets", cat.ref, "dog")
+    after = {path.name for path in data.test_image_files(pets)}
+    assert len(before - after) <= 1, "at most the moved image's class lost a test image"
+    assert after - before <= {cat.path.name}, "no training image became a test image, except perhaps the moved one"

@@ -8,6 +8,7 @@ only inside ``folder_pipeline``, so a page can list and describe a folder cheapl
 
 from __future__ import annotations
 
+import hashlib
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -163,8 +164,10 @@ def scan_local(config: DataConfig) -> FolderListing:
     """List a dataset made in the app (``local:<name>``): its class folders, split like a folder's.
 
     Images imported from a zip's ``test/`` folder carry a test mark and are its test images; the classes without
-    any are split by the data seed, like a folder without ``train/`` and ``test/``. Every file passed the safe
-    decoder when it was added, so nothing is probed here.
+    any are split by the data seed, each image by its own rank (a hash of its content and the seed), so moving or
+    removing one image changes no other image's split: an image the model trained on never slips into the test
+    split because another one was relabelled. Every file passed the safe decoder when it was added, so nothing
+    is probed here.
     """
     name = config.location
     stored = datasets.images(name)
@@ -173,7 +176,6 @@ def scan_local(config: DataConfig) -> FolderListing:
     by_class: dict[int, list[datasets.StoredImage]] = {}
     for image in stored:
         by_class.setdefault(index[image.class_name], []).append(image)
-    rng = np.random.default_rng(config.seed)
     train, test = [], []
     for label in range(len(names)):
         images = by_class.get(label, [])
@@ -181,10 +183,10 @@ def scan_local(config: DataConfig) -> FolderListing:
             test += [(image.path, label) for image in images if image.test]
             train += [(image.path, label) for image in images if not image.test]
             continue
-        order = rng.permutation(len(images))
+        order = sorted(images, key=lambda image: _split_rank(image.digest, config.seed))
         n_test = _test_count(len(images), config.test_fraction)
-        test += [(images[i].path, label) for i in order[:n_test]]
-        train += [(images[i].path, label) for i in order[n_test:]]
+        test += [(image.path, label) for image in order[:n_test]]
+        train += [(image.path, label) for image in order[n_test:]]
     if len(names) < 2:
         raise DataUnavailable(
             f"The dataset '{name}' has {len(names)} class{'es' if len(names) != 1 else ''}; a model needs at least "
@@ -199,6 +201,11 @@ def scan_local(config: DataConfig) -> FolderListing:
         test=_balanced_subset(test, config.max_test_images, config.seed + 1),
         skipped=0,
     )
+
+
+def _split_rank(digest: str, seed: int) -> str:
+    """An image's place in its class's seeded order: the first ones by this rank are its test images."""
+    return hashlib.sha256(f"{seed}:{digest}".encode()).hexdigest()
 
 
 def _listing(
