@@ -32,7 +32,10 @@ REPORT, NOTE = "data_ingest_report", "data_note"
 THUMBS_IN_ROW = 8
 PER_PAGE = 24
 GRID_COLUMNS = 6
+THUMB_CELL = 110
+"""Pixels: a thumbnail (96 px on its long side) and a margin, so the controls under a row of photos line up."""
 SPLIT = re.compile(r"[,\n]")
+COUNTED = re.compile(r" \([\d,]+ images?\)$")
 
 
 def _plural(n: int, noun: str) -> str:
@@ -96,11 +99,12 @@ def choose_dataset(current: DataConfig) -> str | None:
         if pending in found:
             st.session_state[CHOSEN] = pending
     names = list(found)
-    if st.session_state.get(CHOSEN) not in names:
-        st.session_state.pop(CHOSEN, None)
-        st.session_state[CHOSEN] = (
-            current.location if current.location in names and current.kind == "local" else names[0]
-        )
+    # The browser holds the label shown ("pets (12 images)"), which an upload makes stale: set the choice
+    # afresh on every run, so the label shows the counts of now and the choice survives the change.
+    kept = COUNTED.sub("", str(st.session_state.get(CHOSEN, "")))
+    if kept not in names:
+        kept = current.location if current.kind == "local" and current.location in names else names[0]
+    st.session_state[CHOSEN] = kept
     cols = st.columns([3, 2], vertical_alignment="bottom")
     chosen = cols[0].selectbox(
         "Dataset", names, key=CHOSEN, format_func=lambda n: f"{n} ({_plural(found[n].total, 'image')})"
@@ -145,7 +149,7 @@ def _class_block(name: str, class_name: str, count: int, class_names: list[str])
             return
         try:
             stored = datasets.images(name, class_name)
-            st.image([str(datasets.thumbnail(image)) for image in stored[:THUMBS_IN_ROW]], width=96)
+            st.image([str(datasets.thumbnail(image)) for image in stored[:THUMBS_IN_ROW]], width="content")
         except TransferLabError as error:
             show_error(error)
             return
@@ -177,10 +181,11 @@ def _image_pages(name: str, class_name: str, stored: list, class_names: list[str
     st.caption("Choose another class under a photo to move it there; Remove puts it in the trash.")
     for start in range(0, len(shown), GRID_COLUMNS):
         for col, image in zip(st.columns(GRID_COLUMNS), shown[start : start + GRID_COLUMNS]):
+            cell = col.container(height=THUMB_CELL, border=False, vertical_alignment="center")  # rows line up
             try:
-                col.image(str(datasets.thumbnail(image)), width=96)
+                cell.image(str(datasets.thumbnail(image)), width="content")
             except TransferLabError:
-                col.caption("(cannot show)")
+                cell.caption("(cannot show)")
             image_fix(name, image.ref, class_names, key=f"data_fix_{image.ref}", container=col)
 
 
@@ -215,10 +220,14 @@ def _show_report() -> None:
 
 def _add_images(name: str, class_names: list[str]) -> None:
     st.subheader("Add images")
-    _show_report()
+    with st.container():  # always there, so the widgets below keep their place when the report goes
+        _show_report()
     round_ = st.session_state.get(ROUND, 0)
     target = _choice("To the class", class_names, "data_add_class") if class_names else None
-    photos, archive, camera = st.tabs(["Upload photos", "Upload a zip", "Webcam"])
+    # Tracked (a key and on_change): the tab chosen stays chosen when an upload reruns the page.
+    photos, archive, camera = st.tabs(
+        ["Upload photos", "Upload a zip", "Webcam"], key="data_add_tab", on_change="rerun"
+    )
     with photos:
         files = st.file_uploader(
             "Photos", accept_multiple_files=True, key=f"data_photos_{round_}", label_visibility="collapsed"

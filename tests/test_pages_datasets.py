@@ -100,8 +100,9 @@ def test_a_zip_with_good_broken_and_climbing_entries_adds_only_the_good_ones(tra
         z.writestr("samoyed/three.png", png(3))
         z.writestr("samoyed/broken.jpg", b"\xff\xd8\xff not really a jpeg")
         z.writestr("../evil.png", png(4))
+    made("another", {"x": 1})  # listed first: the page must keep the dataset chosen through the import
     at = open_mine()
-    assert at.selectbox(key="data_local_name").value == "zips"
+    at.selectbox(key="data_local_name").set_value("zips").run()
     at.file_uploader(key="data_zip_0").set_value(("photos.zip", archive.getvalue(), "application/zip")).run()
     button(at, "Import").click().run()
     assert not at.exception
@@ -116,6 +117,8 @@ def test_a_zip_with_good_broken_and_climbing_entries_adds_only_the_good_ones(tra
     assert sorted(on_disk) == ["beagle", "samoyed"] and (len(on_disk["beagle"]), len(on_disk["samoyed"])) == (2, 1)
     assert not list(transfer_lab_home.rglob("evil.png")) and not list(tmp_path.rglob("evil.png"))
     assert not list(transfer_lab_home.rglob("broken.jpg"))
+    assert at.selectbox(key="data_local_name").value == "zips"
+    assert at.selectbox(key="data_local_name").format_func("zips") == "zips (3 images)"
 
 
 def test_bad_names_are_sentences_and_nothing_is_made(transfer_lab_home):
