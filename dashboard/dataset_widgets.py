@@ -16,6 +16,9 @@ from core import datasets
 from core.errors import TransferLabError
 from dashboard.messages import literal, show_error
 
+THUMB_WIDTH = 96
+"""Pixels: the size thumbnails are made at (``core.datasets.store``); shown larger they blur."""
+
 
 def _attempt(change: Callable[[], str]) -> bool:
     """Run one change; a toast says what happened, or the error says why not (perhaps another tab was first)."""
@@ -105,8 +108,12 @@ def trash_section(dataset: str, key: str, columns: int = 6) -> None:
         for start in range(0, len(removed), columns):
             row = removed[start : start + columns]
             for col, item in zip(st.columns(columns), row):
-                shown = item.thumbnail_path if item.thumbnail_path.is_file() else item.path
-                col.image(str(shown), caption=f"was in {item.class_name}", width="stretch")
+                # The thumbnail at its own size (stretched, it blurs), or the photo itself shrunk to that size.
+                has_thumbnail = item.thumbnail_path.is_file()
+                shown = item.thumbnail_path if has_thumbnail else item.path
+                col.image(
+                    str(shown), caption=f"was in {item.class_name}", width="content" if has_thumbnail else THUMB_WIDTH
+                )
             for col, item in zip(st.columns(columns), row):  # a row of their own, aligned under tall and wide images
                 col.button(
                     "Restore",

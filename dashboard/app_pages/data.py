@@ -1,32 +1,34 @@
-"""Data: choose a source, see its classes, balance and a grid of samples."""
+"""Data: choose a source (or make a dataset of your own photos), see its classes, balance and a grid of samples."""
 
 import streamlit as st
 
 from core import data, figures
 from core.config import DataConfig
 from core.errors import TransferLabError
-from dashboard import state
+from dashboard import dataset_manager, state
 from dashboard.feedback import progress_to
-from dashboard.messages import show_error
+from dashboard.messages import literal, show_error
 
 SOURCES = {
     "Demo shapes (offline)": "demo",
     "Stanford Dogs (TFDS)": "tfds:stanford_dogs",
     "Another TFDS dataset": "tfds",
     "My photos (a folder)": "folder",
+    "My datasets (made here)": "local",
 }
 OTHER_TFDS = ["cifar10", "cifar100", "food101"]
 GRID_SIZES = {"3 × 3": 9, "4 × 4": 16, "5 × 5": 25}
 DEFAULT_GRID = "3 × 3"
 
 
+# ``fingerprint`` keys the caches by the files of a dataset made here, which change while the page is open.
 @st.cache_data(show_spinner="Reading the dataset…")
-def describe(config: DataConfig) -> data.DatasetInfo:
+def describe(config: DataConfig, fingerprint: str = "") -> data.DatasetInfo:
     return data.describe(config)
 
 
 @st.cache_data(show_spinner="Loading samples…")
-def samples(config: DataConfig, count: int, seed: int) -> list:
+def samples(config: DataConfig, count: int, seed: int, fingerprint: str = "") -> list:
     return data.sample_images(config, count=count, seed=seed, size=160)
 
 
@@ -54,6 +56,9 @@ elif source == "folder":
         key="data_folder_path",
     )
     source = f"folder:{path}" if path.strip() else ""
+elif source == "local":
+    chosen = dataset_manager.choose_dataset(current)
+    source = f"local:{chosen}" if chosen else ""
 
 with st.expander("Subset for quick runs"):
     cols = st.columns(2)
@@ -65,16 +70,29 @@ with st.expander("Subset for quick runs"):
     )
 
 if not source:
-    st.info("Type the path of a folder that holds one sub-folder of photos per class.")
+    if choice != "My datasets (made here)":
+        st.info("Type the path of a folder that holds one sub-folder of photos per class.")
     st.stop()
 
+config = DataConfig(
+    source=source, max_train_images=max_train or None, max_test_images=max_test or None, seed=current.seed
+)
+local = config.kind == "local"
+info = problem = None
 try:
-    config = DataConfig(
-        source=source, max_train_images=max_train or None, max_test_images=max_test or None, seed=current.seed
-    )
-    info = describe(config)
+    fingerprint = data.data_fingerprint(config) if local else ""
+    info = describe(config, fingerprint)
 except TransferLabError as error:
-    show_error(error)
+    problem = error
+if local:
+    state.set_data_config(config)  # chosen even while not ready to train on: the Train page says why
+    dataset_manager.manage(config.location, info)
+    if problem:
+        st.info(literal(str(problem)), icon=":material/info:")
+        st.stop()
+    st.divider()
+if problem:
+    show_error(problem)
     if source.startswith("tfds:"):
         name = source.split(":", 1)[1]
         if st.button(f"Download {name} now", key="data_download", icon=":material/download:"):
@@ -88,7 +106,7 @@ except TransferLabError as error:
     st.stop()
 
 state.set_data_config(config)
-for warning in info.warnings:
+for warning in [] if local else info.warnings:  # a dataset made here: the manager showed its own
     st.warning(warning)
 
 metrics = st.columns(3)
@@ -108,7 +126,7 @@ grid = GRID_SIZES[grid_choice or DEFAULT_GRID]
 if controls[1].button("Reshuffle", icon=":material/shuffle:", key="data_reshuffle"):
     st.session_state["data_sample_seed"] = st.session_state.get("data_sample_seed", 0) + 1
 side = int(grid**0.5)
-images = samples(config, grid, st.session_state.get("data_sample_seed", 0))
+images = samples(config, grid, st.session_state.get("data_sample_seed", 0), fingerprint)
 for row in range(0, len(images), side):
     for col, (image, name) in zip(st.columns(side), images[row : row + side]):
         col.image(image, caption=name, width="stretch")
