@@ -55,3 +55,71 @@ def machine() -> Machine:
 def tfds_prepared(name: str, data_dirs: list[Path]) -> bool:
     """True when a prepared copy of a TFDS dataset is on disk (its ``dataset_info.json`` exists)."""
     return any(any((d / name).glob("*/dataset_info.json")) for d in data_dirs if (d / name).is_dir())
+
+
+@dataclass(frozen=True)
+class TensorFlowBuild:
+    """The TensorFlow build installed here, from package metadata: which wheel decides whether a GPU can be used
+    at all (``tensorflow-cpu`` never sees one; ``tensorflow`` does when its CUDA library wheels are installed),
+    and the Home page must say so without importing TensorFlow."""
+
+    build: str  # "cuda" (the tensorflow wheel), "cpu" (tensorflow-cpu) or "none"
+    package: str  # the installed wheel's name, "" when none
+    version: str
+    cuda_missing: tuple[str, ...]  # CUDA library wheels the tensorflow wheel's "and-cuda" extra wants, not installed
+    gpus: tuple[str, ...]  # from nvidia-smi
+
+    @property
+    def uses_gpu(self) -> bool:
+        return bool(self.gpus) and self.build == "cuda" and not self.cuda_missing
+
+    @property
+    def label(self) -> str:
+        if self.build == "none":
+            return "not installed"
+        kind = {"cuda": "CUDA build", "cpu": "CPU-only build"}[self.build]
+        missing = f", without its CUDA libraries ({', '.join(self.cuda_missing)})" if self.cuda_missing else ""
+        return f"{kind} ({self.package} {self.version}{missing})"
+
+    @property
+    def fix(self) -> str:
+        """One sentence with the command that makes this machine's TensorFlow fit its hardware ("" when it does)."""
+        return next((sentence for applies, sentence in _BUILD_FIXES if applies(self)), "")
+
+
+_REINSTALL = "`rm .venv/.runtime` and then `make run`"
+_BUILD_FIXES = (
+    (lambda b: b.build == "none", "TensorFlow is not installed here: `make run` installs it."),
+    (
+        lambda b: bool(b.gpus) and b.build == "cpu",
+        "This machine has an NVIDIA GPU but the CPU-only TensorFlow build (tensorflow-cpu) is installed, so runs "
+        f"train on the CPU: `make run TF_BUILD=cuda` installs the CUDA build (as does {_REINSTALL}).",
+    ),
+    (
+        lambda b: bool(b.gpus) and b.build == "cuda" and bool(b.cuda_missing),
+        "TensorFlow's CUDA build is installed without its CUDA libraries, so runs train on the CPU: "
+        f"{_REINSTALL} installs them.",
+    ),
+)
+
+
+def _cuda_libraries(package: str) -> list[str]:
+    """The wheels the package's ``and-cuda`` extra installs (nvidia-cudnn-cu12 and so on), read from its own
+    metadata so a TensorFlow upgrade that moves to other CUDA wheels needs no change here."""
+    names = []
+    for requirement in metadata.requires(package) or []:
+        if 'extra == "and-cuda"' in requirement:
+            name = requirement.split(";")[0]
+            for stop in "<>=!~[( ":
+                name = name.split(stop)[0]
+            names.append(name)
+    return names
+
+
+def tensorflow_build(gpus: list[str] | None = None) -> TensorFlowBuild:
+    """Which TensorFlow build is installed; ``gpus`` defaults to asking nvidia-smi."""
+    gpus = nvidia_gpus() if gpus is None else gpus
+    package, version = next(((name, v) for name in ("tensorflow", "tensorflow-cpu") if (v := _version(name))), ("", ""))
+    build = {"tensorflow": "cuda", "tensorflow-cpu": "cpu", "": "none"}[package]
+    missing = tuple(lib for lib in _cuda_libraries(package) if not _version(lib)) if build == "cuda" else ()
+    return TensorFlowBuild(build=build, package=package, version=version, cuda_missing=missing, gpus=tuple(gpus))

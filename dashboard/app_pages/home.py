@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from core import catalog, data, feature_cache, system
+from core import catalog, data, devices, feature_cache, system
 
 st.title("🐕 Transfer Lab")
 st.markdown(
@@ -18,13 +18,15 @@ for column, regime in zip(st.columns(len(catalog.REGIMES)), catalog.REGIMES.valu
 
 st.subheader("This machine")
 machine = system.machine()
+build = system.tensorflow_build(machine.gpus)
+device = devices.describe_device()
 cols = st.columns(3)
-cols[0].metric("Runs on", "GPU" if machine.gpus else "CPU", help=machine.accelerator)
-cols[1].metric(
-    "TensorFlow", machine.versions.get("tensorflow") or machine.versions.get("tensorflow-cpu", "not installed")
-)
+cols[0].metric("Runs on", "GPU" if build.uses_gpu else "CPU", help=f"A run started now trains on: {device}")
+cols[1].metric("TensorFlow", build.version or "not installed", help=build.label)
 cols[2].metric("Keras", machine.versions.get("keras", "not installed"))
-st.caption(machine.accelerator)
+st.caption(f"{machine.accelerator}. TensorFlow: {build.label}. A run started now trains on: {device}.")
+if build.fix:
+    st.warning(build.fix, icon=":material/memory:")
 
 st.subheader("Available offline right now")
 dogs_ready = system.tfds_prepared("stanford_dogs", data.tfds_data_dirs())
