@@ -4,6 +4,7 @@ No GPU is needed: ``nvidia-smi`` is faked by a script on PATH, and the policy is
 reports. Above all, a CPU-only machine keeps what every run had before: batch 32, float32, no XLA.
 """
 
+import json
 import os
 import stat
 import subprocess
@@ -275,3 +276,12 @@ def test_a_mixed_float16_model_keeps_a_float32_softmax_and_predicts_the_same_aft
     assert after.dtype == np.float32
     np.testing.assert_array_equal(before.argmax(axis=1), after.argmax(axis=1))
     np.testing.assert_allclose(before, after, atol=2e-2)
+
+
+def test_the_gpu_benchmark_says_why_it_cannot_run_without_a_gpu(tmp_path):
+    env = {**os.environ, "PATH": f"{tmp_path}{os.pathsep}/usr/bin{os.pathsep}/bin"}
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "gpu.py")], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert json.loads(result.stdout.splitlines()[-1]) == {"gpu": False, "reason": "nvidia-smi lists no GPU"}
