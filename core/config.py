@@ -34,6 +34,7 @@ from core.catalog import (
     Transform,
 )
 from core.errors import ConfigError
+from core.machine_defaults import MachineDefaults, this_machine
 
 
 def setting(
@@ -311,7 +312,8 @@ AUGMENT_PRESETS: dict[str, AugmentConfig] = {
 # ------------------------------------------------------------------------------- model and training
 # The choices below come from the catalog's tables, so adding a backbone is one row there.
 
-MIXED_PRECISION_CHOICES = ("off", "mixed_float16", "mixed_bfloat16")
+MIXED_PRECISION_CHOICES = ("auto", "off", "mixed_float16", "mixed_bfloat16")
+"""'auto' is the machine's default (``core.machine_defaults``): mixed_float16 on a GPU with tensor cores, else off."""
 
 
 @dataclass(frozen=True)
@@ -429,7 +431,14 @@ class TrainConfig(Config):
         min=1,
         max=1000,
     )
-    batch_size: int = setting(32, "Batch size", "Images per training step, over all devices together.", min=1, max=4096)
+    batch_size: int | None = setting(
+        None,
+        "Batch size",
+        "Images per training step, over all devices together. Empty: this machine's default (32 on a CPU, "
+        "larger on a GPU).",
+        min=1,
+        max=4096,
+    )
     learning_rate: float | None = setting(
         None,
         "Learning rate",
@@ -447,7 +456,11 @@ class TrainConfig(Config):
         step=0.001,
     )
     mixed_precision: str = setting(
-        "off", "Mixed precision", "Faster on recent GPUs; ignored on a CPU.", choices=MIXED_PRECISION_CHOICES
+        "auto",
+        "Mixed precision",
+        "Faster on recent GPUs; ignored on a CPU. auto: this machine's default (mixed_float16 on a GPU with "
+        "tensor cores, else off).",
+        choices=MIXED_PRECISION_CHOICES,
     )
     seed: int = setting(0, "Training seed", "Fixes the initial weights and the shuffling order.", min=0, max=2**31 - 1)
     feature_cache: bool = setting(
@@ -483,12 +496,12 @@ class TrainConfig(Config):
             )
 
     def summary(self) -> str:
-        parts = [f"batch {self.batch_size}"]
+        parts = [f"batch {self.batch_size if self.batch_size is not None else 'auto'}"]
         if self.epochs:
             parts.insert(0, f"{self.epochs} epochs")
         if self.learning_rate is not None:
             parts.append(f"lr {self.learning_rate:g}")
-        if self.mixed_precision != "off":
+        if self.mixed_precision not in ("off", "auto"):
             parts.append(self.mixed_precision)
         return ", ".join(parts)
 
@@ -536,6 +549,28 @@ class RunConfig(Config):
     @property
     def effective_epochs(self) -> int:
         return self.train.epochs if self.train.epochs is not None else self.regime_defaults.epochs
+
+    @property
+    def effective_batch_size(self) -> int:
+        """The configured batch size, else this machine's default for the regime (32 on a CPU)."""
+        return self.resolved().train.batch_size
+
+    @property
+    def effective_mixed_precision(self) -> str:
+        """The configured precision, with 'auto' replaced by this machine's default ('off' on a CPU)."""
+        return self.resolved().train.mixed_precision
+
+    def resolved(self, machine: MachineDefaults | None = None) -> RunConfig:
+        """This config with the machine's defaults written in: what a run stores when it is created, so a run
+        made on a GPU and shown on a CPU says the batch size and precision it used, and a resume on another
+        machine keeps them."""
+        machine = machine or this_machine()
+        train = self.train
+        batch = train.batch_size if train.batch_size is not None else machine.batch_size(self.model.regime)
+        precision = train.mixed_precision if train.mixed_precision != "auto" else machine.mixed_precision
+        if (batch, precision) == (train.batch_size, train.mixed_precision):
+            return self
+        return self.replace(train=train.replace(batch_size=batch, mixed_precision=precision))
 
 
 def live_demo_preset(chosen: DataConfig) -> tuple[DataConfig, dict[str, dict[str, Any]]]:

@@ -47,6 +47,49 @@ def nvidia_gpus() -> list[str]:
     return [line.split(":", 1)[1].split("(")[0].strip() for line in out.splitlines() if line.startswith("GPU")]
 
 
+@dataclass(frozen=True)
+class GpuDetails:
+    """One GPU as the driver reports it: what the machine's defaults (``core.machine_defaults``) are chosen from."""
+
+    name: str
+    memory_mib: int
+    compute_capability: float
+
+    @property
+    def memory_gib(self) -> float:
+        return self.memory_mib / 1024
+
+
+GPU_QUERY = ("nvidia-smi", "--query-gpu=name,memory.total,compute_cap", "--format=csv,noheader")
+
+
+def gpu_details() -> list[GpuDetails]:
+    """Name, memory and compute capability of each GPU, from ``nvidia-smi --query-gpu`` (empty when there is no
+    GPU or no driver, and a line the driver words differently is skipped rather than guessed at)."""
+    if not shutil.which("nvidia-smi"):
+        return []
+    try:
+        out = subprocess.run(list(GPU_QUERY), capture_output=True, text=True, timeout=5)
+    except (OSError, subprocess.SubprocessError):
+        return []
+    if out.returncode != 0:
+        return []
+    return [gpu for line in out.stdout.splitlines() if (gpu := _gpu_line(line)) is not None]
+
+
+def _gpu_line(line: str) -> GpuDetails | None:
+    """'NVIDIA H200, 143771 MiB, 9.0' -> GpuDetails('NVIDIA H200', 143771, 9.0)."""
+    parts = [part.strip() for part in line.rsplit(",", 2)]
+    if len(parts) != 3 or not parts[0]:
+        return None
+    try:
+        memory = int(parts[1].split()[0])
+        capability = float(parts[2])
+    except (ValueError, IndexError):
+        return None
+    return GpuDetails(parts[0], memory, capability)
+
+
 def machine() -> Machine:
     versions = {name: v for name in PACKAGES if (v := _version(name))}
     return Machine(cpu_count=os.cpu_count() or 1, gpus=nvidia_gpus(), versions=versions)

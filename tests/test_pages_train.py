@@ -10,6 +10,7 @@ from streamlit.testing.v1 import AppTest
 from core import demo, grid, runs
 from core.catalog import REGIMES
 from core.config import DataConfig, ModelConfig, RunConfig, TrainConfig
+from core.machine_defaults import this_machine
 
 APP = str(Path(__file__).resolve().parents[1] / "dashboard" / "app.py")
 TINY_DATA = DataConfig(source="demo", max_train_images=36, max_test_images=18)
@@ -91,7 +92,9 @@ def test_the_form_takes_its_limits_and_defaults_from_the_configs():
     assert size.value is None  # empty: the backbone's native resolution
     epochs = at.number_input(key="train_frozen_epochs")
     assert (epochs.min, epochs.max, epochs.value) == (1, 1000, REGIMES["frozen"].epochs)
-    assert at.number_input(key="train_frozen_batch").value == TrainConfig().batch_size == 32
+    batch = at.number_input(key="train_frozen_batch")
+    assert batch.value is None is TrainConfig().batch_size  # empty: the machine's default, named in the box
+    assert batch.proto.placeholder == f"{this_machine().batch_size('frozen')} on {this_machine().where()}"
     rates = [float(o) for o in at.select_slider(key="train_frozen_lr").options]
     assert (rates[0], rates[-1]) == (1e-7, 1.0)
     assert at.number_input(key="train_frozen_wd").value == REGIMES["frozen"].weight_decay

@@ -226,7 +226,8 @@ def test_flags_become_a_run_config():
     )
     assert (config.data.source, config.data.max_train_images) == ("folder:/photos", 100)
     assert (config.model.backbone, config.model.regime, config.model.weights) == ("EfficientNetB2", "scratch", None)
-    assert (config.train.epochs, config.train.learning_rate, config.train.batch_size) == (3, 0.01, 32)
+    assert (config.train.epochs, config.train.learning_rate, config.train.batch_size) == (3, 0.01, None)
+    assert config.train.mixed_precision == "auto"  # both left to the machine (32 and off on a CPU)
     assert config.name == "big" and config.augment.noise_on
     assert config.train.feature_cache  # the default
     assert not build_config(parser().parse_args(["--no-feature-cache"])).train.feature_cache

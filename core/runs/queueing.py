@@ -107,7 +107,7 @@ def config_summary(config: RunConfig) -> dict[str, Any]:
         "image_size": config.model.effective_image_size,
         "weights": config.model.effective_weights,
         "epochs": config.effective_epochs,
-        "batch_size": config.train.batch_size,
+        "batch_size": config.effective_batch_size,
         "learning_rate": config.effective_learning_rate,
         "weight_decay": config.effective_weight_decay,
     }
@@ -121,8 +121,10 @@ def _new_run_id() -> str:
 
 
 def create_run(config: RunConfig, launcher: str = BACKGROUND) -> str:
-    """Put a run in the store as queued (it does not start it); returns its id."""
+    """Put a run in the store as queued (it does not start it); returns its id. The stored config has the
+    machine's defaults written in (``RunConfig.resolved``): the batch size and precision the run will use."""
     check_parent(config)
+    config = config.resolved()
     run_id = _new_run_id()
     now = time.time()
     owner = (os.getpid(), process_start_time(os.getpid())) if launcher == FOREGROUND else (None, None)

@@ -62,7 +62,7 @@ def training_path(config: RunConfig, run_id: str | None, progress: Progress | No
     """Frozen runs with ``feature_cache`` train their head on cached backbone features; every other run
     sends every image through the whole network."""
     kind = CachedFeaturePath if uses_feature_cache(config) else ImagePath
-    return kind(config, run_id, progress)
+    return kind(config.resolved(), run_id, progress)
 
 
 def train(
@@ -75,7 +75,10 @@ def train(
     callbacks: Sequence[Any] = (),
 ) -> tuple[dict[str, float | None], bool]:
     """Train ``config`` under ``strategy``. With a ``run_id`` everything is recorded in the store and saved
-    in the run's folder; without one (a non-chief worker) nothing is. Returns (last epoch's metrics, stopped)."""
+    in the run's folder; without one (a non-chief worker) nothing is. Returns (last epoch's metrics, stopped).
+    Settings left to the machine (batch size, 'auto' precision) are filled in first; a stored run has them already
+    (``create_run`` stores them), so a resume on another machine keeps what the run started with."""
+    config = config.resolved()
     path = training_path(config, run_id, progress)
     train_cfg = config.train
 
@@ -195,7 +198,7 @@ def friendly_error(error: BaseException, config: RunConfig | None = None) -> str
         if config is not None:
             what = (
                 f" training {config.model.backbone} at {config.model.effective_image_size} px with batch size "
-                f"{config.train.batch_size}"
+                f"{config.effective_batch_size}"
             )
         return f"Ran out of memory{what}. Lower the batch size or the image size, then resume or start again."
     first = text.splitlines()[0] if text else ""

@@ -9,6 +9,7 @@ from core.catalog import BACKBONES, REGIMES
 from core.config import ModelConfig, RunConfig, TrainConfig, format_log_step, live_demo_preset
 from core.devices import describe_device
 from core.errors import TransferLabError
+from core.machine_defaults import MachineDefaults, this_machine
 from dashboard import forms, state
 from dashboard.messages import show_error
 
@@ -255,7 +256,15 @@ def launch_form() -> None:
         if parent is None:
             image_size = forms.render(model, "image_size", key, c1, key=f"{key}_size", placeholder="the backbone's own")
         epochs = forms.render(train, "epochs", key, c2)
-        batch_size = forms.render(train, "batch_size", key, c3, key=f"{key}_batch")
+        machine = this_machine()
+        batch_size = forms.render(
+            train,
+            "batch_size",
+            key,
+            c3,
+            key=f"{key}_batch",
+            placeholder=f"{machine.batch_size(regime)} on {machine.where()}",
+        )
         c4, c5, c6 = st.columns(3)
         learning_rate = forms.render(train, "learning_rate", key, c4, key=f"{key}_lr")
         weight_decay = forms.render(train, "weight_decay", key, c5, key=f"{key}_wd")
@@ -281,7 +290,15 @@ def launch_form() -> None:
             from_block = forms.render(
                 model, "unfreeze_from_block", key, f2, key=f"{key}_from_block", placeholder="use the layer count"
             )
-        st.caption(f"Runs on: **{describe_device()}** (jit_compile stays off on a CPU, where XLA is ~8x slower).")
+        precision = forms.render(
+            train,
+            "mixed_precision",
+            key,
+            st.columns(3)[0],
+            key=f"{key}_precision",
+            format_func=lambda choice: precision_label(choice, machine),
+        )
+        st.caption(f"Runs on: **{describe_device()}**. {machine_note(machine)}")
         submitted = st.form_submit_button("Launch", type="primary", icon=":material/play_arrow:")
     if not submitted:
         return
@@ -300,6 +317,7 @@ def launch_form() -> None:
             train=train.replace(
                 epochs=epochs,
                 batch_size=batch_size,
+                mixed_precision=precision,
                 learning_rate=learning_rate,
                 weight_decay=weight_decay,
                 feature_cache=feature_cache,
@@ -314,6 +332,24 @@ def launch_form() -> None:
     state.watch_run(run_id)
     st.toast(f"Launched {config.display_name()}")
     st.rerun()
+
+
+def precision_label(choice: str, machine: MachineDefaults) -> str:
+    """'auto (mixed float16 on this GPU)': the automatic choice names what it means here."""
+    if choice == "auto":
+        return f"auto ({machine.mixed_precision.replace('_', ' ')} on {machine.where()})"
+    return choice.replace("_", " ")
+
+
+def machine_note(machine: MachineDefaults) -> str:
+    """What the machine chose for the settings left empty, and why (``core.machine_defaults``)."""
+    if not machine.on_gpu:
+        return "Defaults on a CPU: batch 32, no mixed precision, jit_compile off (XLA is ~8x slower here)."
+    return (
+        f"Defaults on {machine.device} ({machine.strategy}): batch {machine.batch_size('scratch')} from scratch and "
+        f"{machine.batch_size('frozen')} frozen or fine-tune, {machine.mixed_precision} ({machine.why}), "
+        "jit_compile auto."
+    )
 
 
 # ------------------------------------------------------------------------------ runs and comparison
