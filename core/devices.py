@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from core.system import nvidia_gpus
+from core import system
 
 
 def tf_config() -> dict[str, Any]:
@@ -146,22 +146,11 @@ def describe_device() -> str:
     """A forecast for a page, without importing TensorFlow: what a run started now would train on."""
     if tpu_address():
         return f"TPU {tpu_address()}"
-    names = nvidia_gpus() if _tensorflow_can_use_gpus() else []
+    names = system.nvidia_gpus() if system.tensorflow_is_cuda_build() else []
     text = _gpu_text(names)
     if worker_count() > 1:
         return f"{worker_count()} workers × {text} (multi-worker mirrored)"
     return f"{text} (mirrored)" if len(names) > 1 else text
-
-
-def _tensorflow_can_use_gpus() -> bool:
-    """The CPU-only TensorFlow wheel ignores GPUs even when a driver is present."""
-    from importlib import metadata
-
-    try:
-        metadata.version("tensorflow")
-    except metadata.PackageNotFoundError:
-        return False
-    return True
 
 
 def has_accelerator() -> bool:

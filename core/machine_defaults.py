@@ -27,9 +27,9 @@ from __future__ import annotations
 import functools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from importlib import metadata
 
-from core.system import GpuDetails, gpu_details
+from core import system
+from core.system import GpuDetails
 
 CPU_BATCH = 32
 """Every regime's batch size on a CPU: the value ``TrainConfig.batch_size`` had before machine defaults."""
@@ -110,18 +110,8 @@ def defaults_for(gpus: Sequence[GpuDetails]) -> MachineDefaults:
     )
 
 
-def tensorflow_uses_gpus() -> bool:
-    """The installed TensorFlow can run on a GPU: the ``tensorflow`` wheel, not ``tensorflow-cpu`` (which
-    ignores a GPU even when a driver is present, so its machine keeps the CPU's defaults)."""
-    try:
-        metadata.version("tensorflow")
-    except metadata.PackageNotFoundError:
-        return False
-    return True
-
-
 @functools.cache
 def this_machine() -> MachineDefaults:
     """The defaults on this machine, asked of the driver once per process (a page renders often; GPUs stay put).
     Tests that fake ``nvidia-smi`` call ``this_machine.cache_clear()``."""
-    return defaults_for(gpu_details() if tensorflow_uses_gpus() else [])
+    return defaults_for(system.gpu_details() if system.tensorflow_is_cuda_build() else [])

@@ -159,6 +159,12 @@ def _cuda_libraries(package: str) -> list[str]:
     return names
 
 
+def tensorflow_is_cuda_build() -> bool:
+    """The installed wheel can run on a GPU: ``tensorflow`` (the CUDA build), not ``tensorflow-cpu``, which ignores
+    a GPU even when a driver is present (so such a machine keeps the CPU's defaults and device)."""
+    return _version("tensorflow") is not None
+
+
 def tensorflow_build(gpus: list[str] | None = None) -> TensorFlowBuild:
     """Which TensorFlow build is installed; ``gpus`` defaults to asking nvidia-smi."""
     gpus = nvidia_gpus() if gpus is None else gpus

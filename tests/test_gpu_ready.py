@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from core import devices, system
+from core import system
 
 ROOT = Path(__file__).resolve().parents[1]
 APP = str(ROOT / "dashboard" / "app.py")
@@ -199,8 +199,7 @@ def test_this_machine_reports_its_real_build_without_a_fix_when_cpu_only():
 def test_home_page_says_the_cpu_build_on_a_gpu_machine_and_how_to_fix_it(monkeypatch):
     fake_packages(monkeypatch, {"tensorflow-cpu": "2.21.0", "keras": "3.15.1"})
     monkeypatch.setattr(system, "nvidia_gpus", lambda: ["NVIDIA H200"])
-    monkeypatch.setattr(devices, "nvidia_gpus", lambda: ["NVIDIA H200"])
-    monkeypatch.setattr(devices, "_tensorflow_can_use_gpus", lambda: False)
+    monkeypatch.setattr(system, "tensorflow_is_cuda_build", lambda: False)
     at = AppTest.from_file(APP, default_timeout=120)
     at.run()
     assert not at.exception, [e.message for e in at.exception]
@@ -216,8 +215,7 @@ def test_home_page_says_the_cpu_build_on_a_gpu_machine_and_how_to_fix_it(monkeyp
 def test_home_page_on_a_gpu_machine_with_the_cuda_build_has_nothing_to_fix(monkeypatch):
     fake_packages(monkeypatch, {"tensorflow": "2.21.0", "nvidia-cudnn-cu12": "9.3"}, ["nvidia-cudnn-cu12"])
     monkeypatch.setattr(system, "nvidia_gpus", lambda: ["NVIDIA H200"])
-    monkeypatch.setattr(devices, "nvidia_gpus", lambda: ["NVIDIA H200"])
-    monkeypatch.setattr(devices, "_tensorflow_can_use_gpus", lambda: True)
+    monkeypatch.setattr(system, "tensorflow_is_cuda_build", lambda: True)
     at = AppTest.from_file(APP, default_timeout=120)
     at.run()
     assert not at.exception, [e.message for e in at.exception]

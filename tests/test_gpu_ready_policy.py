@@ -154,16 +154,16 @@ def test_the_cpu_training_path_keeps_float32_and_no_xla(tmp_path, monkeypatch):
 
 def test_a_gpu_with_the_cpu_only_tensorflow_keeps_the_cpu_defaults(tmp_path, monkeypatch):
     fake_nvidia_smi(tmp_path / "bin", monkeypatch, lines=[H200])
-    monkeypatch.setattr(machine_defaults, "tensorflow_uses_gpus", lambda: False)
+    monkeypatch.setattr(system, "tensorflow_is_cuda_build", lambda: False)
     assert this_machine() == CPU_DEFAULTS
-    monkeypatch.setattr(machine_defaults, "tensorflow_uses_gpus", lambda: True)
+    monkeypatch.setattr(system, "tensorflow_is_cuda_build", lambda: True)
     this_machine.cache_clear()
     assert this_machine().mixed_precision == "mixed_float16"
 
 
 def test_on_a_gpu_the_run_stores_the_values_it_used_and_a_choice_wins(tmp_path, monkeypatch):
     fake_nvidia_smi(tmp_path / "bin", monkeypatch, lines=[H200])
-    monkeypatch.setattr(machine_defaults, "tensorflow_uses_gpus", lambda: True)
+    monkeypatch.setattr(system, "tensorflow_is_cuda_build", lambda: True)
     scratch = RunConfig(model=ModelConfig(regime="scratch"))
     assert (scratch.effective_batch_size, scratch.effective_mixed_precision) == (64, "mixed_float16")
     stored = runs.get_run(runs.create_run(scratch)).config

@@ -88,7 +88,7 @@ def test_created_runs_are_listed_newest_first_and_queued_in_order():
         "EfficientNetB0",
         3,
     )
-    assert record.config == config()
+    assert record.config == config().resolved()  # stored with the machine's defaults written in
     assert runs.get_run(second).pid == os.getpid()
     assert runs.store_path().is_file() and record.folder.is_dir()
     with runs.connect() as db:
