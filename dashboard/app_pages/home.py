@@ -37,7 +37,8 @@ st.markdown(
         if dogs_ready
         else "- ⬇️ **Stanford Dogs** (TFDS): not downloaded yet; the Data page can download it when online.\n"
     )
-    + "- 📁 **Your own photos**: any folder with one sub-folder per class."
+    + "- 📁 **Your own photos**: any folder with one sub-folder per class.\n"
+    + "- 🖼️ **My datasets**: made on the Data page from uploads, a zip or the webcam."
 )
 weights = catalog.imagenet_weights_available()
 ready = [name for name, ok in weights.items() if ok]
