@@ -7,6 +7,9 @@ moment leaves every image in exactly one place and no manifest can disagree with
 
 Every change holds ``flock(LOCK_EX)`` on ``.lock`` (two browser tabs serialise) and first finishes or undoes an
 interrupted ingest. Failed writes become ``data_home.cannot_write``'s ``DataHomeUnavailable``.
+
+One module on purpose (about 580 lines): the layout, the lock, the recovery and every change share one
+consistency argument (one rename per change, under the lock, after recovery), which split files would scatter.
 """
 
 from __future__ import annotations
