@@ -430,8 +430,8 @@ def _describe_pixels(n_pixels: int) -> str:
     return f"{n_pixels:,} pixels"
 
 
-def _claimed_format(data: bytes) -> str | None:
-    """The supported format the leading bytes announce, if any."""
+def claimed_format(data: bytes) -> str | None:
+    """The supported format the leading bytes announce, if any ('JPEG', 'PNG', 'WebP'...)."""
     if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
         return "WebP"
     return next((fmt for magic, fmt in _SIGNATURES if data.startswith(magic)), None)
@@ -452,7 +452,7 @@ def _looks_like_text(head: bytes) -> bool:
 
 def _not_an_image_message(data: bytes, subject: str) -> str:
     head = data[:4096]
-    claimed = _claimed_format(head)
+    claimed = claimed_format(head)
     if claimed is not None:
         return (
             f"{subject} is truncated or corrupt: it starts like a {claimed} file but its "

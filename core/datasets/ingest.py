@@ -29,16 +29,18 @@ from core.datasets.store import (
     INCOMING,
     STAGING_LOCK,
     THUMBS,
+    class_names_in,
     content_digest,
     dataset_folder,
     digests,
-    exists,
+    existing_folder,
     locked,
     make_thumbnail,
     place_staged,
+    require_class,
 )
 from core.errors import DatasetError, ImageUnreadable
-from core.images import decode_image
+from core.images import claimed_format, decode_image
 from core.progress import Progress
 
 NAMED_IN_MESSAGE = 3
@@ -46,15 +48,8 @@ WORKERS = max(2, min(8, os.cpu_count() or 1))
 IN_FLIGHT_PER_WORKER = 4
 """Files checked ahead of the one being written, per worker: enough to keep them busy, little memory."""
 
-SIGNATURES: tuple[tuple[bytes, str], ...] = (
-    (b"\xff\xd8\xff", "jpg"),
-    (b"\x89PNG\r\n\x1a\n", "png"),
-    (b"GIF8", "gif"),
-    (b"BM", "bmp"),
-    (b"II*\x00", "tif"),
-    (b"MM\x00*", "tif"),
-)
-"""Leading bytes -> the stored file's extension (WebP is RIFF....WEBP); the bytes are kept as they came."""
+EXTENSIONS = {"JPEG": "jpg", "PNG": "png", "GIF": "gif", "BMP": "bmp", "TIFF": "tif", "WebP": "webp"}
+"""The format the leading bytes announce -> the stored file's extension; the bytes are kept as they came."""
 
 
 @dataclass(frozen=True)
@@ -122,9 +117,7 @@ class _Checked:
 
 
 def _extension(data: bytes) -> str:
-    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
-        return "webp"
-    return next(ext for magic, ext in SIGNATURES if data.startswith(magic))
+    return EXTENSIONS[claimed_format(data)]
 
 
 def _check(candidate: _Candidate) -> _Checked | str:
@@ -196,7 +189,7 @@ def _ingest(
                 _write(staging / THUMBS / f"{result.digest}.jpg", result.thumbnail)
                 staged.append((candidate, result))
         with locked(folder):
-            classes_before = {p.name for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")}
+            classes_before = set(class_names_in(folder))
             if required_class is not None and required_class not in classes_before:
                 raise DatasetError(
                     f"The class '{required_class}' was deleted meanwhile, perhaps in another tab: add it again, "
@@ -219,7 +212,7 @@ def _ingest(
                 if class_name.casefold() not in lower:
                     (folder / class_name).mkdir(exist_ok=True)
             shutil.rmtree(staging)
-            classes_after = {p.name for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")}
+            classes_after = set(class_names_in(folder))
     except OSError as error:
         if not committed:
             shutil.rmtree(staging, ignore_errors=True)
@@ -240,19 +233,11 @@ def _ingest(
     )
 
 
-def _require(name: str) -> None:
-    if not exists(name):
-        raise DatasetError(f"There is no dataset '{name}': create it on the Data page, or pick another dataset.")
-
-
 def add_images(
     name: str, class_name: str, files: Iterable[tuple[str, bytes]], progress: Progress | None = None
 ) -> IngestReport:
     """Add uploaded files (or camera snapshots) to an existing class; see ``IngestReport`` for the outcome."""
-    _require(name)
-    folder = dataset_folder(name)
-    if not (folder / class_name).is_dir() or class_name.startswith(".") or "/" in class_name:
-        raise DatasetError(f"The dataset '{name}' has no class '{class_name}': add it first, or pick another class.")
+    require_class(existing_folder(name), name, class_name)
     candidates = [
         _Candidate(file_name, class_name, False, (lambda data=data: bytes(data))) for file_name, data in files
     ]
@@ -269,9 +254,7 @@ def import_zip(
     """Add a zip's images: each class folder becomes a class (``test/`` images keep their test mark).
 
     With ``create_classes=False`` only folders naming an existing class are imported, the rest rejected."""
-    _require(name)
-    folder = dataset_folder(name)
-    existing = {p.name.casefold(): p.name for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")}
+    existing = {c.casefold(): c for c in class_names_in(existing_folder(name))}
     with zip_members(source, limits) as contents:
         rejected = list(contents.rejected)
         classes: dict[str, str | None] = {}  # zip folder -> class name, or None when the folder cannot be one

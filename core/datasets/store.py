@@ -161,7 +161,8 @@ def source_of(name: str) -> str:
     return "local:" + name
 
 
-def _existing_folder(name: str) -> Path:
+def existing_folder(name: str) -> Path:
+    """The dataset's folder, or the sentence saying there is no such dataset."""
     folder = dataset_folder(name)
     if not folder.is_dir():
         raise DatasetError(f"There is no dataset '{name}': create it on the Data page, or pick another dataset.")
@@ -205,8 +206,14 @@ def _class_named(folder: Path, class_name: str) -> str | None:
     return next((c for c in classes if c.casefold() == class_name.casefold()), None)
 
 
-def _require_class(folder: Path, name: str, class_name: str) -> str:
-    if class_name not in [p.name for p in _visible(folder)]:
+def class_names_in(folder: Path) -> list[str]:
+    """The classes of a dataset's folder (its visible sub-folders), sorted."""
+    return [p.name for p in _visible(folder)]
+
+
+def require_class(folder: Path, name: str, class_name: str) -> str:
+    """``class_name`` if the dataset has that class, else the sentence saying it has not."""
+    if class_name not in class_names_in(folder):
         raise DatasetError(f"The dataset '{name}' has no class '{class_name}': add it first, or pick another class.")
     return class_name
 
@@ -253,7 +260,7 @@ def recover(name: str) -> None:
     """Finish every interrupted ingest that was complete (marked committed), delete every other one.
 
     A staging folder whose process is still alive (it holds its flock) is left alone."""
-    with locked(_existing_folder(name)):
+    with locked(existing_folder(name)):
         pass
 
 
@@ -334,11 +341,11 @@ def _recover_if_cheap(folder: Path) -> None:
 
 def images(name: str, class_name: str | None = None) -> list[StoredImage]:
     """The images of a dataset (or of one class), sorted by class then file name."""
-    folder = _existing_folder(name)
+    folder = existing_folder(name)
     _recover_if_cheap(folder)
     classes = [p.name for p in _visible(folder)]
     if class_name is not None:
-        classes = [_require_class(folder, name, class_name)]
+        classes = [require_class(folder, name, class_name)]
     return [_stored(folder, c, file_name) for c in classes for file_name, _ in _image_files(folder / c)]
 
 
@@ -349,7 +356,7 @@ def find_image(name: str, digest: str) -> StoredImage | None:
 
 def image_at(name: str, ref: str) -> StoredImage:
     """The image ``ref`` names, or ``DatasetError`` if it is no longer there."""
-    folder = _existing_folder(name)
+    folder = existing_folder(name)
     class_name, _, file_name = ref.partition("/")
     if (
         class_name in [p.name for p in _visible(folder)]
@@ -364,7 +371,7 @@ def image_at(name: str, ref: str) -> StoredImage:
 
 
 def summary(name: str) -> DatasetSummary:
-    folder = _existing_folder(name)
+    folder = existing_folder(name)
     _recover_if_cheap(folder)
     counts, test_counts = {}, {}
     for class_folder in _visible(folder):
@@ -419,13 +426,13 @@ def create_dataset(name: str, class_names: Sequence[str] = ()) -> DatasetSummary
 
 def delete_dataset(name: str) -> None:
     """Delete a dataset and everything in it, for good."""
-    folder = _existing_folder(name)
+    folder = existing_folder(name)
     with locked(folder):
         _remove_tree(folder)
 
 
 def add_class(name: str, class_name: str) -> None:
-    folder = _existing_folder(name)
+    folder = existing_folder(name)
     class_name = check_class_name(class_name)
     with locked(folder):
         taken = _class_named(folder, class_name)
@@ -437,10 +444,10 @@ def add_class(name: str, class_name: str) -> None:
 
 def rename_class(name: str, old: str, new: str) -> None:
     """Rename a class (its images, test marks and trashed images go with it); a change of case is allowed."""
-    folder = _existing_folder(name)
+    folder = existing_folder(name)
     new = check_class_name(new)
     with locked(folder):
-        _require_class(folder, name, old)
+        require_class(folder, name, old)
         taken = _class_named(folder, new)
         if taken is not None and taken.casefold() != old.casefold():
             raise DatasetError(f"'{name}' already has a class '{taken}': pick another name, or move the images there.")
@@ -455,9 +462,9 @@ def rename_class(name: str, old: str, new: str) -> None:
 
 def delete_class(name: str, class_name: str) -> None:
     """Delete a class and its images, for good (its trashed images stay restorable)."""
-    folder = _existing_folder(name)
+    folder = existing_folder(name)
     with locked(folder):
-        _require_class(folder, name, class_name)
+        require_class(folder, name, class_name)
         doomed = [m.group(1) for _, m in _image_files(folder / class_name)]
         _remove_tree(folder / class_name)
         _drop_thumbnails(folder, doomed)
@@ -476,10 +483,10 @@ def _drop_thumbnails(folder: Path, doomed: list[str]) -> None:
 
 def move_image(name: str, ref: str, new_class: str) -> StoredImage:
     """Relabel an image: move it to another existing class (its test mark goes with it)."""
-    folder = _existing_folder(name)
+    folder = existing_folder(name)
     with locked(folder):
         image = image_at(name, ref)
-        _require_class(folder, name, new_class)
+        require_class(folder, name, new_class)
         if new_class == image.class_name:
             return image
         with _writing(folder):
@@ -489,7 +496,7 @@ def move_image(name: str, ref: str, new_class: str) -> StoredImage:
 
 def remove_image(name: str, ref: str) -> TrashedImage:
     """Move an image to the trash, from where ``restore`` brings it back."""
-    folder = _existing_folder(name)
+    folder = existing_folder(name)
     with locked(folder):
         image = image_at(name, ref)
         target = folder / TRASH / image.class_name / image.path.name
@@ -511,7 +518,7 @@ def _trashed(path: Path) -> TrashedImage:
 
 def trash(name: str) -> list[TrashedImage]:
     """The trashed images, newest first."""
-    folder = _existing_folder(name)
+    folder = existing_folder(name)
     found = [_trashed(c / file_name) for c in _visible(folder / TRASH) for file_name, _ in _image_files(c)]
     return sorted(found, key=lambda t: (t.removed_at, t.entry), reverse=True)
 
@@ -519,7 +526,7 @@ def trash(name: str) -> list[TrashedImage]:
 def restore(name: str, entry: str) -> StoredImage:
     """Put a trashed image back in its class (recreated if it was deleted); if the dataset holds the same
     content again meanwhile, the trash copy is just dropped and the image already there is returned."""
-    folder = _existing_folder(name)
+    folder = existing_folder(name)
     with locked(folder):
         class_name, _, file_name = entry.partition("/")
         source = folder / TRASH / class_name / file_name
@@ -542,7 +549,7 @@ def restore(name: str, entry: str) -> StoredImage:
 
 def empty_trash(name: str) -> None:
     """Delete the trashed images for good."""
-    folder = _existing_folder(name)
+    folder = existing_folder(name)
     with locked(folder):
         if not (folder / TRASH).is_dir():
             return
