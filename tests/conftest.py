@@ -62,9 +62,9 @@ def tiny_run():
     return train_tiny_run
 
 
-def train_tiny_run(home: Path, *, name: str, test_images: int) -> str:
-    """One finished 1-epoch frozen run on 32 px demo images (36 training, ``test_images`` test), trained in
-    this process into the data directory ``home``; returns its id."""
+def train_tiny_run(home: Path, *, name: str, test_images: int = 0, data=None) -> str:
+    """One finished 1-epoch frozen run on 32 px demo images (36 training, ``test_images`` test), or on ``data``
+    (a ``DataConfig``) when given, trained in this process into the data directory ``home``; returns its id."""
     from core import runs
     from core.config import AUGMENT_PRESETS, DataConfig, ModelConfig, TrainConfig
     from core.training import engine
@@ -73,7 +73,7 @@ def train_tiny_run(home: Path, *, name: str, test_images: int) -> str:
         patch.setenv("TRANSFER_LAB_HOME", str(home))
         config = RunConfig(
             name=name,
-            data=DataConfig(source="demo", max_train_images=36, max_test_images=test_images),
+            data=data or DataConfig(source="demo", max_train_images=36, max_test_images=test_images),
             augment=AUGMENT_PRESETS["none"],
             model=ModelConfig(regime="frozen", weights="none", image_size=32),
             train=TrainConfig(epochs=1, batch_size=9),

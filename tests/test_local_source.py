@@ -3,23 +3,17 @@
 import io
 import zipfile
 
-import numpy as np
 import pytest
-from PIL import Image
 
 from core import data, datasets
 from core.catalog import LIVE_DEMO, LIVE_DEMO_ON_OWN_DATA
 from core.config import DataConfig, live_demo_preset
 from core.errors import ConfigError, DatasetError, DataUnavailable
+from pictures import noisy_png
 
 
 def png(colour, seed: int) -> bytes:
-    """A small photo-like PNG; ``seed`` makes each one's bytes (and so its content hash) different."""
-    rng = np.random.default_rng(seed)
-    pixels = np.clip(np.array(colour) + rng.integers(-20, 20, (24, 32, 3)), 0, 255).astype(np.uint8)
-    buffer = io.BytesIO()
-    Image.fromarray(pixels).save(buffer, "PNG")
-    return buffer.getvalue()
+    return noisy_png(colour, seed, shape=(24, 32), spread=20)
 
 
 @pytest.fixture

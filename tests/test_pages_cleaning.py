@@ -6,29 +6,19 @@ import shutil
 import zipfile
 from pathlib import Path
 
-import numpy as np
 import pytest
-from PIL import Image
 from streamlit.testing.v1 import AppTest
 
 import core.data
 from core import data, datasets
-from core.config import AUGMENT_PRESETS, DataConfig, ModelConfig, RunConfig, TrainConfig
+from core.config import DataConfig
+from pictures import noisy_png
 
 APP = str(Path(__file__).resolve().parents[1] / "dashboard" / "app.py")
 DATASET = "pets"
 CLASSES = {"cat": (200, 60, 60), "dog": (60, 60, 200), "owl": (60, 180, 60)}
 TRAIN_PER_CLASS, TEST_PER_CLASS = 6, 3
 DATA = DataConfig(source=f"local:{DATASET}")
-
-
-def png(colour, seed: int) -> bytes:
-    """A 32 px photo-like PNG; ``seed`` makes each one's bytes (and so its content digest) different."""
-    rng = np.random.default_rng(seed)
-    pixels = np.clip(np.array(colour) + rng.integers(-40, 40, (32, 32, 3)), 0, 255).astype(np.uint8)
-    buffer = io.BytesIO()
-    Image.fromarray(pixels).save(buffer, "PNG")
-    return buffer.getvalue()
 
 
 def pets_zip() -> bytes:
@@ -38,33 +28,20 @@ def pets_zip() -> bytes:
         for number, (name, colour) in enumerate(CLASSES.items()):
             for i in range(TRAIN_PER_CLASS + TEST_PER_CLASS):
                 split = "train" if i < TRAIN_PER_CLASS else "test"
-                archive.writestr(f"{split}/{name}/{i}.png", png(colour, 100 * number + i))
+                archive.writestr(f"{split}/{name}/{i}.png", noisy_png(colour, 100 * number + i))
     return buffer.getvalue()
 
 
 @pytest.fixture(scope="module")
-def trained_home(tmp_path_factory):
+def trained_home(tmp_path_factory, tiny_run):
     """A data directory with the dataset 'pets' (3 classes, 6 + 3 images each) and one 1-epoch run on it."""
-    from core import runs
-    from core.training import engine
-
     home = tmp_path_factory.mktemp("cleaning-home")
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("TRANSFER_LAB_HOME", str(home))
         datasets.create_dataset(DATASET)
         report = datasets.import_zip(DATASET, io.BytesIO(pets_zip()))
         assert report.ok and len(report.added) == len(CLASSES) * (TRAIN_PER_CLASS + TEST_PER_CLASS)
-        config = RunConfig(
-            name="tiny pets",
-            data=DATA,
-            augment=AUGMENT_PRESETS["none"],
-            model=ModelConfig(regime="frozen", weights="none", image_size=32),
-            train=TrainConfig(epochs=1, batch_size=9),
-        )
-        run_id = runs.create_run(config, runs.FOREGROUND)
-        assert runs.claim_foreground(run_id)
-        engine.execute(run_id)
-        assert runs.get_run(run_id).status == runs.COMPLETED
+    tiny_run(home, name="tiny pets", data=DATA)
     return home
 
 
@@ -165,7 +142,7 @@ def test_evaluate_shows_no_fix_controls_when_files_and_predictions_disagree(home
 def test_classify_shows_a_photo_from_the_dataset_and_adds_a_new_one(home):
     folder = datasets.dataset_folder(DATASET)
     known = datasets.images(DATASET, "owl")[0]
-    new_photo = png((120, 120, 120), 999)
+    new_photo = noisy_png((120, 120, 120), 999)
     assert datasets.find_image(DATASET, datasets.content_digest(new_photo)) is None
 
     at = open_page("app_pages/classify.py")

@@ -2,12 +2,12 @@
 three-class dataset on the Data page by uploading files, see it survive a refresh, train the live-demo preset on
 it, and classify an uploaded photo with the run (and see that the photo can join the dataset)."""
 
-import numpy as np
 import pytest
 from PIL import Image
 
 from core import datasets, runs
 from e2e.steps import choose, field, launch, run_named, shot, value_of, wait_until
+from pictures import noisy_pixels
 
 pytestmark = pytest.mark.browser
 
@@ -17,9 +17,7 @@ PER_CLASS = 6
 
 def photo(path, colour, seed: int) -> str:
     """A 64 px photo of one colour with noise, so every file has its own bytes (the store keeps one per content)."""
-    rng = np.random.default_rng(seed)
-    pixels = np.clip(np.array(colour) + rng.integers(-30, 30, (64, 64, 3)), 0, 255).astype(np.uint8)
-    Image.fromarray(pixels).save(path)
+    Image.fromarray(noisy_pixels(colour, seed, shape=(64, 64), spread=30)).save(path)
     return str(path)
 
 
