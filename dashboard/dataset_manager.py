@@ -79,8 +79,9 @@ def _create_form(key: str) -> None:
     _done(f"Created '{made.name}' with {_plural(len(made.class_names), 'class')}: now add photos to it.")
 
 
-def choose_dataset(current: DataConfig) -> str | None:
-    """The dataset chosen (a selectbox, and a form to create one), or None when there is none yet."""
+def choose_dataset(current: DataConfig) -> datasets.DatasetSummary | None:
+    """The dataset chosen (a selectbox, and a form to create one), or None when there is none yet. Its summary is
+    the one the selectbox's counts came from: the manager below shows it without listing the folders again."""
     if NOTE in st.session_state:
         st.success(literal(st.session_state.pop(NOTE)), icon=":material/check:")
     try:
@@ -111,19 +112,15 @@ def choose_dataset(current: DataConfig) -> str | None:
     )
     with cols[1].expander("New dataset", icon=":material/add:"):
         _create_form("data_new")
-    return chosen
+    return found[chosen]
 
 
 # ---------------------------------------------------------------- the chosen dataset
 
 
-def manage(name: str, info: DatasetInfo | None) -> None:
+def manage(summary: datasets.DatasetSummary, info: DatasetInfo | None) -> None:
     """Everything about one dataset: its numbers, its classes and images, adding images, managing it."""
-    try:
-        summary = datasets.summary(name)
-    except TransferLabError as error:
-        show_error(error)
-        return
+    name = summary.name
     metrics = st.columns(3)
     metrics[0].metric("Classes", len(summary.class_names))
     metrics[1].metric("Images", f"{summary.total:,}")

@@ -58,7 +58,7 @@ elif source == "folder":
     source = f"folder:{path}" if path.strip() else ""
 elif source == "local":
     chosen = dataset_manager.choose_dataset(current)
-    source = f"local:{chosen}" if chosen else ""
+    source = f"local:{chosen.name}" if chosen else ""
 
 with st.expander("Subset for quick runs"):
     cols = st.columns(2)
@@ -86,7 +86,7 @@ except TransferLabError as error:
     problem = error
 if local:
     state.set_data_config(config)  # chosen even while not ready to train on: the Train page says why
-    dataset_manager.manage(config.location, info)
+    dataset_manager.manage(chosen, info)
     if problem:
         st.info(literal(str(problem)), icon=":material/info:")
         st.stop()
