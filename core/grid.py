@@ -2,7 +2,8 @@
 
 A grid is a set of queued runs named ``grid <n>: lr <lr>, wd <wd>`` (grids numbered 1, 2, ... in the
 store); each cell's numbers come from its run's own config and store records, so the table fills in as
-the queue works through it.
+the queue works through it. In a class a grid is its learner's runs and counts against their waiting-run limit
+as a whole: a grid that does not fit is refused before any of its cells is queued.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from core import runs
+from core.classroom import Learner
 from core.config import RunConfig, format_log_step
 from core.errors import ConfigError
 
@@ -27,7 +29,9 @@ class GridCell:
     val_accuracy: float | None
 
 
-def launch_grid(base: RunConfig, learning_rates: list[float], weight_decays: list[float]) -> str:
+def launch_grid(
+    base: RunConfig, learning_rates: list[float], weight_decays: list[float], learner: Learner | None = None
+) -> str:
     """Queue one frozen run per (learning rate, weight decay) cell; returns the grid's id."""
     if base.model.regime != "frozen":
         raise ConfigError("The hyperparameter grid trains the frozen regime (backbone fixed, new head).")
@@ -35,6 +39,13 @@ def launch_grid(base: RunConfig, learning_rates: list[float], weight_decays: lis
         raise ConfigError("Pick at least one learning rate and one weight decay for the grid.")
     if len(learning_rates) * len(weight_decays) > 36:
         raise ConfigError("A grid of more than 36 cells would take too long; pick fewer values.")
+    cells = len(learning_rates) * len(weight_decays)
+    room = runs.queue_room(learner)
+    if room is not None and cells > room:
+        raise ConfigError(
+            f"This grid queues {cells} runs, and you may have only {room} more waiting in the class queue "
+            "(the instructor's limit): pick fewer values, or wait until your waiting runs start."
+        )
     grid_id = str(1 + max((int(i) for i in grid_ids() if i.isdigit() and len(i) < 6), default=0))
     configs = [
         base.replace(
@@ -45,14 +56,14 @@ def launch_grid(base: RunConfig, learning_rates: list[float], weight_decays: lis
         for wd in sorted(weight_decays)
     ]
     for config in configs:
-        runs.start_run(config)
+        runs.start_run(config, learner)
     return grid_id
 
 
-def grid_ids() -> list[str]:
-    """Grids in the store, newest first."""
+def grid_ids(owner: str | None = None) -> list[str]:
+    """Grids in the store (one learner's, in a class), newest first."""
     ids = []
-    for record in runs.list_runs():
+    for record in runs.list_runs(owner=owner):
         if record.name.startswith(PREFIX) and ":" in record.name:
             grid_id = record.name[len(PREFIX) :].split(":", 1)[0]
             if grid_id not in ids:

@@ -2,8 +2,9 @@
 
 ``datasets_root() / <dataset> /`` holds ``<class>/<sha16>[.test].<ext>`` (the uploaded bytes, unchanged; the
 class folder is the class name), ``.thumbs/<sha16>.jpg``, ``.trash/<class>/<file>``, ``.incoming/<uuid>/`` (an
-ingest being staged, see ``recover``) and ``.lock``. Moving one file is one ``os.rename``, so a crash at any
-moment leaves every image in exactly one place and no manifest can disagree with the folders.
+ingest being staged, see ``recover``), ``.lock`` and, in a class, ``.owner`` (who made it). Moving one file is
+one ``os.rename``, so a crash at any moment leaves every image in exactly one
+place and no manifest can disagree with the folders.
 
 Every change holds ``flock(LOCK_EX)`` on ``.lock`` (two browser tabs serialise) and first finishes or undoes an
 interrupted ingest. Failed writes become ``data_home.cannot_write``'s ``DataHomeUnavailable``.
@@ -48,6 +49,7 @@ LOCK = ".lock"
 THUMBS = ".thumbs"
 TRASH = ".trash"
 INCOMING = ".incoming"
+OWNER = ".owner"  # in a class: the name of the learner who made the dataset
 COMMITTED = ".committed"
 """Written in a staging folder once it holds the whole upload: from then on recovery finishes the ingest."""
 STAGING_LOCK = ".staging"
@@ -104,6 +106,7 @@ class DatasetSummary:
     counts: dict[str, int]
     test_counts: dict[str, int]
     trash_count: int
+    owner: str | None = None  # the learner who made it, in a class
 
     @property
     def total(self) -> int:
@@ -379,12 +382,22 @@ def summary(name: str) -> DatasetSummary:
         counts[class_folder.name] = len(files)
         test_counts[class_folder.name] = sum(1 for _, m in files if m.group(2))
     trash_count = sum(len(_image_files(c)) for c in _visible(folder / TRASH))
-    return DatasetSummary(name, sorted(counts), counts, test_counts, trash_count)
+    return DatasetSummary(name, sorted(counts), counts, test_counts, trash_count, _owner_of(folder))
 
 
-def list_datasets() -> list[DatasetSummary]:
-    """Every dataset, sorted by name."""
-    return [summary(p.name) for p in _visible(datasets_root())]
+def _owner_of(folder: Path) -> str | None:
+    try:
+        return (folder / OWNER).read_text(encoding="utf-8").strip() or None
+    except (OSError, UnicodeDecodeError):
+        return None
+
+
+def list_datasets(owner: str | None = None) -> list[DatasetSummary]:
+    """Every dataset (or one learner's, names compared without case), sorted by name."""
+    found = [summary(p.name) for p in _visible(datasets_root())]
+    if owner is None:
+        return found
+    return [s for s in found if s.owner is not None and s.owner.casefold() == owner.casefold()]
 
 
 # ---------------------------------------------------------------- datasets and classes
@@ -400,8 +413,9 @@ def _check_new_classes(class_names: Sequence[str]) -> list[str]:
     return checked
 
 
-def create_dataset(name: str, class_names: Sequence[str] = ()) -> DatasetSummary:
-    """A new, empty dataset with these classes; built in a hidden folder, then renamed into place."""
+def create_dataset(name: str, class_names: Sequence[str] = (), owner: str | None = None) -> DatasetSummary:
+    """A new, empty dataset with these classes (``owner``'s, in a class); built in a hidden folder, then renamed
+    into place."""
     name = check_dataset_name(name)
     classes = _check_new_classes(class_names)
     root = datasets_root()
@@ -414,6 +428,8 @@ def create_dataset(name: str, class_names: Sequence[str] = ()) -> DatasetSummary
         building.mkdir()
         for c in classes:
             (building / c).mkdir()
+        if owner:
+            (building / OWNER).write_text(owner, encoding="utf-8")
         try:
             os.rename(building, root / name)
         except OSError:

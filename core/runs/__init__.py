@@ -3,10 +3,12 @@ that train them. Pages and the rest of ``core`` use the names below (``from core
 ``runs.get_run(...)``, ``runs.RUNNING``); the modules behind them, each leaning only on those above it:
 
     records     what a run is: statuses, the files in its folder, RunRecord / EpochRecord / RunProgress
+    fairness    who trains next: round-robin across a class's learners (first come, first served outside one)
     store       the SQLite file (WAL; readable even when it cannot be written) and the queries that read it
     recording   what the training process writes: setup, progress, epochs, checkpoint notes, final status
     workers     the training processes: spawning one, telling whether one is alive, marking dead runs
-    queueing    creating and queueing runs, starting the next one under a machine-wide lock, fine-tune parents
+    queueing    creating and queueing runs (a class's limits), starting the next one under a machine-wide lock,
+                fine-tune parents
     controls    stop, resume, delete, wait
 
 The store is the only channel between a training process and the pages, so nothing in a browser session is
@@ -25,6 +27,7 @@ from core.runs.queueing import (
     finetune_config,
     finetune_parents,
     kick_queue,
+    queue_room,
     reconcile,
     start_run,
 )
@@ -70,6 +73,7 @@ from core.runs.store import (
     list_runs,
     progress,
     queue,
+    queue_order,
     queue_position,
     running_run,
     store_path,
@@ -108,6 +112,7 @@ __all__ = [
     "get_run",
     "epochs",
     "queue",
+    "queue_order",
     "queue_position",
     "progress",
     "running_run",
@@ -133,6 +138,7 @@ __all__ = [
     "create_run",
     "start_run",
     "kick_queue",
+    "queue_room",
     "claim_foreground",
     "reconcile",
     # controls

@@ -1,5 +1,6 @@
 """What people (and scripts) do to a run once it exists: stop it, resume it, delete it, wait for it to end.
-Each says in words why it cannot, when the run's status forbids it.
+Each says in words why it cannot, when the run's status forbids it, or, in a class, when the run is another
+learner's (only its learner and the instructor may change it; ``learner=None`` is outside a class or the CLI).
 """
 
 from __future__ import annotations
@@ -7,15 +8,26 @@ from __future__ import annotations
 import shutil
 import time
 
+from core.classroom import Learner
 from core.errors import RunError
-from core.runs.queueing import kick_queue, reconcile
+from core.runs.queueing import kick_queue, queue_room, reconcile
 from core.runs.records import ACTIVE, BACKGROUND, QUEUED, RESUMABLE, RUNNING, STOPPED, RunRecord, run_folder
 from core.runs.store import connect, get_run, list_runs, transaction
 
 
-def request_stop(run_id: str) -> str:
+def check_owner(record: RunRecord, learner: Learner | None, action: str) -> None:
+    """RunError when ``learner`` may not ``action`` this run: in a class, only its learner and the instructor may."""
+    if learner is None or learner.instructor or learner.owns(record.owner):
+        return
+    raise RunError(
+        f"“{record.name}” is {record.owner or 'the instructor'}'s run: only they or the instructor can {action} it."
+    )
+
+
+def request_stop(run_id: str, learner: Learner | None = None) -> str:
     """Stop a run: a queued run leaves the queue at once; a running one stops within a batch and keeps its
     last checkpoint. Returns the run's status after the request."""
+    check_owner(get_run(run_id), learner, "stop")
     with connect() as db, transaction(db):
         row = db.execute("SELECT status FROM runs WHERE id = ?", (run_id,)).fetchone()
         if row is None:
@@ -31,16 +43,22 @@ def request_stop(run_id: str) -> str:
         return RUNNING
 
 
-def resume_run(run_id: str) -> str:
+def resume_run(run_id: str, learner: Learner | None = None) -> str:
     """Queue a stopped, interrupted or failed run again; it continues from its last checkpoint with the
     next epoch number. Returns the run id."""
     record = get_run(run_id)
+    check_owner(record, learner, "resume")
     if record.status not in RESUMABLE:
         raise RunError(f"Run {run_id} is {record.status}; only stopped, interrupted or failed runs can be resumed.")
     if record.epochs_done >= record.epochs_planned:
         raise RunError(
             f"Run {run_id} already trained all {record.epochs_planned} epochs. Start a new run "
             "(for example a fine-tune of it) to train more."
+        )
+    if queue_room(learner) == 0:
+        raise RunError(
+            "You already have as many runs waiting in the class queue as the instructor allows: wait until one "
+            "starts, or stop one, then resume this run."
         )
     with connect() as db, transaction(db):
         db.execute(
@@ -52,9 +70,10 @@ def resume_run(run_id: str) -> str:
     return run_id
 
 
-def delete_run(run_id: str) -> None:
+def delete_run(run_id: str, learner: Learner | None = None) -> None:
     """Remove a finished run, its epochs and its folder (models, TensorBoard logs)."""
     record = get_run(run_id)
+    check_owner(record, learner, "delete")
     if record.is_active:
         raise RunError(f"Run {run_id} is {record.status}: stop it before deleting it.")
     children = [r.id for r in list_runs(status=ACTIVE) if r.parent_id == run_id]

@@ -1,4 +1,5 @@
-"""The queue: runs train one at a time per machine, in the order they were queued.
+"""The queue: runs train one at a time per machine; in a class, round-robin across learners
+(``core.runs.fairness``), else in the order they were queued.
 
 ``create_run`` puts a run in the store as queued; ``start_run`` also kicks the queue, which, if nothing is
 training, hands the head of the queue to a new worker process (``core.runs.workers``). A worker that finishes
@@ -20,6 +21,8 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
+from core import classroom
+from core.classroom import Learner
 from core.config import RunConfig, TrainConfig
 from core.data_home import cannot_write, data_home
 from core.errors import ConfigError, DataHomeUnavailable
@@ -35,7 +38,7 @@ from core.runs.records import (
     RunRecord,
     run_folder,
 )
-from core.runs.store import connect, get_run, list_runs, transaction
+from core.runs.store import connect, get_run, list_runs, queue_order, transaction
 from core.runs.workers import interrupt_dead_runs, process_start_time, spawn_worker
 
 # ---------------------------------------------------------------------------------------------- a new run's settings
@@ -78,9 +81,11 @@ def check_parent(config: RunConfig) -> RunRecord | None:
     return parent
 
 
-def finetune_parents() -> list[RunRecord]:
-    """Frozen runs a fine-tune can start from: they saved a model after at least one epoch."""
-    return [r for r in list_runs(status=(COMPLETED, STOPPED, INTERRUPTED), regime="frozen") if r.last_model]
+def finetune_parents(owner: str | None = None) -> list[RunRecord]:
+    """Frozen runs a fine-tune can start from (one learner's, in a class): they saved a model after at least
+    one epoch."""
+    done = list_runs(status=(COMPLETED, STOPPED, INTERRUPTED), regime="frozen", owner=owner)
+    return [r for r in done if r.last_model]
 
 
 def finetune_config(parent_id: str, **model_changes: Any) -> RunConfig:
@@ -120,18 +125,39 @@ def _new_run_id() -> str:
     return time.strftime("%Y%m%d-%H%M%S") + "-" + secrets.token_hex(3)
 
 
-def create_run(config: RunConfig, launcher: str = BACKGROUND) -> str:
+def waiting_runs(db: sqlite3.Connection, learner: Learner) -> int:
+    """How many runs ``learner`` has waiting in the queue."""
+    return db.execute(
+        "SELECT COUNT(*) FROM runs WHERE status = ? AND owner = ? COLLATE NOCASE", (QUEUED, learner.name)
+    ).fetchone()[0]
+
+
+def queue_room(learner: Learner | None) -> int | None:
+    """How many more runs ``learner`` may queue now under the class's limit; None when there is no limit
+    (outside a class, or for the instructor)."""
+    if learner is None or learner.instructor:
+        return None
+    with connect() as db:
+        return max(0, classroom.limits().max_queued_per_learner - waiting_runs(db, learner))
+
+
+def create_run(config: RunConfig, launcher: str = BACKGROUND, learner: Learner | None = None) -> str:
     """Put a run in the store as queued (it does not start it); returns its id. The stored config has the
-    machine's defaults written in (``RunConfig.resolved``): the batch size and precision the run will use."""
+    machine's defaults written in (``RunConfig.resolved``): the batch size and precision the run will use.
+    In a class the run belongs to ``learner`` and must keep to the instructor's limits (``ClassLimits``),
+    checked in the same transaction that queues it, so two tabs cannot both take the last place."""
     check_parent(config)
     config = config.resolved()
     run_id = _new_run_id()
     now = time.time()
     owner = (os.getpid(), process_start_time(os.getpid())) if launcher == FOREGROUND else (None, None)
+    limits = classroom.limits() if learner is not None and not learner.instructor else None
     with connect() as db, transaction(db):
+        if limits is not None:
+            limits.check(config, waiting_runs(db, learner))
         db.execute(
             "INSERT INTO runs (id, name, regime, backbone, parent_id, config, status, launcher, created_at, "
-            "queued_at, epochs_planned, pid, pid_started) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "queued_at, epochs_planned, pid, pid_started, owner) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 run_id,
                 config.display_name(),
@@ -145,6 +171,7 @@ def create_run(config: RunConfig, launcher: str = BACKGROUND) -> str:
                 now,
                 config.effective_epochs,
                 *owner,
+                learner.name if learner is not None else None,
             ),
         )
     folder = run_folder(run_id)
@@ -155,9 +182,10 @@ def create_run(config: RunConfig, launcher: str = BACKGROUND) -> str:
     return run_id
 
 
-def start_run(config: RunConfig) -> str:
-    """Queue a run and start it in its own process if nothing else is training. Returns at once."""
-    run_id = create_run(config, BACKGROUND)
+def start_run(config: RunConfig, learner: Learner | None = None) -> str:
+    """Queue a run (``learner``'s, in a class) and start it in its own process if nothing else is training.
+    Returns at once."""
+    run_id = create_run(config, BACKGROUND, learner)
     kick_queue()
     return run_id
 
@@ -182,9 +210,10 @@ def _startable(db: sqlite3.Connection) -> sqlite3.Row | None:
     """The head of the queue, if nothing is running."""
     if db.execute("SELECT 1 FROM runs WHERE status = ?", (RUNNING,)).fetchone():
         return None
-    return db.execute(
-        "SELECT id, launcher FROM runs WHERE status = ? ORDER BY queued_at, id LIMIT 1", (QUEUED,)
-    ).fetchone()
+    order = queue_order(db)
+    if not order:
+        return None
+    return db.execute("SELECT id, launcher FROM runs WHERE id = ?", (order[0],)).fetchone()
 
 
 def kick_queue() -> str | None:

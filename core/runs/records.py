@@ -111,6 +111,7 @@ class RunRecord:
     unfrozen_layers: list[str] | None
     device: str | None
     resumed: int
+    owner: str | None  # the learner who launched it, in a class; None outside one
 
     @property
     def config(self) -> RunConfig:

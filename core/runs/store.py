@@ -21,6 +21,7 @@ from typing import Any
 
 from core.data_home import data_home, write_error
 from core.errors import DataHomeUnavailable, RunError
+from core.runs.fairness import Waiting, owner_key, round_robin
 from core.runs.records import QUEUED, RUNNING, EpochRecord, RunProgress, RunRecord
 
 BUSY_TIMEOUT_S = 30.0
@@ -56,7 +57,8 @@ CREATE TABLE IF NOT EXISTS runs (
     progress_batch INTEGER NOT NULL DEFAULT 0,
     progress_batches INTEGER,
     progress_images_per_s REAL,
-    progress_updated_at REAL
+    progress_updated_at REAL,
+    owner TEXT
 );
 CREATE INDEX IF NOT EXISTS runs_status ON runs (status, queued_at);
 CREATE TABLE IF NOT EXISTS epochs (
@@ -69,6 +71,7 @@ CREATE TABLE IF NOT EXISTS epochs (
     PRIMARY KEY (run_id, epoch)
 );
 """
+COLUMNS_ADDED = {"owner": "TEXT"}  # columns added after stores were first made: added to an older store on open
 _ready: set[Path] = set()
 
 
@@ -113,11 +116,21 @@ def _open(uri: str, *, setup: bool) -> sqlite3.Connection:
             db.execute("PRAGMA synchronous = NORMAL")
             _enable_wal(db)
             db.executescript(SCHEMA)
+            _add_new_columns(db)
         db.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()  # opens the file (and the WAL) now
     except BaseException:
         db.close()
         raise
     return db
+
+
+def _add_new_columns(db: sqlite3.Connection) -> None:
+    """A store made by an older version gains the columns added since (NULL in its existing rows)."""
+    present = {row["name"] for row in db.execute("PRAGMA table_info(runs)")}
+    for name, kind in COLUMNS_ADDED.items():
+        if name not in present:
+            with contextlib.suppress(sqlite3.OperationalError):  # another process added it first
+                db.execute(f"ALTER TABLE runs ADD COLUMN {name} {kind}")
 
 
 def _open_store(path: Path) -> sqlite3.Connection:
@@ -209,12 +222,18 @@ def _from_row(cls: type, row: sqlite3.Row, columns: Mapping[str, str] | None = N
     )
 
 
+def _owner(row: sqlite3.Row) -> str | None:
+    """The run's learner; None also in a read-only store made before classes (it has no owner column)."""
+    return row["owner"] if "owner" in row.keys() else None
+
+
 def _record(row: sqlite3.Row) -> RunRecord:
     return _from_row(
         RunRecord,
         row,
         {"config_json": "config"},
         stop_requested=bool(row["stop_requested"]),
+        owner=_owner(row),
         unfrozen_layers=json.loads(row["unfrozen_layers"]) if row["unfrozen_layers"] else None,
     )
 
@@ -229,10 +248,17 @@ _PROGRESS_COLUMNS = {"epochs": "epochs_planned"} | {
 
 
 def list_runs(
-    status: str | tuple[str, ...] | None = None, regime: str | None = None, limit: int | None = None
+    status: str | tuple[str, ...] | None = None,
+    regime: str | None = None,
+    limit: int | None = None,
+    owner: str | None = None,
 ) -> list[RunRecord]:
-    """Runs, newest first, optionally only some statuses or one regime."""
+    """Runs, newest first, optionally only some statuses, one regime or one learner's (names compared without
+    case, as ``core.classroom.Learner`` does)."""
     clauses, args = [], []
+    if owner is not None:
+        clauses.append("owner = ? COLLATE NOCASE")
+        args.append(owner)
     if status is not None:
         statuses = (status,) if isinstance(status, str) else tuple(status)
         clauses.append(f"status IN ({','.join('?' * len(statuses))})")
@@ -262,11 +288,26 @@ def epochs(run_id: str) -> list[EpochRecord]:
     return [_from_row(EpochRecord, row) for row in rows]
 
 
+def queue_order(db: sqlite3.Connection) -> list[str]:
+    """The ids of the queued runs in the order they will start: round-robin across learners
+    (``core.runs.fairness``), first come, first served outside a class."""
+    rows = db.execute("SELECT * FROM runs WHERE status = ? ORDER BY queued_at, id", (QUEUED,)).fetchall()
+    if not rows:
+        return []
+    waiting = [Waiting(row["id"], _owner(row) or "", row["queued_at"] or 0.0) for row in rows]
+    last_started: dict[str, float] = {}
+    for row in db.execute("SELECT * FROM runs WHERE started_at IS NOT NULL"):
+        key = owner_key(_owner(row))
+        last_started[key] = max(last_started.get(key, row["started_at"]), row["started_at"])
+    return round_robin(waiting, last_started)
+
+
 def queue() -> list[RunRecord]:
     """Queued runs in the order they will start."""
     with connect() as db:
-        rows = db.execute(_SELECT + " WHERE status = ? ORDER BY queued_at, id", (QUEUED,)).fetchall()
-    return [_record(row) for row in rows]
+        order = queue_order(db)
+        rows = {row["id"]: row for row in db.execute(_SELECT + " WHERE status = ?", (QUEUED,)).fetchall()}
+    return [_record(rows[run_id]) for run_id in order if run_id in rows]
 
 
 def queue_position(run_id: str) -> int | None:
