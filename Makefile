@@ -43,8 +43,16 @@ $(VENV)/.test: requirements-base.txt requirements-test.txt $(VENV)/.runtime
 	$(BIN)/pip install --quiet -r requirements-test.txt
 	touch $@
 
+# `make run CLASSROOM=1`: classroom mode (learners' names, a fair queue, the Class board), served on the network
+# (CLASS_ADDRESS) so the class can connect; it prints the instructor code first.
+CLASS_ADDRESS ?= 0.0.0.0
 run: $(VENV)/.runtime
+ifneq ($(CLASSROOM),)
+	TRANSFER_LAB_CLASSROOM=1 $(BIN)/python -m core.classroom
+	TRANSFER_LAB_CLASSROOM=1 $(BIN)/streamlit run dashboard/app.py --server.port $(PORT) --server.address $(CLASS_ADDRESS)
+else
 	$(BIN)/streamlit run dashboard/app.py --server.port $(PORT)
+endif
 
 tf-build:
 	@if [ "$(origin TF_BUILD)" != file ]; then why="TF_BUILD=$(TF_BUILD) was set ($(origin TF_BUILD))"; \

@@ -9,11 +9,14 @@ if str(ROOT) not in sys.path:
 
 import streamlit as st  # noqa: E402
 
+from core import classroom  # noqa: E402
 from core.data_home import write_problem  # noqa: E402
 from core.errors import DataHomeUnavailable  # noqa: E402
-from dashboard import state  # noqa: E402
+from dashboard import learners, state  # noqa: E402
 
 st.set_page_config(page_title="Transfer Lab", page_icon="🐕", layout="wide")
+# In a class (make run CLASSROOM=1) the instructor's board joins the pages.
+BOARD = [st.Page("app_pages/board.py", title="Class board", icon=":material/groups:", url_path="board")]
 navigation = st.navigation(
     [
         st.Page("app_pages/home.py", title="Home", icon=":material/home:", default=True),
@@ -23,12 +26,14 @@ navigation = st.navigation(
         st.Page("app_pages/evaluate.py", title="Evaluate", icon=":material/analytics:", url_path="evaluate"),
         st.Page("app_pages/classify.py", title="Classify", icon=":material/pets:", url_path="classify"),
     ]
+    + (BOARD if classroom.enabled() else [])
 )
 # A data directory that is read-only, full or a file: said on every page, which still shows what it can read.
 problem = write_problem()
 if problem:
     st.warning(problem, icon=":material/warning:")
 try:
+    learners.join()  # in a class: asks this browser's name once, then every page knows whose runs are whose
     navigation.run()
 except DataHomeUnavailable as error:
     if str(error) != problem:

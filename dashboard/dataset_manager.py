@@ -18,7 +18,7 @@ from core import datasets
 from core.config import DataConfig
 from core.data import DatasetInfo
 from core.errors import TransferLabError
-from dashboard import state
+from dashboard import learners, state
 from dashboard.dataset_widgets import image_fix, trash_section
 from dashboard.feedback import progress_to
 from dashboard.messages import literal, show_error
@@ -71,7 +71,10 @@ def _create_form(key: str) -> None:
         if not st.form_submit_button("Create", icon=":material/add:", type="primary"):
             return
     try:
-        made = datasets.create_dataset(name, [c for c in SPLIT.split(classes) if c.strip()])
+        learner = state.learner()
+        made = datasets.create_dataset(
+            name, [c for c in SPLIT.split(classes) if c.strip()], owner=learner.name if learner else None
+        )
     except TransferLabError as error:
         show_error(error)
         return
@@ -84,8 +87,9 @@ def choose_dataset(current: DataConfig) -> datasets.DatasetSummary | None:
     the one the selectbox's counts came from: the manager below shows it without listing the folders again."""
     if NOTE in st.session_state:
         st.success(literal(st.session_state.pop(NOTE)), icon=":material/check:")
+    owner = learners.scope(state.learner(), "data_scope", "datasets")
     try:
-        found = {s.name: s for s in datasets.list_datasets()}
+        found = {s.name: s for s in datasets.list_datasets(owner=owner)}
     except TransferLabError as error:
         show_error(error)
         return None
@@ -132,13 +136,23 @@ def manage(summary: datasets.DatasetSummary, info: DatasetInfo | None) -> None:
     )
     for warning in summary.warnings:
         st.warning(literal(warning))
+    editable = learners.may_change(state.learner(), summary.owner)
+    if not editable:
+        st.info(
+            literal(
+                f"'{name}' is {summary.owner}'s dataset: you can look at it and train on it; only they or the "
+                "instructor can change it."
+            ),
+            icon=":material/group:",
+        )
     for class_name in summary.class_names:
-        _class_block(name, class_name, summary.counts[class_name], summary.class_names)
-    _add_images(name, summary.class_names)
-    _manage(name, summary)
+        _class_block(name, class_name, summary.counts[class_name], summary.class_names, editable)
+    if editable:
+        _add_images(name, summary.class_names)
+        _manage(name, summary)
 
 
-def _class_block(name: str, class_name: str, count: int, class_names: list[str]) -> None:
+def _class_block(name: str, class_name: str, count: int, class_names: list[str], editable: bool = True) -> None:
     with st.container(border=True):
         st.markdown(f"**{literal(class_name)}** · {_plural(count, 'image')}")
         if not count:
@@ -162,20 +176,21 @@ def _class_block(name: str, class_name: str, count: int, class_names: list[str])
         )
         with everything:
             if everything.open:
-                _image_pages(name, class_name, stored, class_names)
+                _image_pages(name, class_name, stored, class_names, editable)
 
 
 def _remember(key: str, remembered: str) -> None:
     st.session_state[remembered] = bool(st.session_state[key])
 
 
-def _image_pages(name: str, class_name: str, stored: list, class_names: list[str]) -> None:
+def _image_pages(name: str, class_name: str, stored: list, class_names: list[str], editable: bool = True) -> None:
     pages = (len(stored) + PER_PAGE - 1) // PER_PAGE
     page = 1
     if pages > 1:
         page = st.number_input(f"Page (of {pages})", 1, pages, 1, key=f"data_page_{class_name}", width=160)
     shown = stored[(page - 1) * PER_PAGE : page * PER_PAGE]
-    st.caption("Choose another class under a photo to move it there; Remove puts it in the trash.")
+    if editable:
+        st.caption("Choose another class under a photo to move it there; Remove puts it in the trash.")
     for start in range(0, len(shown), GRID_COLUMNS):
         for col, image in zip(st.columns(GRID_COLUMNS), shown[start : start + GRID_COLUMNS]):
             cell = col.container(height=THUMB_CELL, border=False, vertical_alignment="center")  # rows line up
@@ -183,7 +198,8 @@ def _image_pages(name: str, class_name: str, stored: list, class_names: list[str
                 cell.image(str(datasets.thumbnail(image)), width="content")
             except TransferLabError:
                 cell.caption("(cannot show)")
-            image_fix(name, image.ref, class_names, key=f"data_fix_{image.ref}", container=col)
+            if editable:
+                image_fix(name, image.ref, class_names, key=f"data_fix_{image.ref}", container=col)
 
 
 # ---------------------------------------------------------------- adding images

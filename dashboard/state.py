@@ -1,20 +1,25 @@
-"""The choices the pages share (data, augmentation, the run being watched), kept in session state and
-mirrored in the page's URL.
+"""The choices the pages share (data, augmentation, the run being watched, in a class the learner's name), kept
+in session state and mirrored in the page's URL.
 
 Widget state is dropped when a page is left, so each page copies what the user chose into these keys
 and initialises its widgets from them when it is shown again. A browser refresh starts a new session:
 the URL's query parameters (``?data=...&augment=...&run=...``) bring the choices back, and a URL
-copied to a second tab opens with the same choices.
+copied to a second tab opens with the same choices. In a class (``core.classroom``) the URL also carries the
+learner's name (``?learner=Ada``) and, for the instructor, the instructor code (``&code=...``).
 """
 
 import streamlit as st
 
+from core import classroom
 from core.catalog import DEFAULT_AUGMENT_PRESET
+from core.classroom import Learner
 from core.config import AUGMENT_PRESETS, AugmentConfig, Config, DataConfig
 from core.errors import ConfigError
 
 DATA_CONFIG, AUGMENT_CONFIG, WATCHED_RUN = "shared.data_config", "shared.augment_config", "shared.watched_run"
+LEARNER = "shared.learner"
 URL_KEYS = {DATA_CONFIG: "data", AUGMENT_CONFIG: "augment", WATCHED_RUN: "run"}
+LEARNER_URL, CODE_URL = "learner", "code"
 DEFAULT_AUGMENT = AUGMENT_PRESETS[DEFAULT_AUGMENT_PRESET]
 
 
@@ -72,6 +77,32 @@ def watch_run(run_id: str | None) -> None:
     _to_url(WATCHED_RUN, run_id)
 
 
+def learner() -> Learner | None:
+    """Who uses this browser in a class; None outside a class, and in a class until they give their name."""
+    if not classroom.enabled():
+        return None
+    if LEARNER not in st.session_state:
+        try:
+            name = classroom.learner_name(st.query_params.get(LEARNER_URL, ""))
+        except ConfigError:
+            return None  # not chosen yet, or a hand-edited URL: the join form asks
+        set_learner(Learner(name, classroom.is_instructor_code(st.query_params.get(CODE_URL))))
+    return st.session_state[LEARNER]
+
+
+def set_learner(chosen: Learner | None) -> None:
+    st.session_state[LEARNER] = chosen
+    if chosen is None:
+        st.query_params.pop(LEARNER_URL, None)
+        st.query_params.pop(CODE_URL, None)
+        return
+    st.query_params[LEARNER_URL] = chosen.name
+    if chosen.instructor:
+        st.query_params[CODE_URL] = classroom.instructor_code()
+    else:
+        st.query_params.pop(CODE_URL, None)
+
+
 def keep_in_url() -> None:
     """Write every choice of this session into the URL: moving to another page starts a URL without them,
     and a refresh there must still find them."""
@@ -84,3 +115,5 @@ def keep_in_url() -> None:
                 set_augment_config(value)
             else:
                 watch_run(value)
+    if st.session_state.get(LEARNER) is not None:
+        set_learner(st.session_state[LEARNER])

@@ -17,6 +17,7 @@ from core.serving.classifiers import Classifier, classifier_for_run, imagenet_do
 from core.serving.colour_maps import DEFAULT_OPACITY, overlay
 from core.serving.grad_cam import grad_cam
 from core.serving.inputs import open_input
+from dashboard import learners, state
 from dashboard.dataset_widgets import image_fix
 from dashboard.feedback import progress_to
 from dashboard.messages import literal, show_error
@@ -132,10 +133,12 @@ def own_dataset(choice: str, records: dict) -> OwnDataset | None:
         return None
     try:
         stored = datasets.images(config.location)  # once per rerun: what find_image reads, for every card
-        class_names = datasets.summary(config.location).class_names
+        summary = datasets.summary(config.location)
     except TransferLabError:
         return None
-    return OwnDataset(config.location, class_names, {image.digest: image for image in stored})
+    if not learners.may_change(state.learner(), summary.owner):
+        return None  # another learner's dataset, in a class: theirs to change
+    return OwnDataset(config.location, summary.class_names, {image.digest: image for image in stored})
 
 
 def add_photo(dataset: str, file_name: str, content: bytes, class_key: str) -> None:
@@ -265,7 +268,7 @@ st.markdown(
 )
 
 runs.reconcile()
-records = {r.id: r for r in runs.list_runs() if r.model_path}
+records = {r.id: r for r in runs.list_runs(owner=learners.scope(state.learner(), "classify_scope")) if r.model_path}
 model_column, photos_column = st.columns(2, gap="large")
 with model_column:
     choice = st.selectbox(

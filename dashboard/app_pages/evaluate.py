@@ -10,6 +10,7 @@ from core import data, datasets, evaluation, figures, runs
 from core.config import DataConfig
 from core.errors import TransferLabError
 from core.predictions import run_predictions, test_images
+from dashboard import learners, state
 from dashboard.dataset_widgets import image_fix, trash_section
 from dashboard.feedback import progress_to
 from dashboard.messages import literal, show_error
@@ -58,9 +59,12 @@ def cleaning_for(config: DataConfig, num_examples: int) -> tuple[Cleaning | None
         return None, f"The dataset '{name}' this run was trained on no longer exists: its images cannot be fixed here."
     try:
         files = data.test_image_files(config)
-        class_names = datasets.summary(name).class_names
+        summary = datasets.summary(name)
     except TransferLabError as error:
         return None, f"The images cannot be fixed here: {error}"
+    class_names = summary.class_names
+    if not learners.may_change(state.learner(), summary.owner):
+        return None, f"'{name}' is {summary.owner}'s dataset: only they or the instructor can fix its images."
     if len(files) != num_examples:
         return None, (
             f"The test split of '{name}' now has {len(files)} images but the evaluation has {num_examples} (some "
@@ -95,7 +99,7 @@ def gallery(
 
 st.title("Evaluate")
 runs.reconcile()
-records = {r.id: r for r in runs.list_runs() if r.model_path}
+records = {r.id: r for r in runs.list_runs(owner=learners.scope(state.learner(), "evaluate_scope")) if r.model_path}
 if not records:
     st.info("No run has a saved model yet. Train one on the Train page: a model is saved after every epoch.")
     st.page_link("app_pages/train.py", label="Go to Train", icon=":material/model_training:")

@@ -4,14 +4,14 @@ import time
 
 import streamlit as st
 
-from core import catalog, export, figures, grid, preflight, runs
+from core import catalog, classroom, export, figures, grid, preflight, runs
 from core.catalog import BACKBONES, REGIMES
 from core.config import ModelConfig, RunConfig, TrainConfig, format_log_step, live_demo_preset
 from core.devices import describe_device
 from core.errors import TransferLabError
 from core.machine_defaults import MachineDefaults, this_machine
-from dashboard import forms, state
-from dashboard.messages import show_error
+from dashboard import forms, learners, state
+from dashboard.messages import literal, show_error
 
 STATUS_BADGES = {  # (colour, icon): a failed run must not look like a completed one
     runs.QUEUED: ("gray", ":material/schedule:"),
@@ -57,11 +57,17 @@ def status_badge(record) -> None:
 
 
 def watched_run_id() -> str | None:
-    """The run this browser watches; by default the one training now, else the newest."""
+    """The run this browser watches; by default the one training now, else the newest (in a class: the
+    learner's own, training or newest)."""
     chosen = state.watched_run()
     if chosen:
         return chosen
-    active = runs.running_run() or next(iter(runs.list_runs(limit=1)), None)
+    learner = state.learner()
+    if learner is not None:
+        mine = runs.list_runs(owner=learner.name)
+        active = next((r for r in mine if r.status == runs.RUNNING), None) or next(iter(mine), None)
+    else:
+        active = runs.running_run() or next(iter(runs.list_runs(limit=1)), None)
     return active.id if active else None
 
 
@@ -80,7 +86,11 @@ def live_panel() -> None:
         state.watch_run(None)  # deleted meanwhile (another tab): show the default next time
         return
     head, badge, stop = st.columns([6, 1, 1], vertical_alignment="center")
-    head.markdown(f"#### {record.name}")
+    learner = state.learner()
+    whose = (
+        f" · {literal(learners.owner_label(record.owner))}'s run" if learner and not learner.owns(record.owner) else ""
+    )
+    head.markdown(f"#### {literal(record.name)}{whose}")
     with badge:
         status_badge(record)
     head.caption(
@@ -92,8 +102,9 @@ def live_panel() -> None:
             else ""
         )
     )
-    if record.is_active and stop.button("Stop", icon=":material/stop_circle:", key="train_stop", type="primary"):
-        runs.request_stop(run_id)
+    may_stop = record.is_active and learners.may_change(learner, record.owner)
+    if may_stop and stop.button("Stop", icon=":material/stop_circle:", key="train_stop", type="primary"):
+        runs.request_stop(run_id, learner)
         st.toast("Stopping: within a batch while training, at once while the data is prepared.")
     if record.status == runs.QUEUED:
         st.info(f"Queued: position {progress.queue_position} in line. It starts when the run ahead finishes.")
@@ -203,8 +214,9 @@ def launch_form() -> None:
     with st.expander("What to look for", expanded=False):
         st.markdown(lesson(regime))
     parent = None
+    learner = state.learner()
     if regime == "finetune":
-        parents = runs.finetune_parents()
+        parents = runs.finetune_parents(owner=learner.name if learner else None)
         if not parents:
             st.warning("Fine-tuning continues a finished frozen run, and there is none yet. Train a frozen run first.")
             return
@@ -299,6 +311,8 @@ def launch_form() -> None:
             format_func=lambda choice: precision_label(choice, machine),
         )
         st.caption(f"Runs on: **{describe_device()}**. {machine_note(machine)}")
+        if learner is not None and not learner.instructor:
+            st.caption(f"Class limits: {classroom.limits().summary()}.")
         submitted = st.form_submit_button("Launch", type="primary", icon=":material/play_arrow:")
     if not submitted:
         return
@@ -325,7 +339,7 @@ def launch_form() -> None:
             ),
         )
         preflight.check_run(config)
-        run_id = runs.start_run(config)
+        run_id = runs.start_run(config, learner)
     except TransferLabError as error:
         show_error(error)
         return
@@ -355,10 +369,12 @@ def machine_note(machine: MachineDefaults) -> str:
 # ------------------------------------------------------------------------------ runs and comparison
 
 
-def runs_rows(records: list) -> list[dict]:
-    """One row per run, narrow enough for the page; nothing shows as 'None'."""
+def runs_rows(records: list, with_learner: bool = False) -> list[dict]:
+    """One row per run, narrow enough for the page; nothing shows as 'None'. In a class's whole-class view,
+    each row names its learner."""
     return [
         {
+            **({"learner": learners.owner_label(r.owner)} if with_learner else {}),
             "run": run_label(r),
             "regime": r.regime,
             "data": r.config.data.summary(),
@@ -373,13 +389,15 @@ def runs_rows(records: list) -> list[dict]:
 
 def runs_tab() -> None:
     """The table, the overlaid curves and the buttons follow the store like the live panel (fragments that
-    refresh); the pickers stay outside them, so a refresh never closes a list someone is choosing from."""
-    records = runs.list_runs()
+    refresh); the pickers stay outside them, so a refresh never closes a list someone is choosing from. In a
+    class it lists the learner's own runs, or the whole class's one click away."""
+    owner = learners.scope(state.learner(), "train_scope")
+    records = runs.list_runs(owner=owner)
     if not records:
-        runs_table()
+        runs_table(owner)
         return
     by_id = {r.id: r for r in records}
-    runs_table()
+    runs_table(owner)
     if any(rid not in by_id for rid in st.session_state.get("train_compare", [])):  # deleted in another tab
         st.session_state["train_compare"] = [rid for rid in st.session_state["train_compare"] if rid in by_id]
     st.multiselect(
@@ -390,23 +408,24 @@ def runs_tab() -> None:
         placeholder="The three newest runs with curves (pick runs to compare others)",
         help="Scratch vs frozen vs fine-tune on the same axes: the lesson of the notebook.",
     )
-    compare_chart()
+    compare_chart(owner)
     if st.session_state.get("train_action_run") not in by_id:  # first time, or its run was deleted
         watched = watched_run_id()
         st.session_state["train_action_run"] = watched if watched in by_id else records[0].id
     chosen = st.selectbox("Run", list(by_id), format_func=lambda rid: run_label(by_id[rid]), key="train_action_run")
     run_actions(chosen)
-    delete_button(by_id[chosen])
+    if learners.may_change(state.learner(), by_id[chosen].owner):
+        delete_button(by_id[chosen])
 
 
 @st.fragment(run_every=2.0)
-def runs_table() -> None:
-    records = runs.list_runs()
+def runs_table(owner: str | None = None) -> None:
+    records = runs.list_runs(owner=owner)
     if not records:
         st.info("Runs you launch appear here.")
         return
     st.dataframe(
-        runs_rows(records),
+        runs_rows(records, with_learner=owner is None and state.learner() is not None),
         hide_index=True,
         key="train_runs_table",
         width="stretch",
@@ -419,9 +438,9 @@ def runs_table() -> None:
 
 
 @st.fragment(run_every=2.0)
-def compare_chart() -> None:
+def compare_chart(owner: str | None = None) -> None:
     """The picked runs' curves, or the three newest runs with curves: never an empty chart while runs have some."""
-    by_id = {r.id: r for r in runs.list_runs()}
+    by_id = {r.id: r for r in runs.list_runs(owner=owner)}
     picked = [rid for rid in st.session_state.get("train_compare", []) if rid in by_id]
     overlay = picked or [rid for rid, r in by_id.items() if r.epochs_done][:3]
     if overlay:
@@ -442,9 +461,11 @@ def run_actions(run_id: str) -> None:
     if actions[0].button("Watch live", key="train_watch", icon=":material/monitoring:"):
         state.watch_run(record.id)
         st.rerun(scope="app")
-    if record.can_resume and actions[1].button("Resume", key="train_resume", icon=":material/replay:"):
+    learner = state.learner()
+    may_resume = record.can_resume and learners.may_change(learner, record.owner)
+    if may_resume and actions[1].button("Resume", key="train_resume", icon=":material/replay:"):
         try:
-            runs.resume_run(record.id)
+            runs.resume_run(record.id, learner)
         except TransferLabError as error:
             show_error(error)
         else:
@@ -486,7 +507,7 @@ def delete_button(record) -> None:
         st.write(f"Delete **{record.name}** with its models and logs? This cannot be undone.")
         if st.button("Yes, delete it", type="primary", key="train_delete_confirm"):
             try:
-                runs.delete_run(record.id)
+                runs.delete_run(record.id, state.learner())
             except TransferLabError as error:
                 show_error(error)
             else:
@@ -530,10 +551,11 @@ def grid_tab() -> None:
                 train=train.replace(epochs=epochs),
             )
             preflight.check_run(base)
-            st.session_state["train_grid_shown"] = grid.launch_grid(base, lrs, wds)
+            st.session_state["train_grid_shown"] = grid.launch_grid(base, lrs, wds, state.learner())
         except TransferLabError as error:
             show_error(error)
-    ids = grid.grid_ids()
+    learner = state.learner()
+    ids = grid.grid_ids(owner=learner.name if learner else None)
     if not ids:
         return
     shown = st.session_state.pop("train_grid_shown", None)  # a grid just queued is shown once
