@@ -26,8 +26,9 @@ class LearnerRow:
     def settings(self) -> str:
         """What the run trained with, in one line: what learners compare."""
         config = self.best.config
+        epochs = config.effective_epochs
         return (
-            f"{config.model.backbone} · {config.model.effective_image_size} px · {config.effective_epochs} epochs · "
+            f"{config.model.backbone} · {config.model.effective_image_size} px · {epochs} epoch{'s' * (epochs != 1)} · "
             f"lr {config.effective_learning_rate:g} · augmentation {config.augment.matching_preset() or 'custom'}"
         )
 

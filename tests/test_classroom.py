@@ -6,7 +6,7 @@ import stat
 
 import pytest
 
-from core import classroom, datasets, grid, runs
+from core import class_board, classroom, datasets, grid, runs
 from core.classroom import ClassLimits, Learner
 from core.errors import ConfigError, RunError
 from core.runs.fairness import Waiting, round_robin
@@ -151,3 +151,15 @@ def test_the_command_line_prints_the_code_and_sets_limits(capsys):
     assert classroom.main(["--max-epochs", "many"]) == 2
     assert "Most epochs per run must be a number" in capsys.readouterr().out
     assert classroom.main(["--max-image-size", "none"]) == 0 and classroom.limits().max_image_size is None
+
+
+def test_the_board_has_one_row_per_learner_with_their_best_run_best_first():
+    ada_weak, ada_strong = (runs.create_run(config(), learner=ADA) for _ in range(2))
+    ben = runs.create_run(config(), learner=BEN)
+    newcomer = runs.create_run(config(), learner=Learner("Cy"))
+    for run_id, accuracy in ((ada_weak, 0.4), (ada_strong, 0.7), (ben, 0.9)):
+        runs.record_epoch(run_id, 1, {"val_accuracy": accuracy})
+    rows = class_board.learner_rows()
+    assert [(row.learner, row.best.id) for row in rows] == [("Ben", ben), ("Ada", ada_strong), ("Cy", newcomer)]
+    assert [row.runs_made for row in rows] == [1, 2, 1] and rows[1].active == 2
+    assert "32 px · 3 epochs · lr" in rows[0].settings

@@ -33,12 +33,12 @@ def standings() -> None:
             {
                 "learner": learners.owner_label(row.learner or None),
                 "best run": row.best.name,
-                "regime": row.best.regime,
-                "settings": row.settings,
                 "best val. acc.": row.best.best_val_accuracy,
                 "status": row.best.status,
+                "regime": row.best.regime,
                 "runs": row.runs_made,
-                "waiting or training": row.active,
+                "active": row.active,
+                "settings": row.settings,
             }
             for row in rows
         ],
@@ -47,6 +47,8 @@ def standings() -> None:
         key=f"{PREFIX}_table",
         column_config={
             "best val. acc.": st.column_config.ProgressColumn(format="%.3f", min_value=0.0, max_value=1.0),
+            "runs": st.column_config.NumberColumn(width="small"),
+            "active": st.column_config.NumberColumn(width="small", help="Runs of this learner waiting or training"),
             "settings": st.column_config.TextColumn(width="large"),
         },
     )
