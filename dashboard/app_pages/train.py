@@ -39,8 +39,8 @@ TAB_KEY = "train_tab"
 def refreshing(seconds: float, tab: str | None = None):
     """``st.fragment(run_every=seconds)`` for a fragment that follows the run store, except that one in a tab
     refreshes only while its tab is open. Every tab is still drawn when the page runs, and switching tabs
-    reruns the page (so the tab opened is drawn fresh and starts refreshing); with thirty sessions on this page,
-    the hidden tabs' refreshes were most of the server's work."""
+    reruns the page (so the tab opened is drawn fresh and starts refreshing). Four of the page's five fragments
+    are in tabs: each session on the page asked for ~2.7 refreshes a second, now ~0.7 with the Launch tab open."""
 
     def decorate(body):
         @functools.wraps(body)
