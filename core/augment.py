@@ -38,6 +38,7 @@ import numpy as np
 from core.catalog import DEFAULT_AUGMENT_PRESET, TRANSFORMS
 from core.config import AUGMENT_PRESETS, AugmentConfig
 from core.errors import ConfigError, ImageUnreadable
+from core.heavy_work import bounded
 
 MAX_PREVIEWS = 64
 
@@ -126,7 +127,8 @@ def preview(image: np.ndarray, cfg: AugmentConfig | None = None, n: int = 9) -> 
         raise ConfigError(f"Number of previews must be a whole number between 1 and {MAX_PREVIEWS} (got {n!r}).")
     pixels = _rgb_pixels(image)
     batch = np.repeat(pixels[None], n, axis=0)
-    return list(_to_uint8(augment_batch(build_augmenter(cfg), batch)))
+    with bounded():  # many sessions of one server may ask at once: they take turns (core.heavy_work)
+        return list(_to_uint8(augment_batch(build_augmenter(cfg), batch)))
 
 
 def preview_each_transform(
@@ -142,7 +144,8 @@ def preview_each_transform(
     batch = np.repeat(pixels[None], candidates, axis=0)
     shown = []
     for row in cfg.active_transforms:
-        versions = _to_uint8(augment_batch(build_augmenter(cfg.only(row.switch)), batch))
+        with bounded():  # one transformation at a time, so a queued preview waits one transformation at most
+            versions = _to_uint8(augment_batch(build_augmenter(cfg.only(row.switch)), batch))
         change = np.abs(versions.astype(np.int16) - pixels.astype(np.int16)).mean(axis=(1, 2, 3))
         shown.append((row.name, versions[int(np.argmax(change))]))
     return shown

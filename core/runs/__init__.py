@@ -18,6 +18,7 @@ interrupted and failed runs can be resumed from their last checkpoint; epochs ke
 Nothing here imports TensorFlow.
 """
 
+from core.runs.changes import stamp as stamp  # has the store changed? (a cheap key for what pages read)
 from core.runs.controls import delete_run, request_stop, resume_run, wait_until_finished
 from core.runs.queueing import (
     check_parent,

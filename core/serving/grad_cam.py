@@ -17,6 +17,7 @@ import numpy as np
 from PIL import Image
 
 from core.errors import ConfigError
+from core.heavy_work import bounded
 from core.serving.classifiers import Classifier
 from core.serving.inputs import as_rgb
 from core.serving.preprocessing import Box
@@ -39,7 +40,8 @@ def grad_cam(classifier: Classifier, image: Image.Image, class_index: int | None
         raise ConfigError(f"Class index must be between 0 and {classifier.num_classes - 1} (got {class_index!r}).")
     image = as_rgb(image, "This picture")
     batch = classifier.prepare(image)[None].astype(np.float32)
-    cam = np.asarray(_explanation_function(classifier)(batch, np.int32(-1 if class_index is None else class_index)))
+    with bounded():  # many sessions of one server may ask at once: they take turns (core.heavy_work)
+        cam = np.asarray(_explanation_function(classifier)(batch, np.int32(-1 if class_index is None else class_index)))
     cam = np.maximum(np.nan_to_num(cam, nan=0.0, posinf=0.0, neginf=0.0), 0.0).astype(np.float32)
     heatmap = _onto_photo(cam, image.size, classifier.preprocessing.view_box(*image.size))
     peak = float(heatmap.max(initial=0.0))

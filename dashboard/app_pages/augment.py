@@ -3,7 +3,7 @@
 import numpy as np
 import streamlit as st
 
-from core import augment, data
+from core import augment, data, heavy_work
 from core.catalog import TRANSFORMS
 from core.config import AUGMENT_PRESETS, AugmentConfig
 from core.errors import TransferLabError
@@ -25,6 +25,9 @@ def dataset_sample(config, seed: int) -> tuple[np.ndarray, str]:
 
 @st.cache_data(show_spinner="Augmenting…", max_entries=64)
 def augmented(image: np.ndarray, config: AugmentConfig, one_at_a_time: bool) -> list[tuple[str, np.ndarray]]:
+    """Shared by every session (same picture and settings, same versions); the server's first preview sets up
+    TensorFlow for a process many sessions share."""
+    heavy_work.share_tensorflow_with_sessions()
     if one_at_a_time:
         return augment.preview_each_transform(image, config)
     return [("", version) for version in augment.preview(image, config, n=9)]

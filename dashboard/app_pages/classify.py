@@ -10,7 +10,7 @@ import numpy as np
 import streamlit as st
 from PIL import Image
 
-from core import datasets, figures, runs
+from core import datasets, figures, heavy_work, runs
 from core.errors import TransferLabError
 from core.serving.classification import Result, classify, unsure_note
 from core.serving.classifiers import Classifier, classifier_for_run, imagenet_dog_classifier
@@ -34,6 +34,7 @@ TABLE_COLUMNS = ("file", "top-1", "probability", "top-5", "error")
 @st.cache_resource(show_spinner=False)
 def dog_classifier() -> Classifier:
     """Built once per server process. The progress bar is drawn inside, so a cache hit replays it cleanly."""
+    heavy_work.share_tensorflow_with_sessions()
     bar = st.progress(0.0, text="Building the ImageNet dog classifier (a few seconds, once)…")
     try:
         classifier = imagenet_dog_classifier(progress=progress_to(bar))
@@ -46,6 +47,7 @@ def dog_classifier() -> Classifier:
 @st.cache_resource(show_spinner="Loading the run's model…", max_entries=4)
 def run_classifier(run_id: str, model_file: str, modified_ns: int) -> Classifier:
     """One per saved model file and version: a newer checkpoint of the same run is a new entry."""
+    heavy_work.share_tensorflow_with_sessions()
     return classifier_for_run(run_id)
 
 
