@@ -89,23 +89,16 @@ def manage_runs() -> None:
         return
     chosen = st.selectbox("Run", list(records), format_func=lambda rid: run_label(records[rid]), key=f"{PREFIX}_run")
     record = records[chosen]
-    cols = st.columns(2)
-    if record.is_active:
-        if cols[0].button("Stop it", key=f"{PREFIX}_stop", icon=":material/stop_circle:"):
-            try:
-                runs.request_stop(record.id, learner)
-            except TransferLabError as error:
-                show_error(error)
-            else:
-                st.toast(f"Stopping {record.name}.")
-                st.rerun()
-    elif cols[0].button("Delete it", key=f"{PREFIX}_delete", icon=":material/delete:"):
+    stop = ("Stop it", "stop", ":material/stop_circle:", runs.request_stop, "Stopping")
+    delete = ("Delete it", "delete", ":material/delete:", runs.delete_run, "Deleted")
+    label, key, icon, act, done = stop if record.is_active else delete
+    if st.button(label, key=f"{PREFIX}_{key}", icon=icon):
         try:
-            runs.delete_run(record.id, learner)
+            act(record.id, learner)
         except TransferLabError as error:
             show_error(error)
         else:
-            st.toast(f"Deleted {record.name}.")
+            st.toast(f"{done} {record.name}.")
             st.rerun()
 
 

@@ -422,7 +422,7 @@ def runs_tab() -> None:
     refresh); the pickers stay outside them, so a refresh never closes a list someone is choosing from. In a
     class it lists the learner's own runs, or the whole class's one click away."""
     owner = learners.scope(state.learner(), "train_scope")
-    records = runs.list_runs(owner=owner)
+    records = store_runs(runs.stamp(), owner)
     if not records:
         runs_table(owner)
         return
