@@ -36,17 +36,36 @@ TABS = ("Launch", "Runs & comparison", "Hyperparameter grid")
 TAB_KEY = "train_tab"
 
 
-def refreshing(seconds: float, tab: str | None = None):
-    """``st.fragment(run_every=seconds)`` for a fragment that follows the run store, except that one in a tab
-    refreshes only while its tab is open. Every tab is still drawn when the page runs, and switching tabs
-    reruns the page (so the tab opened is drawn fresh and starts refreshing). Four of the page's five fragments
-    are in tabs: each session on the page asked for ~2.7 refreshes a second, now ~0.7 with the Launch tab open."""
+IDLE_REFRESH_S = 10.0  # nothing queued or training: a refresh only notices a run launched elsewhere
+
+
+def any_run_active() -> bool:
+    """Whether a run in the store is queued or training (the runs table, the comparison and a grid follow them)."""
+    return any(r.is_active for r in store_runs(runs.stamp()))
+
+
+def refreshing(seconds: float, tab: str | None = None, activity=any_run_active):
+    """``st.fragment`` for a fragment that follows the run store: it refreshes every ``seconds`` while
+    ``activity()`` is truthy and every ``IDLE_REFRESH_S`` while it is not; when ``activity()`` changes (a run
+    starts or ends), the page reruns, so the pace follows it. One in a tab refreshes only while its tab is open
+    (switching tabs reruns the page). A class of thirty on this page asked for twenty refreshes a second at a
+    fixed 1.5 s, most of them while nothing changed."""
 
     def decorate(body):
         @functools.wraps(body)
+        def follow(*args, **kwargs):
+            started = kwargs.pop("_activity")
+            body(*args, **kwargs)
+            if activity() != started:
+                st.rerun()
+
+        @functools.wraps(body)
         def fragment(*args, **kwargs):
-            shown = tab is None or st.session_state.get(TAB_KEY, TABS[0]) == tab
-            return st.fragment(body, run_every=seconds if shown else None)(*args, **kwargs)
+            if tab is not None and st.session_state.get(TAB_KEY, TABS[0]) != tab:
+                return st.fragment(body)(*args, **kwargs)
+            started = activity()
+            every = seconds if started else IDLE_REFRESH_S
+            return st.fragment(follow, run_every=every)(*args, _activity=started, **kwargs)
 
         return fragment
 
@@ -102,10 +121,32 @@ def store_run(stamp: tuple[int, ...], run_id: str) -> tuple:
     return runs.get_run(run_id), runs.progress(run_id), runs.epochs(run_id)
 
 
+@st.cache_resource(show_spinner=False, max_entries=32)
+def curves_figure(epochs: tuple, offset: int) -> object:
+    """One run's curves, built once per new epoch for every session watching it (building the figure was a third
+    of a live-panel refresh); shared, not copied: ``st.plotly_chart`` only reads it."""
+    return figures.training_curves(list(epochs), offset=offset)
+
+
+@st.cache_resource(show_spinner=False, max_entries=32)
+def compare_figure(curves: tuple) -> object:
+    """Several runs' curves (``(name, epochs, offset)`` each), built once per change for every session."""
+    return figures.compare_runs([(name, list(epochs), offset) for name, epochs, offset in curves])
+
+
 # ------------------------------------------------------------------------------ live panel
 
 
-@refreshing(1.5)
+def watched_run_active() -> bool:
+    """The live panel's pace: whether the run it shows is queued or training."""
+    run_id = watched_run_id()
+    try:
+        return run_id is not None and store_run(runs.stamp(), run_id)[0].is_active
+    except TransferLabError:
+        return False
+
+
+@refreshing(1.5, activity=watched_run_active)
 def live_panel() -> None:
     run_id = watched_run_id()
     if run_id is None:
@@ -164,7 +205,7 @@ def live_panel() -> None:
         )
         tiles[2].metric("Validation loss", f"{last.val_loss:.3f}" if last.val_loss is not None else "–")
         tiles[3].metric("Epochs done", f"{len(epochs)} of {record.epochs_planned}")
-        st.plotly_chart(figures.training_curves(epochs, offset=epoch_offset(record)), key="train_live_chart")
+        st.plotly_chart(curves_figure(tuple(epochs), epoch_offset(record)), key="train_live_chart")
     elif record.is_active:
         st.caption("The charts appear after the first epoch.")
 
@@ -185,7 +226,7 @@ def epoch_offset(record) -> int:
     if not record.parent_id:
         return 0
     try:
-        return runs.get_run(record.parent_id).epochs_done
+        return store_run(runs.stamp(), record.parent_id)[0].epochs_done
     except TransferLabError:
         return 0
 
@@ -475,12 +516,8 @@ def compare_chart(owner: str | None = None) -> None:
     picked = [rid for rid in st.session_state.get("train_compare", []) if rid in by_id]
     overlay = picked or [rid for rid, r in by_id.items() if r.epochs_done][:3]
     if overlay:
-        st.plotly_chart(
-            figures.compare_runs(
-                [(run_label(by_id[r]), store_run(stamp, r)[2], epoch_offset(by_id[r])) for r in overlay]
-            ),
-            key="train_compare_chart",
-        )
+        curves = tuple((run_label(by_id[r]), tuple(store_run(stamp, r)[2]), epoch_offset(by_id[r])) for r in overlay)
+        st.plotly_chart(compare_figure(curves), key="train_compare_chart")
 
 
 @refreshing(2.0, tab=TABS[1])
