@@ -9,11 +9,13 @@ The Explore page calls these; each module is one step of what it shows:
 - ``separability``: the kNN accuracy (cosine, k = 5, test against train, in the full feature space) beside a map.
 - ``neighbours``: the training images nearest to a point (cosine).
 - ``selection``: the rows, files and classes behind the points selected on the map; thumbnails.
+- ``evidence``: a run's predictions on the map's rows (its mistakes marked).
 - ``fixing``: relabel or remove images of a dataset made in the app, retrain a head on the features in seconds.
 
 Importing this package loads neither TensorFlow nor scikit-learn: the functions that need them import them.
 """
 
+from core.explore.evidence import RunOnMap, run_on_map
 from core.explore.features import FEATURE_SOURCES, MapFeatures, carried_over, map_features
 from core.explore.fixing import HEAD_EPOCHS, Change, FixOutcome, HeadResult, fix_and_retrain, ref_of, retrain_head
 from core.explore.neighbours import Neighbour, nearest_training
@@ -32,6 +34,7 @@ __all__ = [
     "MapFeatures",
     "MapSettings",
     "Neighbour",
+    "RunOnMap",
     "Selected",
     "carried_over",
     "chance",
@@ -45,6 +48,7 @@ __all__ = [
     "projection_key",
     "ref_of",
     "retrain_head",
+    "run_on_map",
     "selected_rows",
     "thumbnail",
 ]

@@ -11,6 +11,7 @@ the same optimiser for ``HEAD_EPOCHS`` epochs on the training rows and measured 
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -106,10 +107,18 @@ def apply_changes(features: MapFeatures, changes: list[Change]) -> list[str]:
 
 
 def fix_and_retrain(
-    features: MapFeatures, changes: list[Change], epochs: int = HEAD_EPOCHS, seed: int = 0
+    features: MapFeatures,
+    changes: list[Change],
+    *,
+    others: Sequence[MapFeatures] = (),
+    epochs: int = HEAD_EPOCHS,
+    seed: int = 0,
 ) -> FixOutcome:
-    """The head's test accuracy before and after relabelling or removing images, and the map's new features."""
+    """The head's test accuracy before and after relabelling or removing images, and the map's new features.
+    ``others``: the same images' features from other sources (a map beside this one), carried over too."""
     before = retrain_head(features, epochs, seed)
     applied = apply_changes(features, changes)
     fixed = carried_over(features)
+    for other in others:
+        carried_over(other)
     return FixOutcome(before, retrain_head(fixed, epochs, seed), fixed, applied)
