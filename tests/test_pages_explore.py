@@ -44,3 +44,20 @@ def test_the_map_renders_with_its_separability_and_selected_images_show_as_thumb
     assert len(at.get("image")) == 3 + 1 + 6
     sent = [path.name for path, _ in data.image_files(SMALL_DEMO, 32).test[:3]]  # test images 0, 1 and 2
     assert [option.rsplit(" · ", 1)[-1] for option in at.selectbox(key="explore_point").options] == sent
+
+
+def test_evaluate_sends_its_top_losses_to_the_map_with_the_runs_mistakes(demo_32_linked, tiny_run):
+    run_id = tiny_run(demo_32_linked, name="tiny frozen", test_images=18)
+    app = AppTest.from_file(APP, default_timeout=180)
+    app.session_state["explore_image_size"] = 32
+    app.run()
+    app.switch_page("app_pages/evaluate.py").run()
+    app.button(key="evaluate_losses_map").click().run()  # "See them on the Explore map"
+    assert not app.exception, [e.message for e in app.exception]
+    assert app.session_state[MAP_HIGHLIGHT][0] == run_id
+    assert app.selectbox(key="explore_run").value == run_id
+    assert any("12 test image(s) sent from the Evaluate page" in i.value for i in app.info)
+    assert any(h.value == "12 selected image(s)" for h in app.subheader)
+    figure = app.get("plotly_chart")[0].proto.spec
+    assert "sent from Evaluate" in figure  # the twelve starred
+    assert "misclassified by the run" in figure  # a 1-epoch run on 32 px gets some wrong: ringed in red
