@@ -268,4 +268,5 @@ if st.button(
         st.stop()
     st.session_state["explore_fix_outcome"] = (result.before, result.after, result.applied)
     st.session_state["explore_map_version"] = version + 1
+    state.clear_map_highlight()  # test positions name other images once the split is listed again
     st.rerun()
