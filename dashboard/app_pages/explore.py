@@ -109,6 +109,8 @@ st.caption(f"Images of **{literal(config.summary())}**" + ("" if run_id else ", 
 current = explore.MapSettings()
 left, middle, right = st.columns(3)
 choices = [name for name, row in explore.FEATURE_SOURCES.items() if run_id or not row.needs_run]
+if st.session_state.get("explore_features", choices[0]) not in choices:  # 'run' chosen, then the run cleared
+    del st.session_state["explore_features"]
 source = forms.render(
     current, "features", PREFIX, left, choices=choices, format_func=lambda n: explore.FEATURE_SOURCES[n].label
 )
@@ -135,7 +137,11 @@ try:
         chosen = settings.replace(features=name)
         uses_run = explore.FEATURE_SOURCES[name].needs_run
         features = features_for(
-            config, fingerprint, chosen.for_features(), run_id if uses_run else None, model_version(run_id)
+            config,
+            fingerprint,
+            chosen.for_features(),
+            run_id if uses_run else None,
+            model_version(run_id) if uses_run else 0,
         )
         maps[name] = (features, projected(features, chosen))
     predictions = predictions_for(run_id) if run_id else None
