@@ -292,3 +292,90 @@ def top_k_bars(top: Sequence[tuple[str, float]], title: str = "") -> go.Figure:
         showlegend=False,
     )
     return fig
+
+
+# ---------------------------------------------------------------- the Explore page's feature map
+
+MAP_SYMBOLS = {False: "circle", True: "diamond"}  # training points, test points
+MISTAKE_COLOUR = "#dc2626"
+HIGHLIGHT_COLOUR = "#111827"
+MAP_HOVER = "<b>%{text}</b><extra></extra>"
+
+
+def class_colours(count: int) -> list[str]:
+    """One colour per class: plotly's ten for up to ten classes, its 24 + 24 after that (repeating past 48)."""
+    from plotly.colors import qualitative
+
+    palette = qualitative.Plotly if count <= len(qualitative.Plotly) else qualitative.Dark24 + qualitative.Light24
+    return [palette[i % len(palette)] for i in range(count)]
+
+
+def feature_map(
+    coordinates: np.ndarray,
+    labels: np.ndarray,
+    is_test: np.ndarray,
+    class_names: Sequence[str],
+    hover: Sequence[str],
+    *,
+    title: str = "",
+    mistakes: np.ndarray | None = None,
+    highlighted: Sequence[int] = (),
+    height: int = 560,
+) -> go.Figure:
+    """One point per image at its 2-D projection, coloured by class; training points round, test points diamonds.
+
+    Every point carries its row (the index into ``coordinates``) as ``customdata``, whatever trace it is in, so
+    ``core.explore.selected_rows`` maps a click, box or lasso selection back to images. ``mistakes`` (a boolean per
+    row) rings the test points a run got wrong in red; ``highlighted`` rows (sent from the Evaluate page) get a
+    dark ring. ``hover`` is each row's text (class, file, split, prediction).
+    """
+    coordinates = np.asarray(coordinates, dtype=np.float64)
+    labels, is_test = np.asarray(labels), np.asarray(is_test, dtype=bool)
+    colours = class_colours(len(class_names))
+    fig = go.Figure()
+
+    def add(rows: np.ndarray, **trace: Any) -> None:
+        fig.add_scatter(
+            x=coordinates[rows, 0].tolist(),
+            y=coordinates[rows, 1].tolist(),
+            customdata=[[int(row)] for row in rows],
+            text=[hover[row] for row in rows],
+            hovertemplate=MAP_HOVER,
+            mode="markers",
+            **trace,
+        )
+
+    for label, name in enumerate(class_names):
+        for test in (False, True):
+            rows = np.flatnonzero((labels == label) & (is_test == test))
+            if len(rows):
+                add(
+                    rows,
+                    name=f"{name} ({'test' if test else 'train'})",
+                    legendgroup=name,
+                    marker=dict(color=colours[label], symbol=MAP_SYMBOLS[test], size=9 if test else 7, opacity=0.85),
+                )
+    if mistakes is not None and np.any(mistakes):
+        add(
+            np.flatnonzero(mistakes),
+            name="misclassified by the run",
+            marker=dict(symbol="circle-open", size=15, color=MISTAKE_COLOUR, line=dict(width=2)),
+        )
+    if len(highlighted):
+        add(
+            np.asarray(highlighted, dtype=np.int64),
+            name="sent from Evaluate",
+            marker=dict(symbol="star-open", size=18, color=HIGHLIGHT_COLOUR, line=dict(width=2)),
+        )
+    fig.update_layout(
+        title=title or None,
+        height=height,
+        margin=dict(l=10, r=10, t=40 if title else 10, b=10),
+        dragmode="lasso",
+        clickmode="event+select",
+        hovermode="closest",
+        legend=dict(itemsizing="constant", font=dict(size=10)),
+    )
+    fig.update_xaxes(showticklabels=False, zeroline=False, title=None)
+    fig.update_yaxes(showticklabels=False, zeroline=False, title=None, scaleanchor="x", scaleratio=1)
+    return fig

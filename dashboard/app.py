@@ -25,6 +25,7 @@ navigation = st.navigation(
         st.Page("app_pages/train.py", title="Train", icon=":material/model_training:", url_path="train"),
         st.Page("app_pages/evaluate.py", title="Evaluate", icon=":material/analytics:", url_path="evaluate"),
         st.Page("app_pages/classify.py", title="Classify", icon=":material/pets:", url_path="classify"),
+        st.Page("app_pages/explore.py", title="Explore", icon=":material/scatter_plot:", url_path="explore"),
     ]
     + (BOARD if classroom.enabled() else [])
 )

@@ -18,6 +18,7 @@ from core.errors import ConfigError
 
 DATA_CONFIG, AUGMENT_CONFIG, WATCHED_RUN = "shared.data_config", "shared.augment_config", "shared.watched_run"
 LEARNER = "shared.learner"
+MAP_HIGHLIGHT = "shared.map_highlight"
 URL_KEYS = {DATA_CONFIG: "data", AUGMENT_CONFIG: "augment", WATCHED_RUN: "run"}
 LEARNER_URL, CODE_URL = "learner", "code"
 DEFAULT_AUGMENT = AUGMENT_PRESETS[DEFAULT_AUGMENT_PRESET]
@@ -75,6 +76,21 @@ def watched_run() -> str | None:
 def watch_run(run_id: str | None) -> None:
     st.session_state[WATCHED_RUN] = run_id
     _to_url(WATCHED_RUN, run_id)
+
+
+def send_to_map(run_id: str | None, test_positions: list[int]) -> None:
+    """Ask the Explore page to highlight these test images (positions in the test split) of a run's data, or of the
+    Data page's choice when ``run_id`` is None. Kept for the session, not in the URL: a list of images is too long."""
+    st.session_state[MAP_HIGHLIGHT] = (run_id, tuple(int(k) for k in test_positions))
+
+
+def map_highlight() -> tuple[str | None, tuple[int, ...]] | None:
+    """(run id or None, test positions) sent to the Explore page, or None."""
+    return st.session_state.get(MAP_HIGHLIGHT)
+
+
+def clear_map_highlight() -> None:
+    st.session_state.pop(MAP_HIGHLIGHT, None)
 
 
 def learner() -> Learner | None:

@@ -15,8 +15,9 @@ The package, one module per concept (each imports its siblings directly, never t
 - ``tfds``: TFDS datasets: where prepared copies are looked for, the builder (with a did-you-mean for unknown
   names), loading a prepared dataset, and ``download_tfds``. The only module importing tensorflow_datasets.
 - ``sources``: the entry points above, dispatching on ``DataConfig.kind`` to ``folders`` or ``tfds``; also
-  ``data_fingerprint`` (what caches keyed by the data compare) and ``test_image_files`` (the file behind a test
-  image, for cleaning a dataset made in the app from the evidence).
+  ``data_fingerprint`` (what caches keyed by the data compare), ``test_image_files`` (the file behind a test
+  image, for cleaning a dataset made in the app from the evidence) and ``image_files`` (both splits' files, for
+  the Explore page's map).
 - ``cli`` (run by ``__main__``): ``python -m core.data --download stanford_dogs`` downloads and prepares a
   TFDS dataset (the Data page's Download button, from a terminal).
 
@@ -38,6 +39,7 @@ from core.data.sources import (
     check_source,
     data_fingerprint,
     describe,
+    image_files,
     load_splits,
     sample_images,
     test_image_files,
@@ -58,6 +60,7 @@ __all__ = [
     "download_tfds",
     "folder_pipeline",
     "format_class_name",
+    "image_files",
     "load_file",
     "load_splits",
     "sample_images",

@@ -294,6 +294,11 @@ def test_files(config: DataConfig) -> list[Path]:
     return [path for path, _ in _listing(config, 0, generate=False).test]
 
 
+def split_files(config: DataConfig, image_size: int) -> FolderListing:
+    """Both splits' files in pipeline order (the demo set's at ``image_size``, listed without drawing it)."""
+    return _listing(config, image_size, generate=False)
+
+
 def describe_folder(config: DataConfig) -> DatasetInfo:
     """Class names and split sizes from the listing alone; the demo set is not drawn."""
     return _listing_info(config, _listing(config, 0, generate=False))

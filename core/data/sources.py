@@ -13,7 +13,15 @@ import numpy as np
 
 from core import datasets, demo
 from core.config import DataConfig
-from core.data.folders import check_folder, describe_folder, folder_samples, load_folder, test_files
+from core.data.folders import (
+    FolderListing,
+    check_folder,
+    describe_folder,
+    folder_samples,
+    load_folder,
+    split_files,
+    test_files,
+)
 from core.data.info import DatasetInfo, Splits
 from core.data.tfds import check_tfds, load_tfds, tfds_samples
 from core.errors import DataUnavailable
@@ -83,3 +91,14 @@ def test_image_files(config: DataConfig) -> list[Path]:
     if config.kind not in ("folder", "local"):
         raise DataUnavailable(f"The test images of {config.source} are not files you can change here.")
     return test_files(config)
+
+
+def image_files(config: DataConfig, image_size: int) -> FolderListing:
+    """Both splits' files in pipeline order, for sources made of files (the demo set, folders, datasets made in
+    the app): what a page needs to show the image behind a row of features, and its file."""
+    if config.kind == "tfds":
+        raise DataUnavailable(
+            f"The images of {config.source} are not files on this machine, so they cannot be shown one by one here. "
+            "Pick the demo set, a folder of photos or a dataset made in the app on the Data page."
+        )
+    return split_files(config, image_size)

@@ -41,6 +41,13 @@ def images_for(run_id: str, indices: tuple[int, ...], fingerprint: str) -> list:
     return test_images(config.data, config.model.effective_image_size, list(indices))
 
 
+def on_the_map(run_id: str, positions: list[int], key: str) -> None:
+    """A button that opens Explore with these test images starred on the feature-space map."""
+    if positions and st.button("See them on the Explore map", key=key, icon=":material/scatter_plot:"):
+        state.send_to_map(run_id, positions)
+        st.switch_page("app_pages/explore.py")
+
+
 class Cleaning(NamedTuple):
     """What the fix controls under the test images need: the dataset, the ref of each test image (by its
     position in the test split) and the dataset's classes."""
@@ -205,6 +212,7 @@ if cell:
         cleaning,
         key="evaluate_cell",
     )
+    on_the_map(run_id, [e.index for e in examples], key="evaluate_cell_map")
 
 left, right = st.columns([3, 2])
 with left:
@@ -233,5 +241,6 @@ gallery(
     cleaning,
     key="evaluate_losses",
 )
+on_the_map(run_id, [t.index for t in losses], key="evaluate_losses_map")
 if cleaning is not None:
     trash_section(cleaning.dataset, key="evaluate_trash")
