@@ -65,3 +65,17 @@ def wait_until(predicate, timeout_s: float, what: str) -> None:
 
 def shot(page, tmp_path, name: str) -> None:
     page.screenshot(path=str(tmp_path / f"{name}.png"), full_page=True)
+
+
+def lasso(page, plot_index: int = 0) -> None:
+    """Draw a lasso around the middle of a plotly map (a rectangle of the plot area's centre), as a learner does."""
+    plot = page.locator(".js-plotly-plot").nth(plot_index)
+    plot.scroll_into_view_if_needed()
+    area = plot.locator(".nsewdrag").first.bounding_box()
+    x0, y0 = area["x"] + area["width"] * 0.2, area["y"] + area["height"] * 0.2
+    x1, y1 = area["x"] + area["width"] * 0.8, area["y"] + area["height"] * 0.8
+    page.mouse.move(x0, y0)
+    page.mouse.down()
+    for x, y in ((x1, y0), (x1, y1), (x0, y1), (x0, y0 + 2)):
+        page.mouse.move(x, y, steps=6)
+    page.mouse.up()

@@ -1,12 +1,13 @@
 """The learner's journey with their own photos, end to end, in a real browser on a real `streamlit run`: make a
 three-class dataset on the Data page by uploading files, see it survive a refresh, train the live-demo preset on
-it, and classify an uploaded photo with the run (and see that the photo can join the dataset)."""
+it, classify an uploaded photo with the run (and see that the photo can join the dataset), and lasso the dataset's
+images on the Explore map to see them."""
 
 import pytest
 from PIL import Image
 
 from core import datasets, runs
-from e2e.steps import choose, field, launch, run_named, shot, value_of, wait_until
+from e2e.steps import choose, field, lasso, launch, run_named, shot, value_of, wait_until
 from pictures import noisy_pixels
 
 pytestmark = pytest.mark.browser
@@ -82,5 +83,16 @@ def journey(app_url, page, tmp_path) -> None:
     page.get_by_text("In the dataset as").first.wait_for(timeout=60_000)
     page.get_by_role("button", name="Remove").first.wait_for(timeout=30_000)  # the card's fixes replaced Add
     shot(page, tmp_path, "3-classify")
+
+    # Explore: the dataset's images on the feature map (its choice kept in the URL); a lasso shows their thumbnails.
+    page.get_by_role("link", name="Explore").first.click()
+    page.get_by_text("kNN accuracy").first.wait_for(timeout=180_000)
+    page.locator('[data-testid="stApp"][data-test-script-state="notRunning"]').wait_for(timeout=180_000)
+    lasso(page)
+    heading = page.get_by_text("selected image(s)").first
+    heading.wait_for(timeout=60_000)
+    assert int(heading.inner_text().split()[0]) >= 1
+    wait_until(lambda: page.locator('[data-testid="stImage"]').count() >= 2, 60, "the selection's thumbnails")
+    shot(page, tmp_path, "4-explore")
     for record in runs.list_runs():
         assert not record.is_active and not runs.process_alive(record.pid), record.name
