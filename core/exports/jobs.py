@@ -163,6 +163,7 @@ def export_state(run_id: str, export_format: ExportFormat, key: str | None) -> E
         if _alive(status):
             return ExportState(export_format, state, status.get("phase", ""), float(status.get("fraction", 0.0)))
         _clear(folder)
+        _clear_dead_work(run_id)
         return ExportState(export_format, FAILED, error=INTERRUPTED)
     if state == DONE:
         report = _read_json(folder / REPORT)
