@@ -68,8 +68,10 @@ def export_results(run_id: str, record) -> None:
             st.progress(state.fraction, text=f"{state.export_format.label}: {state.phase}")
     st.dataframe([row(state) for state in states], hide_index=True, key="export_table", width="stretch")
     for state in states:
-        if state.state in (exports.FAILED, exports.OUTDATED):
+        if state.state == exports.FAILED:
             show_error(f"{state.export_format.label}: {state.error}")
+        elif state.state == exports.OUTDATED:
+            st.info(f"{state.export_format.label}: {state.error}", icon=":material/update:")
     stem = download_stem(record)
     for state in states:
         if state.state == exports.DONE:
