@@ -56,7 +56,10 @@ def export_panel(run_id: str) -> None:
 
 
 def export_results(run_id: str, record) -> None:
-    states = exports.export_states(run_id)
+    try:
+        states = exports.export_states(run_id)
+    except TransferLabError:  # the run was deleted since the page drew it
+        return
     busy = any(state.busy for state in states)
     polling = f"export_polling_{run_id}"
     if st.session_state.get(polling) and not busy:  # the last conversion ended: redraw without polling
