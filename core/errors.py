@@ -36,3 +36,7 @@ class DataHomeUnavailable(TransferLabError):
 
 class DatasetError(TransferLabError):
     """A dataset made in the app cannot be changed as asked: a bad name, a missing class or image, a refused zip."""
+
+
+class ExportError(TransferLabError):
+    """A run's model cannot be exported as asked: no saved model, an unknown format, a converter that failed."""

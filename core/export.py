@@ -1,4 +1,5 @@
-"""What a run can be downloaded as: its per-epoch metrics as CSV (its model and config are files already)."""
+"""What a run can be downloaded as: its per-epoch metrics as CSV (its model and config are files already), and the
+file names downloads take. The model in deployable formats (TFLite, ONNX, SavedModel) is ``core.exports``."""
 
 from __future__ import annotations
 

@@ -62,9 +62,10 @@ def tiny_run():
     return train_tiny_run
 
 
-def train_tiny_run(home: Path, *, name: str, test_images: int = 0, data=None) -> str:
+def train_tiny_run(home: Path, *, name: str, test_images: int = 0, data=None, backbone: str | None = None) -> str:
     """One finished 1-epoch frozen run on 32 px demo images (36 training, ``test_images`` test), or on ``data``
-    (a ``DataConfig``) when given, trained in this process into the data directory ``home``; returns its id."""
+    (a ``DataConfig``) when given, with the default backbone or ``backbone``, trained in this process into the
+    data directory ``home``; returns its id."""
     from core import runs
     from core.config import AUGMENT_PRESETS, DataConfig, ModelConfig, TrainConfig
     from core.training import engine
@@ -75,7 +76,9 @@ def train_tiny_run(home: Path, *, name: str, test_images: int = 0, data=None) ->
             name=name,
             data=data or DataConfig(source="demo", max_train_images=36, max_test_images=test_images),
             augment=AUGMENT_PRESETS["none"],
-            model=ModelConfig(regime="frozen", weights="none", image_size=32),
+            model=ModelConfig(
+                regime="frozen", weights="none", image_size=32, **({"backbone": backbone} if backbone else {})
+            ),
             train=TrainConfig(epochs=1, batch_size=9),
         )
         run_id = runs.create_run(config, runs.FOREGROUND)

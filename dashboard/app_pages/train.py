@@ -12,6 +12,7 @@ from core.devices import describe_device
 from core.errors import TransferLabError
 from core.machine_defaults import MachineDefaults, this_machine
 from dashboard import forms, learners, state
+from dashboard.export_panel import export_panel
 from dashboard.messages import literal, show_error
 
 STATUS_BADGES = {  # (colour, icon): a failed run must not look like a completed one
@@ -485,6 +486,7 @@ def runs_tab() -> None:
         st.session_state["train_action_run"] = watched if watched in by_id else records[0].id
     chosen = st.selectbox("Run", list(by_id), format_func=lambda rid: run_label(by_id[rid]), key="train_action_run")
     run_actions(chosen)
+    export_panel(chosen)
     if learners.may_change(state.learner(), by_id[chosen].owner):
         delete_button(by_id[chosen])
 
