@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
+import faults
 from core import demo, exports, runs
 from core.catalog import LITE0
 from core.errors import TransferLabError
@@ -179,3 +180,18 @@ def test_the_runs_tab_shows_export_and_converts_in_the_background(exported):
     [table] = [frame.value for frame in at.dataframe if "agreement" in frame.value.columns]
     assert list(table.loc[table["format"] == "TFLite float32", "status"]) == ["✅ verified"]
     assert any("TFLite float32 (.zip)" in str(button.proto) for button in at.get("download_button"))
+
+
+def test_a_read_only_data_directory_is_one_sentence_and_no_half_written_export(exported):
+    home, run_id = exported
+    folder = exports.format_folder(run_id, "tflite-float32")
+    shutil.rmtree(folder)
+    faults.make_read_only(home)
+    try:
+        done = faults.run_as_reader(["-m", "core.exports", "--run", run_id, "--format", "tflite-float32"], home)
+    finally:
+        faults.make_writable(home)
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "Traceback" not in done.stderr
+    assert "read-only" in done.stderr and "convert again" in done.stderr, done.stderr
+    assert not folder.exists()

@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from core.data_home import data_home
+from core.data_home import cannot_write, data_home
 from core.errors import ExportError, TransferLabError
 from core.exports.formats import ALL, FORMATS, ExportFormat
 from core.exports.verification import Report
@@ -219,15 +219,19 @@ def _clear_dead_work(run_id: str) -> None:
 
 @contextlib.contextmanager
 def _locked(run_id: str) -> Iterator[None]:
-    """One starter at a time per run: two clicks (two browsers) never spawn two conversions of one format."""
+    """One starter at a time per run: two clicks (two browsers) never spawn two conversions of one format. A
+    folder that cannot be written (read-only, full) is one sentence naming it, before anything is converted."""
     folder = exports_folder(run_id)
-    folder.mkdir(parents=True, exist_ok=True)
-    with open(folder / LOCK, "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with open(folder / LOCK, "a") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+    except OSError as error:
+        raise cannot_write(folder, error, then="convert again") from error
 
 
 def _to_convert(run_id: str, formats: list[ExportFormat], key: str) -> list[ExportFormat]:
