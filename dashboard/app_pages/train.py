@@ -38,6 +38,7 @@ TAB_KEY = "train_tab"
 
 
 IDLE_REFRESH_S = 10.0  # nothing queued or training: a refresh only notices a run launched elsewhere
+CHART_REFRESH_S = 4.0  # a run's curves change once an epoch
 
 
 def any_run_active() -> bool:
@@ -206,9 +207,23 @@ def live_panel() -> None:
         )
         tiles[2].metric("Validation loss", f"{last.val_loss:.3f}" if last.val_loss is not None else "–")
         tiles[3].metric("Epochs done", f"{len(epochs)} of {record.epochs_planned}")
-        st.plotly_chart(curves_figure(tuple(epochs), epoch_offset(record)), key="train_live_chart")
     elif record.is_active:
         st.caption("The charts appear after the first epoch.")
+
+
+@refreshing(CHART_REFRESH_S, activity=watched_run_active)
+def live_chart() -> None:
+    """The watched run's curves, in a fragment of their own that refreshes less often than the progress above:
+    they change once an epoch, and the figure was most of what a refresh sent to each browser."""
+    run_id = watched_run_id()
+    if run_id is None:
+        return
+    try:
+        record, _, epochs = store_run(runs.stamp(), run_id)
+    except TransferLabError:
+        return
+    if epochs:
+        st.plotly_chart(curves_figure(tuple(epochs), epoch_offset(record)), key="train_live_chart")
 
 
 def stopped_message(record) -> str:
@@ -654,6 +669,7 @@ def grid_results(grid_id: str) -> None:
 st.title("Train")
 runs.reconcile()
 live_panel()
+live_chart()
 launch, compare, hyper = st.tabs(TABS, key=TAB_KEY, on_change="rerun")
 with launch:
     launch_form()
