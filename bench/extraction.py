@@ -14,6 +14,10 @@ weights, offline), in temporary data directories, one JSON line:
 - ``first_curve_point_s``: a frozen run (dogs10, 224 px, the notebook's augmentation, cached features) started
   through ``core.runs.start_run`` like the Train page's Launch, from a fresh data directory (only Lite0's converted
   weights copied in), until its first epoch is in the store; it is then stopped;
+- ``first_curve_point_phases_s``: when the run first showed each phase (loading data, building model, extracting
+  features, training), seconds after Launch;
+- ``decode_ms_per_image``, ``forward_ms_per_image`` and ``cold_ratio_if_decode_shares_the_cores``: forward /
+  (forward + decode), the best cold ratio when decoding and the forward pass take turns on the same cores;
 - ``cold_ratio``, ``warm_ratio``: extraction over bare; ``first_curve_point_goal_s``: 1.2 x (train + test images)
   / bare rate; ``goals``: cold >= 0.85, warm >= 0.95, the first curve point within its goal.
 
@@ -97,8 +101,9 @@ def decode_only() -> float:
     return count / (time.perf_counter() - start)
 
 
-def first_curve_point(home: Path) -> tuple[float, str]:
-    """Launch -> first epoch record of a frozen run through the run store and a worker process."""
+def first_curve_point(home: Path) -> tuple[float, str, dict[str, float]]:
+    """Launch -> first epoch record of a frozen run through the run store and a worker process, with the
+    seconds after Launch at which the run first showed each phase."""
     from core import runs
     from core.config import AUGMENT_PRESETS, RunConfig, TrainConfig
 
@@ -112,7 +117,9 @@ def first_curve_point(home: Path) -> tuple[float, str]:
     )
     start = time.perf_counter()
     run_id = runs.start_run(config)
+    phases: dict[str, float] = {}
     while not runs.epochs(run_id):
+        phases.setdefault(runs.progress(run_id).phase or "starting", round(time.perf_counter() - start, 1))
         record = runs.get_run(run_id)
         if record.status in (runs.FAILED, runs.INTERRUPTED, runs.COMPLETED, runs.STOPPED):
             raise SystemExit(f"the run ended before its first epoch: {record.status} ({record.error})")
@@ -120,7 +127,7 @@ def first_curve_point(home: Path) -> tuple[float, str]:
     seconds = time.perf_counter() - start
     runs.request_stop(run_id)
     final = runs.wait_until_finished(run_id, timeout_s=300)
-    return seconds, final.status
+    return seconds, final.status, phases
 
 
 def main() -> None:
@@ -145,7 +152,7 @@ def main() -> None:
         result["extraction_img_per_s"] = round(cold, 1)
         result["extraction_warm_img_per_s"] = round(warm, 1)
         shutil.copytree(first / "cache" / "weights", launch / "cache" / "weights")
-        seconds, status = first_curve_point(launch)
+        seconds, status, phases = first_curve_point(launch)
         bare = result["bare_forward_img_per_s"]
         from core.data import describe
 
@@ -153,7 +160,12 @@ def main() -> None:
         goal_s = CURVE_GOAL * (info.num_train + info.num_test) / bare
         result["first_curve_point_s"] = round(seconds, 1)
         result["first_curve_point_goal_s"] = round(goal_s, 1)
+        result["first_curve_point_phases_s"] = phases
         result["run_after_stop"] = status
+        decode_ms, forward_ms = 1000 / result["decode_only_img_per_s"], 1000 / bare
+        result["decode_ms_per_image"] = round(decode_ms, 2)
+        result["forward_ms_per_image"] = round(forward_ms, 2)
+        result["cold_ratio_if_decode_shares_the_cores"] = round(forward_ms / (forward_ms + decode_ms), 3)
         result["cold_ratio"] = round(cold / bare, 3)
         result["warm_ratio"] = round(warm / bare, 3)
         result["goals"] = {

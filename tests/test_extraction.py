@@ -200,6 +200,15 @@ def test_a_changed_photo_makes_a_new_entry(folder):
     assert np.abs(images[0][0] - old_path(changed)).max() <= 2
 
 
+def test_a_new_entry_evicts_the_least_recently_used_ones_beyond_the_limit(folder, monkeypatch):
+    splits = data.load_splits(folder, SIZE)
+    list(splits.train.as_numpy_iterator())
+    [train] = entries()
+    monkeypatch.setattr(image_cache, "MAX_BYTES", train.stat().st_size)  # room for one of the two
+    list(splits.test.as_numpy_iterator())
+    assert len(entries()) == 1 and train not in entries()
+
+
 def test_an_unwritable_cache_folder_only_means_no_cache(folder, transfer_lab_home):
     (transfer_lab_home / "cache").mkdir(parents=True, exist_ok=True)
     (transfer_lab_home / "cache" / "images").write_text("a file where the folder should be")

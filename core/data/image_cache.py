@@ -13,6 +13,8 @@ goes by (no extra pass); later pipelines of the same files read that array inste
   deleted and decoded again.
 - Only when it fits: at most ``MAX_BYTES`` and ``FREE_DISK_SHARE`` of the free disk. A data directory that
   cannot be written only means no cache: the pipeline still hands out every image.
+- The entries together stay under ``MAX_BYTES``: a new entry evicts the least recently used ones (a data
+  change leaves its old entry behind, unused, until then).
 
 The feature cache's size and "clear cache" include these entries (``core.feature_cache``).
 TensorFlow is imported inside the functions that build pipelines.
@@ -125,7 +127,24 @@ def load(key: str) -> CachedImages | None:
     except (OSError, ValueError, KeyError, TypeError):
         _remove(key)
         return None
+    try:
+        os.utime(meta_path)  # used now: the last to be evicted
+    except OSError:
+        pass  # a read-only data directory: nothing is evicted there either
     return CachedImages(key, images[: len(labels)], labels)
+
+
+def _evict(keep: str) -> None:
+    """Delete the least recently used entries, other than ``keep``, until all of them fit in ``MAX_BYTES``."""
+    metas = sorted(cache_folder().glob("*.json"), key=lambda path: path.stat().st_mtime)
+    complete = [path.stem for path in metas if PARTIAL not in path.name]
+    total = sum(sum(path.stat().st_size for path in _paths(key) if path.exists()) for key in complete)
+    for key in complete:
+        if total <= MAX_BYTES:
+            break
+        if key != keep:
+            total -= sum(path.stat().st_size for path in _paths(key) if path.exists())
+            _remove(key)
 
 
 class _Writer:
@@ -175,6 +194,7 @@ class _Writer:
             os.replace(partial_meta, meta_path)
         finally:
             partial_meta.unlink(missing_ok=True)
+        _evict(keep=self.key)
 
     def discard(self) -> None:
         self.file.close()
