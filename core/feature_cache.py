@@ -20,6 +20,9 @@ keeps: the pooled features (1280 numbers for B0 and Lite0) as memory-mapped ``.n
 Features come from the backbone in inference mode, so its stochastic depth (random block skipping)
 never applies to them.
 
+The decoded images features are extracted from have a cache of their own (``core.data.image_cache``);
+``cache_size_bytes`` and ``clear_cache`` count and clear it with the features.
+
 TensorFlow is imported inside functions: the Home page imports ``cache_size_bytes`` and ``clear_cache``.
 
 The module is one concept, the cache, and longer than most for it: what an entry is keyed by, how it is
@@ -46,7 +49,7 @@ import numpy as np
 from core import runs
 from core.augment import build_augmenter
 from core.config import AugmentConfig, DataConfig
-from core.data import data_fingerprint
+from core.data import data_fingerprint, image_cache
 from core.data_home import data_home, subdir
 from core.errors import DataUnavailable, RunError
 from core.progress import Progress
@@ -250,11 +253,10 @@ def write_entry(
 
 
 def cache_size_bytes() -> int:
-    """Disk space the feature cache takes (the Home page shows it)."""
+    """Disk space the feature cache takes, with the decoded images it extracts from (the Home page shows it)."""
     folder = cache_folder()
-    if not folder.is_dir():
-        return 0
-    return sum(path.stat().st_size for path in folder.iterdir() if path.is_file())
+    features = sum(path.stat().st_size for path in folder.iterdir() if path.is_file()) if folder.is_dir() else 0
+    return features + image_cache.size_bytes()
 
 
 def _written_by_live_process(path: Path) -> bool:
@@ -265,12 +267,12 @@ def _written_by_live_process(path: Path) -> bool:
 
 
 def clear_cache() -> int:
-    """Delete every cached feature array (they are rebuilt on demand); returns the bytes freed.
-    An array a live process is still writing is left alone."""
+    """Delete every cached feature array and decoded-image entry (they are rebuilt on demand); returns the bytes
+    freed. An array a live process is still writing is left alone."""
     folder = cache_folder()
+    freed = image_cache.clear()
     if not folder.is_dir():
-        return 0
-    freed = 0
+        return freed
     for path in folder.iterdir():
         if path.is_file() and not _written_by_live_process(path):
             freed += path.stat().st_size

@@ -12,6 +12,10 @@ The package, one module per concept (each imports its siblings directly, never t
   steps of a pipeline (cache small splits, cast to float). Class names come from ``core.class_names``.
 - ``folders``: the folder source and the demo set (a folder of drawn images): ``scan_folder`` and its rules,
   the listing, the ``tf.data`` pipeline of files, the check that each class has an image that decodes.
+- ``decoding``: which decoder each file takes (TensorFlow's, in parallel, where it gives the safe reader's pixels;
+  ``core.images`` for the rest), decided from its header, and the parallel decode itself.
+- ``image_cache``: a split's decoded, resized images as one memory-mapped uint8 array, written on the first full
+  pass and read by every later pipeline of the same files (a second run, backbone or evaluation).
 - ``tfds``: TFDS datasets: where prepared copies are looked for, the builder (with a did-you-mean for unknown
   names), loading a prepared dataset, and ``download_tfds``. The only module importing tensorflow_datasets.
 - ``sources``: the entry points above, dispatching on ``DataConfig.kind`` to ``folders`` or ``tfds``; also

@@ -18,6 +18,8 @@ import numpy as np
 from core import datasets, demo
 from core.class_names import format_class_name
 from core.config import DataConfig
+from core.data import image_cache
+from core.data.decoding import decode_in_parallel, decoder_for
 from core.data.info import NAMED_IN_MESSAGES, DatasetInfo, Splits, finish_pipeline
 from core.errors import DataUnavailable, ImageUnreadable
 from core.images import SUPPORTED_SUFFIXES, probe_image_file, read_image_file, resize_for_model
@@ -255,27 +257,21 @@ def load_file(path: bytes, size: int) -> tuple[np.ndarray, bool]:
 
 
 def folder_pipeline(items: list[tuple[Path, int]], image_size: int):
-    """A ``tf.data`` pipeline of ``(float32 image, int64 label)`` from listed files; undecodable ones dropped."""
-    import tensorflow as tf
+    """A ``tf.data`` pipeline of ``(float32 image, int64 label)`` from listed files; undecodable ones dropped.
 
+    Read from the decoded-image cache when the same files were decoded at this size before; otherwise decoded
+    (TensorFlow's decoders in parallel where they read a file as ``load_file`` does, ``load_file`` elsewhere) and
+    written to that cache on the first full pass, when it fits."""
+    key = image_cache.split_key(items, image_size)
+    cached = image_cache.load(key)
+    if cached is not None:
+        return finish_pipeline(image_cache.cached_dataset(cached), len(cached.labels), image_size, in_memory=False)
     paths = [str(p) for p, _ in items]
     labels = np.array([label for _, label in items], dtype=np.int64)
-    ds = tf.data.Dataset.from_tensor_slices((paths, labels))
-
-    def load(path, label):
-        image, ok = tf.numpy_function(lambda p: load_file(p, image_size), [path], [tf.uint8, tf.bool])
-        image.set_shape((image_size, image_size, 3))
-        ok.set_shape(())
-        return image, label, ok
-
-    def decoded(image, label, ok):
-        return ok
-
-    def drop_flag(image, label, ok):
-        return image, label
-
-    ds = ds.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    ds = ds.filter(decoded).map(drop_flag)
+    decoders = [decoder_for(path) for path in paths]
+    ds = decode_in_parallel(paths, labels, decoders, image_size, lambda path: load_file(path, image_size))
+    if image_cache.fits(len(items), image_size):
+        ds = image_cache.written_dataset(ds, key, capacity=len(items), image_size=image_size)
     return finish_pipeline(ds, len(items), image_size)
 
 

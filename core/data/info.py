@@ -75,11 +75,12 @@ def _named(items: list[str]) -> str:
     return shown + (f" and {len(items) - NAMED_IN_MESSAGES} more" if len(items) > NAMED_IN_MESSAGES else "")
 
 
-def finish_pipeline(ds, count: int, image_size: int):
-    """Cache small splits as uint8 (4x smaller than float), then hand out float32 0..255 images."""
+def finish_pipeline(ds, count: int, image_size: int, *, in_memory: bool = True):
+    """Cache small splits as uint8 (4x smaller than float), then hand out float32 0..255 images.
+    ``in_memory=False``: the images are read from a memory map already, a second copy would only cost memory."""
     import tensorflow as tf
 
-    if count * image_size * image_size * 3 <= CACHE_IN_MEMORY_BYTES:
+    if in_memory and count * image_size * image_size * 3 <= CACHE_IN_MEMORY_BYTES:
         ds = ds.cache()
 
     def to_float(image, label):
