@@ -11,6 +11,8 @@ weights, offline), in temporary data directories, one JSON line:
   view, cold: decoding included), unaugmented;
 - ``extraction_warm_img_per_s``: the same split loaded again (a new pipeline, as a second run, a second backbone
   or an evaluation gets it) and extracted again, after the first pass;
+- ``augment_ms_per_image``: the notebook's augmentation alone (traced) on random batches of the extraction batch
+  size; ``extraction_augmented_warm_img_per_s``: the warm extraction with it, as a launched run's training view;
 - ``first_curve_point_s``: a frozen run (dogs10, 224 px, the notebook's augmentation, cached features) started
   through ``core.runs.start_run`` like the Train page's Launch, from a fresh data directory (only Lite0's converted
   weights copied in), until its first epoch is in the store; it is then stopped;
@@ -18,11 +20,12 @@ weights, offline), in temporary data directories, one JSON line:
   features, training), seconds after Launch;
 - ``decode_ms_per_image``, ``forward_ms_per_image`` and ``cold_ratio_if_decode_shares_the_cores``: forward /
   (forward + decode), the best cold ratio when decoding and the forward pass take turns on the same cores;
-- ``cold_ratio``, ``warm_ratio``: extraction over bare; ``first_curve_point_goal_s``: 1.2 x (train + test images)
-  / bare rate; ``goals``: cold >= 0.85, warm >= 0.95, the first curve point within its goal.
+- ``cold_ratio``, ``warm_ratio``, ``augmented_warm_ratio``: extraction over bare; ``first_curve_point_goal_s``:
+  1.2 x (train + test images) / bare rate; ``goals``: cold >= 0.85, warm >= 0.95, the first curve point within
+  its goal.
 
 ``load_before`` / ``load_after``: the 1-minute load average (a shared machine slows everything). Not a test.
-Run: ``python -m bench.extraction`` (about 2-3 minutes on 2 cores).
+Run: ``python -m bench.extraction`` (about 3-4 minutes on 2 cores).
 """
 
 from __future__ import annotations
@@ -81,14 +84,34 @@ def bare_forward(model) -> float:
     return BARE_BATCHES * batch / (time.perf_counter() - start)
 
 
-def timed_extraction(model) -> tuple[float, int]:
-    """Images/s of one unaugmented extraction over a freshly loaded training split."""
+def augment_alone() -> float:
+    """Milliseconds per image of the notebook's augmentation, traced, on random batches."""
+    import numpy as np
+    import tensorflow as tf
+
+    from core import feature_cache
+    from core.augment import build_augmenter
+    from core.config import AUGMENT_PRESETS
+
+    augmenter = build_augmenter(AUGMENT_PRESETS["notebook"])
+    augment = tf.function(lambda images: augmenter(images, training=True))
+    rng = np.random.default_rng(0)
+    images = tf.constant(rng.integers(0, 256, (feature_cache.EXTRACT_BATCH, SIZE, SIZE, 3), dtype=np.uint8))
+    augment(images).numpy()
+    start = time.perf_counter()
+    for _ in range(BARE_BATCHES // 2):
+        augment(images).numpy()
+    return 1000 * (time.perf_counter() - start) / (BARE_BATCHES // 2 * feature_cache.EXTRACT_BATCH)
+
+
+def timed_extraction(model, augment=None) -> tuple[float, int]:
+    """Images/s of one extraction over a freshly loaded training split (unaugmented unless told)."""
     from core import feature_cache
     from core.data import load_splits
 
     start = time.perf_counter()
     splits = load_splits(data_config(), SIZE)
-    count = sum(len(labels) for _, labels in feature_cache.extract(model, splits.train))
+    count = sum(len(labels) for _, labels in feature_cache.extract(model, splits.train, augment=augment))
     return count / (time.perf_counter() - start), count
 
 
@@ -148,9 +171,14 @@ def main() -> None:
         use_home(first)
         cold, count = timed_extraction(model)
         warm, _ = timed_extraction(model)
+        from core.config import AUGMENT_PRESETS
+
+        augmented, _ = timed_extraction(model, AUGMENT_PRESETS["notebook"])
         result["train_images"] = count
         result["extraction_img_per_s"] = round(cold, 1)
         result["extraction_warm_img_per_s"] = round(warm, 1)
+        result["augment_ms_per_image"] = round(augment_alone(), 2)
+        result["extraction_augmented_warm_img_per_s"] = round(augmented, 1)
         shutil.copytree(first / "cache" / "weights", launch / "cache" / "weights")
         seconds, status, phases = first_curve_point(launch)
         bare = result["bare_forward_img_per_s"]
@@ -168,6 +196,7 @@ def main() -> None:
         result["cold_ratio_if_decode_shares_the_cores"] = round(forward_ms / (forward_ms + decode_ms), 3)
         result["cold_ratio"] = round(cold / bare, 3)
         result["warm_ratio"] = round(warm / bare, 3)
+        result["augmented_warm_ratio"] = round(augmented / bare, 3)
         result["goals"] = {
             f"cold_at_least_{COLD_GOAL}x_bare": cold >= COLD_GOAL * bare,
             f"warm_at_least_{WARM_GOAL}x_bare": warm >= WARM_GOAL * bare,
