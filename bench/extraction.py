@@ -24,7 +24,10 @@ weights, offline), in temporary data directories, one JSON line:
   1.2 x (train + test images) / bare rate; ``goals``: cold >= 0.85, warm >= 0.95, the first curve point within
   its goal.
 
-``load_before`` / ``load_after``: the 1-minute load average (a shared machine slows everything). Not a test.
+``load_before`` / ``load_after``: the 1-minute load average (a shared machine slows everything). ``pooled_allocator``:
+this process uses TensorFlow's pooled CPU allocator as the training worker does (``core.allocator``);
+``--default-allocator`` measures this process with TensorFlow's default one instead (the launched run's worker
+pools either way). Not a test.
 Run: ``python -m bench.extraction`` (about 3-4 minutes on 2 cores).
 """
 
@@ -158,6 +161,10 @@ def main() -> None:
         print(json.dumps({"error": f"the dogs10 photos are not at {DOGS10}"}))
         sys.exit(2)
     result: dict[str, object] = {"load_before": round(os.getloadavg()[0], 2), "cpus": os.cpu_count()}
+    if "--default-allocator" not in sys.argv[1:]:
+        from core.allocator import use_pooled_cpu_allocator
+
+        result["pooled_allocator"] = use_pooled_cpu_allocator()
     scratch = Path(tempfile.mkdtemp(prefix="bench-extraction-"))
     try:
         first, decoding, launch = scratch / "first", scratch / "decoding", scratch / "launch"

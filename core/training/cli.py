@@ -26,6 +26,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from core import runs
+from core.allocator import use_pooled_cpu_allocator
 from core.catalog import BACKBONES, DEFAULT_AUGMENT_PRESET, REGIMES, WEIGHT_CHOICES_HELP
 from core.config import (
     AUGMENT_PRESETS,
@@ -175,6 +176,7 @@ def _printer() -> Any:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    use_pooled_cpu_allocator()  # before anything imports TensorFlow
     args = parser().parse_args(argv)
     try:
         config = build_config(args)

@@ -2,7 +2,8 @@
 
 ``core.runs.start_run`` launches ``python -m core.training.worker --run-id ID`` detached from the app;
 the run trains through ``engine.execute`` while ``RunGuard`` watches the store beside it, and
-``end_worker`` ends the process once its run is recorded.
+``end_worker`` ends the process once its run is recorded. The engine (and with it TensorFlow) is imported
+only once ``core.allocator`` has asked for TensorFlow's pooled CPU allocator.
 """
 
 from __future__ import annotations
@@ -18,8 +19,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from core import runs
+from core.allocator import use_pooled_cpu_allocator
 from core.errors import RunError
-from core.training.engine import execute
 
 # Phases with no batch to stop after: a stop asked then ends the worker at once (a kill -9 there loses nothing).
 BEFORE_TRAINING = ("starting", "loading data", "building model")
@@ -132,6 +133,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--run-id", required=True)
     args = parser.parse_args(argv)
+    use_pooled_cpu_allocator()  # before TensorFlow is imported
+    from core.training.engine import execute
+
     signal.signal(signal.SIGTERM, _end_on_sigterm)
     code = 1
     guard = RunGuard(args.run_id, os.environ.get(runs.OWNER_ENV))
