@@ -250,9 +250,18 @@ def cached_dataset(entry: CachedImages) -> Any:
 
 
 def written_dataset(decoded: Any, key: str, *, capacity: int, image_size: int) -> Any:
-    """``decoded`` (unbatched uint8 images and labels), writing the entry ``key`` on its first full pass."""
+    """``decoded`` (unbatched uint8 images and labels), writing the entry ``key`` on its first full pass.
+
+    ``decoded`` is iterated inside the generator's ``py_func``, which holds the GIL, and its iterator is destroyed
+    there when the pass ends. With tf.data's autotuning on, that destruction waited for the autotuner's thread,
+    which wakes on its own schedule: the end of most cold passes over dogs10 stalled 4-9 s (measured, 3 passes
+    in 5), a frozen run's train and test splits each paying it. Without autotuning the decoding map keeps one
+    call per core, and the pass ends at once (5 in 5)."""
     import tensorflow as tf
 
+    options = tf.data.Options()
+    options.autotune.enabled = False
+    decoded = decoded.with_options(options)
     signature = (tf.TensorSpec((image_size, image_size, 3), tf.uint8), tf.TensorSpec((), tf.int64))
     return tf.data.Dataset.from_generator(
         lambda: write_through(key, decoded.as_numpy_iterator(), capacity=capacity, image_size=image_size),
