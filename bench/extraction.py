@@ -77,7 +77,7 @@ def bare_forward(model) -> float:
     extractor = feature_cache.feature_extractor(model)
     forward = tf.function(lambda images: extractor(images, training=False))
     rng = np.random.default_rng(0)
-    batch = feature_cache.EXTRACT_BATCH
+    batch = feature_cache.extraction_batch()
     batches = [tf.cast(rng.integers(0, 256, (batch, SIZE, SIZE, 3), dtype=np.uint8), tf.float32) for _ in range(3)]
     for images in batches[:2]:
         forward(images).numpy()
@@ -99,12 +99,12 @@ def augment_alone() -> float:
     augmenter = build_augmenter(AUGMENT_PRESETS["notebook"])
     augment = tf.function(lambda images: augmenter(images, training=True))
     rng = np.random.default_rng(0)
-    images = tf.constant(rng.integers(0, 256, (feature_cache.EXTRACT_BATCH, SIZE, SIZE, 3), dtype=np.uint8))
+    images = tf.constant(rng.integers(0, 256, (feature_cache.extraction_batch(), SIZE, SIZE, 3), dtype=np.uint8))
     augment(images).numpy()
     start = time.perf_counter()
     for _ in range(BARE_BATCHES // 2):
         augment(images).numpy()
-    return 1000 * (time.perf_counter() - start) / (BARE_BATCHES // 2 * feature_cache.EXTRACT_BATCH)
+    return 1000 * (time.perf_counter() - start) / (BARE_BATCHES // 2 * feature_cache.extraction_batch())
 
 
 def timed_extraction(model, augment=None) -> tuple[float, int]:

@@ -52,6 +52,7 @@ from core.config import AugmentConfig, DataConfig
 from core.data import data_fingerprint, image_cache
 from core.data_home import data_home, subdir
 from core.errors import DataUnavailable, RunError
+from core.machine_defaults import this_machine
 from core.progress import Progress
 
 if TYPE_CHECKING:
@@ -60,7 +61,6 @@ if TYPE_CHECKING:
 
 CACHE_DIR = ("cache", "features")
 FORMAT_VERSION = 1
-EXTRACT_BATCH = 32  # images per forward pass while extracting; features do not depend on it
 FEATURE_LAYER = "avg_pool"  # build_frozen's pooling layer: its output is what the head sees
 HEAD_LAYERS = ("head_bn", "top_dropout", "pred")  # build_frozen's head, in order
 VIEW_SEED_STEP = 7_919  # views of one config draw with seeds seed, seed + 7919, ... (never a layer's offset)
@@ -320,18 +320,25 @@ def _augmentation(augment: AugmentConfig | None) -> Callable[[Any], Any] | None:
     return tf.function(lambda images: augmenter(images, training=True))
 
 
+def extraction_batch() -> int:
+    """Images per forward pass on this machine (``core.machine_defaults``): 32 on a CPU, more on a GPU."""
+    return this_machine().extraction_batch
+
+
 def extract(
     model: Any,
     images: Any,
     *,
     augment: AugmentConfig | None = None,
-    batch_size: int = EXTRACT_BATCH,
+    batch_size: int | None = None,
     on_batch: Callable[[int], None] | None = None,
 ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """(pooled features, labels) batches of a frozen model for an unbatched (image, label) dataset, augmented
-    when ``augment`` enables a transformation. Every batch is padded to ``batch_size`` so one trace serves all."""
+    when ``augment`` enables a transformation. Every batch is padded to ``batch_size`` (default: this machine's
+    extraction batch) so one trace serves all."""
     import tensorflow as tf
 
+    batch_size = batch_size or extraction_batch()
     forward = _traced_extractor(model)
     augmentation = _augmentation(augment)
     for batch_images, batch_labels in images.batch(batch_size).prefetch(tf.data.AUTOTUNE):
@@ -420,7 +427,8 @@ def prepare_features(
     missing = [
         (source, images, count) for source, images, count, needed in wanted if needed and found[source.key] is None
     ]
-    total = sum(math.ceil(count / EXTRACT_BATCH) for _, _, count in missing)
+    batch_size = extraction_batch()
+    total = sum(math.ceil(count / batch_size) for _, _, count in missing)
     done = 0
     dim = int(model.get_layer(FEATURE_LAYER).output.shape[-1])
     for source, images, count in missing:
@@ -443,7 +451,7 @@ def prepare_features(
             progress(done, total, message)
         found[source.key] = write_entry(
             source.key,
-            extract(model, images, augment=source.augment, on_batch=advance),
+            extract(model, images, augment=source.augment, batch_size=batch_size, on_batch=advance),
             capacity=count,
             dim=dim,
             description=source.describe(),

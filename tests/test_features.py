@@ -92,6 +92,27 @@ def test_cached_features_equal_a_fresh_forward_pass_and_are_read_back_without_ex
     assert feature_cache.cache_size_bytes() > cached.test.features.nbytes
 
 
+def test_a_gpus_larger_extraction_batch_gives_the_same_features_in_fewer_passes(frozen_model, monkeypatch):
+    """On a GPU the machine's extraction batch (256 on an H200) is used: 40 + 9 images in one padded pass per
+    split instead of 2 + 1 of 32, and the same numbers, so the key rightly ignores the batch."""
+    from core.machine_defaults import defaults_for
+    from core.system import GpuDetails
+
+    config = tiny_config().replace(data=TINY_DATA.replace(max_train_images=40))
+    cpu_calls, cpu_progress = counting()
+    on_cpu = feature_cache.prepare_features(config, frozen_model, splits_for(config), progress=cpu_progress)
+    assert {total for _, total, _ in cpu_calls} == {3}
+    feature_cache.clear_cache()
+    monkeypatch.setattr(feature_cache, "this_machine", lambda: defaults_for([GpuDetails("NVIDIA H200", 143771, 9.0)]))
+    assert feature_cache.extraction_batch() == 256
+    gpu_calls, gpu_progress = counting()
+    on_gpu = feature_cache.prepare_features(config, frozen_model, splits_for(config), progress=gpu_progress)
+    assert {total for _, total, _ in gpu_calls} == {2}
+    assert len(on_gpu.labels) == 40
+    assert_same_features(on_gpu.train_views[0].features, on_cpu.train_views[0].features)
+    assert_same_features(on_gpu.test.features, on_cpu.test.features)
+
+
 def test_augmented_views_differ_from_each_other_and_are_the_same_every_time_they_are_drawn(frozen_model):
     config = tiny_config(augment="notebook", views=2)
     cached = feature_cache.prepare_features(config, frozen_model, splits_for(config))

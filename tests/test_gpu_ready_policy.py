@@ -78,6 +78,7 @@ def test_no_gpu_gives_todays_cpu_defaults():
     assert [machine.batch_size(r) for r in REGIMES] == [32, 32, 32]
     assert (machine.mixed_precision, machine.jit_compile, machine.on_gpu) == ("off", False, False)
     assert machine.where() == "this CPU"
+    assert machine.extraction_batch == 32
 
 
 @pytest.mark.parametrize("line", [V100, A100, H200])
@@ -86,12 +87,14 @@ def test_a_gpu_with_tensor_cores_and_16_gb_or_more(line):
     assert (machine.mixed_precision, machine.jit_compile, machine.strategy) == ("mixed_float16", "auto", "one GPU")
     assert {r: machine.batch_size(r) for r in REGIMES} == {"scratch": 64, "frozen": 128, "finetune": 128}
     assert machine.where() == "this GPU" and machine.device == line.split(",")[0]
+    assert machine.extraction_batch == 256
 
 
 def test_an_old_gpu_gets_no_mixed_precision_and_under_12_gb_half_the_batch():
     machine = defaults_for(gpus(GTX1070))
     assert (machine.mixed_precision, machine.jit_compile) == ("off", "auto")
     assert {r: machine.batch_size(r) for r in REGIMES} == {"scratch": 32, "frozen": 64, "finetune": 64}
+    assert machine.extraction_batch == 128
 
 
 def test_several_gpus_are_mirrored_and_each_gets_one_gpus_batch():
@@ -103,6 +106,7 @@ def test_several_gpus_are_mirrored_and_each_gets_one_gpus_batch():
     )
     assert {r: machine.batch_size(r) for r in REGIMES} == {"scratch": 256, "frozen": 512, "finetune": 512}
     assert machine.mixed_precision == "mixed_float16"
+    assert machine.extraction_batch == 256  # extraction calls the model on one device
 
 
 def test_mixed_gpus_follow_the_weakest():

@@ -28,10 +28,10 @@ from core.config import DataConfig, ModelConfig
 from core.data import data_fingerprint, image_files, load_splits
 from core.errors import ConfigError, DataUnavailable, RunError
 from core.feature_cache import (
-    EXTRACT_BATCH,
     FEATURE_LAYER,
     FeatureSource,
     extract,
+    extraction_batch,
     load_entry,
     weights_identity,
     write_entry,
@@ -186,7 +186,8 @@ def map_features(
         (FeatureSource(split="test", **common), splits.test, listing.test),
     ]
     missing = [(source, images, files) for source, images, files in wanted if load_entry(source.key) is None]
-    total = sum(math.ceil(len(files) / EXTRACT_BATCH) for _, _, files in missing)
+    batch_size = extraction_batch()
+    total = sum(math.ceil(len(files) / batch_size) for _, _, files in missing)
     done = 0
 
     def advance(_count: int) -> None:
@@ -199,7 +200,7 @@ def map_features(
     for source, images, files in missing:
         write_entry(
             source.key,
-            extract(backbone.model, images, on_batch=advance),
+            extract(backbone.model, images, batch_size=batch_size, on_batch=advance),
             capacity=len(files),
             dim=dim,
             description=source.describe(),
