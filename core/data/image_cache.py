@@ -36,6 +36,7 @@ from typing import Any
 import numpy as np
 
 from core.data.decoding import DECODER_VERSION
+from core.data.info import without_autotuning
 from core.data_home import home_path, subdir
 from core.errors import DataHomeUnavailable
 
@@ -252,16 +253,11 @@ def cached_dataset(entry: CachedImages) -> Any:
 def written_dataset(decoded: Any, key: str, *, capacity: int, image_size: int) -> Any:
     """``decoded`` (unbatched uint8 images and labels), writing the entry ``key`` on its first full pass.
 
-    ``decoded`` is iterated inside the generator's ``py_func``, which holds the GIL, and its iterator is destroyed
-    there when the pass ends. With tf.data's autotuning on, that destruction waited for the autotuner's thread,
-    which wakes on its own schedule: the end of most cold passes over dogs10 stalled 4-9 s (measured, 3 passes
-    in 5), a frozen run's train and test splits each paying it. Without autotuning the decoding map keeps one
-    call per core, and the pass ends at once (5 in 5)."""
+    ``decoded`` is iterated inside the generator, whose ``py_func`` holds the GIL when the pass ends and that
+    iterator is destroyed, so it runs ``without_autotuning`` (the outer pipeline's options do not reach it)."""
     import tensorflow as tf
 
-    options = tf.data.Options()
-    options.autotune.enabled = False
-    decoded = decoded.with_options(options)
+    decoded = without_autotuning(decoded)
     signature = (tf.TensorSpec((image_size, image_size, 3), tf.uint8), tf.TensorSpec((), tf.int64))
     return tf.data.Dataset.from_generator(
         lambda: write_through(key, decoded.as_numpy_iterator(), capacity=capacity, image_size=image_size),
