@@ -99,12 +99,13 @@ def augment_alone() -> float:
     augmenter = build_augmenter(AUGMENT_PRESETS["notebook"])
     augment = tf.function(lambda images: augmenter(images, training=True))
     rng = np.random.default_rng(0)
-    images = tf.constant(rng.integers(0, 256, (feature_cache.extraction_batch(), SIZE, SIZE, 3), dtype=np.uint8))
+    batch = feature_cache.extraction_batch()
+    images = tf.constant(rng.integers(0, 256, (batch, SIZE, SIZE, 3), dtype=np.uint8))
     augment(images).numpy()
     start = time.perf_counter()
     for _ in range(BARE_BATCHES // 2):
         augment(images).numpy()
-    return 1000 * (time.perf_counter() - start) / (BARE_BATCHES // 2 * feature_cache.extraction_batch())
+    return 1000 * (time.perf_counter() - start) / (BARE_BATCHES // 2 * batch)
 
 
 def timed_extraction(model, augment=None) -> tuple[float, int]:
