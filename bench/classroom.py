@@ -22,6 +22,11 @@
    ``/proc/<pid>/stat``, from the first session's arrival to the last session's last interaction, over the
    number of interactions (3 per session).
 
+``--classroom`` serves the app in classroom mode (``TRANSFER_LAB_CLASSROOM=1``, as ``make run CLASSROOM=1``), the
+mode the app offers a class: the run is the instructor's, and session i is learner ``learner-i`` (the name in the
+address, as a refresh keeps it), whose Train page shows their own runs (none yet) and not the instructor's run.
+Without it every session watches that run live, as one user's tabs would.
+
 Chromium runs at ``--browser-nice`` (19, the lowest priority), its process and its autogroup (Playwright gives the
 browser a session of its own, and the kernel shares the CPU between sessions' groups before niceness counts): in
 a classroom the browsers run on the learners' machines, not on the server; here they share its two cores, so they
@@ -30,7 +35,8 @@ work on this box, so ``p95_ms`` overstates.
 
 Prints one JSON line: ``sessions``, ``interactions``, ``p50_ms``, ``p95_ms``, ``errors``, ``server_cpu_s``,
 ``server_cpu_s_per_interaction``, ``train_alone_s``, ``train_loaded_s``, ``train_slowdown`` (and
-``load_window_s``, ``browser_cpu_s`` (chromium's CPU in the window, the browsers' share of the box),
+``load_window_s``, ``browser_cpu_s`` (chromium's CPU in the window, the browsers' share of the box), ``driver_cpu_s``
+(Playwright's node driver's), ``classroom``,
 ``train_status``). Goals on the 2-core CPU: 0 errors, at most 0.15 CPU seconds per
 interaction, and the run completes with a slowdown of at most 2x.
 
@@ -135,10 +141,15 @@ def use_home(home: Path, datasets: Path) -> None:
     os.environ["TRANSFER_LAB_HOME"] = str(home)
 
 
-def launch_run(config) -> tuple[str, float]:
-    from core import runs
+INSTRUCTOR = "instructor"
 
-    return runs.start_run(config), time.time()
+
+def launch_run(config, classroom: bool = False) -> tuple[str, float]:
+    """Queue the run (in a class, the instructor's) and note when."""
+    from core import runs
+    from core.classroom import Learner
+
+    return runs.start_run(config, Learner(INSTRUCTOR, instructor=True) if classroom else None), time.time()
 
 
 def finish_run(run_id: str, launched: float) -> tuple[float, str]:
@@ -185,22 +196,23 @@ def cpu_seconds(root: int) -> float:
     return total
 
 
-def browser_cpu_seconds() -> float:
-    """utime + stime of this script's live chromium processes: where the rest of the box's CPU goes."""
+def browser_cpu_seconds(command: str = "chrom") -> float:
+    """utime + stime of this script's live chromium processes (or of those whose command starts with ``command``:
+    "node", Playwright's driver): where the rest of the box's CPU goes."""
     total = 0.0
     for pid in process_tree(os.getpid()):
         try:
             text = Path(f"/proc/{pid}/stat").read_text()
         except OSError:
             continue
-        if text.split("(", 1)[1].startswith("chrom"):
+        if text.split("(", 1)[1].startswith(command):
             fields = text.rsplit(")", 1)[1].split()
             total += (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
     return total
 
 
 def start_server(home: Path, port: int, log_path: Path) -> subprocess.Popen:
-    env = {**os.environ, "TRANSFER_LAB_HOME": str(home)}
+    env = {**os.environ, "TRANSFER_LAB_HOME": str(home)}  # with TRANSFER_LAB_CLASSROOM under --classroom
     command = [
         sys.executable, "-m", "streamlit", "run", "dashboard/app.py",
         "--server.port", str(port), "--server.address", "127.0.0.1", "--server.headless", "true",
@@ -246,12 +258,14 @@ async def timed(session: Session, what: str, action, page, want: str, before: st
         session.times_ms.append((time.perf_counter() - start) * 1000)
 
 
-async def visit(browser, url: str, session: Session) -> object:
-    """Augment, a slider, Train; returns the browser context, left open."""
+async def visit(browser, url: str, session: Session, classroom: bool = False) -> object:
+    """Augment, a slider, Train; returns the browser context, left open. In a class the session is learner
+    ``learner-<index>``, named in the address as after joining."""
     context = await browser.new_context(viewport={"width": 1400, "height": 1000})
     context.set_default_timeout(SETTLE_TIMEOUT_S * 1000)
     page = await context.new_page()
-    await timed(session, "open Augment", lambda: page.goto(url + "/augment", wait_until="commit"), page, "augment")
+    address = url + "/augment" + (f"?learner=learner-{session.index + 1}" if classroom else "")
+    await timed(session, "open Augment", lambda: page.goto(address, wait_until="commit"), page, "augment")
     try:
         before = await page.evaluate(IMAGE_SOURCES_JS)
     except Exception:  # the page never loaded (an error counted above): the slider move waits for any pictures
@@ -293,25 +307,25 @@ async def classroom(args, url: str, server: subprocess.Popen, config) -> dict:
         browser = await chromium(playwright, args.browser_nice)
         log("warm-up: one untimed session opens Augment and Train")
         warm = Session(-1)
-        warm_context = await visit(browser, url, warm)
+        warm_context = await visit(browser, url, warm, args.classroom)
         await warm_context.close()
         if warm.errors:
             log(f"warm-up errors: {warm.errors}")
 
-        run_id, launched = launch_run(config)
+        run_id, launched = launch_run(config, args.classroom)
         run_done = asyncio.create_task(asyncio.to_thread(finish_run, run_id, launched))
         log(f"run {run_id} queued; {args.sessions} sessions arrive over {args.arrival_s:g} s")
         sessions = [Session(i) for i in range(args.sessions)]
 
         async def arrive(session: Session):
             await asyncio.sleep(args.arrival_s * session.index / max(args.sessions, 1))
-            return await visit(browser, url, session)
+            return await visit(browser, url, session, args.classroom)
 
         cpu_start, window_start = cpu_seconds(server.pid), time.perf_counter()
-        browser_start = browser_cpu_seconds()
+        browser_start, driver_start = browser_cpu_seconds(), browser_cpu_seconds("node")
         contexts = await asyncio.gather(*(arrive(s) for s in sessions))
         cpu_s, window_s = cpu_seconds(server.pid) - cpu_start, time.perf_counter() - window_start
-        browser_s = browser_cpu_seconds() - browser_start
+        browser_s, driver_s = browser_cpu_seconds() - browser_start, browser_cpu_seconds("node") - driver_start
         log(f"all sessions done in {window_s:.1f} s; waiting for the run with every session open")
         train_loaded_s, status = await run_done
         for context in contexts:
@@ -322,6 +336,7 @@ async def classroom(args, url: str, server: subprocess.Popen, config) -> dict:
     interactions = 3 * args.sessions
     return {
         "sessions": args.sessions,
+        "classroom": args.classroom,
         "interactions": interactions,
         "p50_ms": round(statistics.median(times)) if times else None,
         "p95_ms": round(times[min(len(times) - 1, int(0.95 * len(times)))]) if times else None,
@@ -330,6 +345,7 @@ async def classroom(args, url: str, server: subprocess.Popen, config) -> dict:
         "server_cpu_s_per_interaction": round(cpu_s / interactions, 3),
         "load_window_s": round(window_s, 1),
         "browser_cpu_s": round(browser_s, 1),
+        "driver_cpu_s": round(driver_s, 1),
         "train_loaded_s": round(train_loaded_s, 1),
         "train_status": status,
     }
@@ -339,10 +355,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sessions", type=int, default=30, help="Browser sessions (a class).")
     parser.add_argument("--arrival-s", type=float, default=5.0, help="Seconds over which the sessions arrive.")
+    parser.add_argument(
+        "--classroom", action="store_true", help="Classroom mode: each session a learner, the run the instructor's."
+    )
     parser.add_argument("--browser-nice", type=int, default=19, help="Niceness of chromium (0: as the server).")
     args = parser.parse_args()
     if not Path(CHROMIUM).exists():
         sys.exit("This benchmark needs Debian's chromium (apt-get install chromium).")
+    if args.classroom:
+        from core.classroom import CLASSROOM_ENV
+
+        os.environ[CLASSROOM_ENV] = "1"
     with tempfile.TemporaryDirectory(prefix="bench-classroom-") as scratch:
         scratch = Path(scratch)
         datasets = scratch / "datasets"
