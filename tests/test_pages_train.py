@@ -260,3 +260,31 @@ def test_launch_and_grid_check_the_data_first_and_create_no_run(tmp_path):
     assert not at.exception
     assert any("dog.jpg is a file, not a folder" in shown(e) for e in at.error)
     assert runs.list_runs() == []
+
+
+def test_time_left_follows_the_epochs_not_the_setup():
+    """The progress line promises no time before the first epoch (the setup and the extraction come once), then
+    counts down at the pace of the epochs."""
+    run_id = runs.create_run(RunConfig(data=TINY_DATA, train=TrainConfig(epochs=5)), runs.FOREGROUND)
+    assert runs.claim_foreground(run_id)  # this test process is the run's worker
+    runs.record_progress(run_id, phase="extracting features", epoch=1, batch=18, batches=23)
+    line = progress_line(open_train())
+    assert "Extracting features · epoch 1 of 5 · batch 18/23" in line and "left" not in line, line
+
+    started = runs.get_run(run_id).started_at
+    metrics = {"loss": 1.0, "accuracy": 0.5, "val_loss": 1.0, "val_accuracy": 0.5}
+    with runs.connect() as db:  # two epochs 10 s apart
+        for epoch, at in ((1, started + 1), (2, started + 11)):
+            runs.record_epoch(run_id, epoch, metrics, seconds=9.0)
+            db.execute("UPDATE epochs SET recorded_at = ? WHERE run_id = ? AND epoch = ?", (at, run_id, epoch))
+        db.commit()
+    runs.record_progress(run_id, phase=runs.TRAINING, epoch=3, batch=5, batches=10)
+    line = progress_line(open_train())
+    assert "epoch 3 of 5 · batch 5/10" in line and "~0:25 left" in line, line  # 2.5 epochs of 10 s
+    runs.finish_run(run_id, runs.STOPPED)
+
+
+def progress_line(at: AppTest) -> str:
+    bars = at.get("progress")
+    assert bars, "no progress bar on the page"
+    return bars[0].proto.text

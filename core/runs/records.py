@@ -5,6 +5,7 @@ the store, so every other module of the package can lean on these names.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,6 +22,7 @@ QUEUED, RUNNING, COMPLETED, STOPPED, FAILED, INTERRUPTED = (
 )
 STATUSES = (QUEUED, RUNNING, COMPLETED, STOPPED, FAILED, INTERRUPTED)
 ACTIVE = (QUEUED, RUNNING)
+TRAINING = "training"  # the phase of a run while its epochs' batches are trained
 RESUMABLE = (STOPPED, INTERRUPTED, FAILED)
 BACKGROUND, FOREGROUND = "background", "foreground"  # who runs it: a spawned worker, or the CLI that made it
 
@@ -82,6 +84,22 @@ class RunProgress:
             return 0.0
         within = self.batch / self.batches if self.batches else 0.0
         return min(1.0, max(0.0, (max(self.epoch, 1) - 1 + within) / self.epochs))
+
+    def seconds_left(self, epochs: Sequence[EpochRecord], started_at: float | None) -> float | None:
+        """Seconds to the run's end at the pace of its last epoch: the time between the last two epochs recorded
+        since it (re)started at ``started_at`` (validation and extracting the next view's features included).
+        None before that: loading the data, building the model and the first extraction come once (an estimate
+        from the overall fraction read "~1:47 left" for a live demo that ended 10 s later), and one epoch's own
+        seconds leave out the next view's extraction, most of an epoch in a run on cached features."""
+        recent = [e for e in epochs if started_at is None or e.recorded_at >= started_at]
+        if self.status != RUNNING or len(recent) < 2:
+            return None
+        pace = recent[-1].recorded_at - recent[-2].recorded_at
+        if pace <= 0:
+            return None
+        done = max(e.epoch for e in epochs)
+        within = self.batch / self.batches if self.phase == TRAINING and self.batches else 0.0
+        return max(0.0, (self.epochs - done - within) * pace)
 
 
 @dataclass(frozen=True)

@@ -66,7 +66,7 @@ class RunRecorder(keras.callbacks.Callback):
         self._epoch = epoch + 1
         self._started = time.perf_counter()
         self._images = 0
-        runs.record_progress(self.run_id, phase="training", epoch=self._epoch, batch=0, batches=self.batches)
+        runs.record_progress(self.run_id, phase=runs.TRAINING, epoch=self._epoch, batch=0, batches=self.batches)
         self._last_write = time.monotonic()
 
     def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
@@ -80,7 +80,7 @@ class RunRecorder(keras.callbacks.Callback):
         self._train_seconds = time.perf_counter() - self._started
         self._check_stop()
         if time.monotonic() - self._last_write >= PROGRESS_EVERY_S or batch + 1 >= self.batches:
-            runs.record_progress(self.run_id, phase="training", batch=batch + 1, images_per_s=self._speed())
+            runs.record_progress(self.run_id, phase=runs.TRAINING, batch=batch + 1, images_per_s=self._speed())
             self._last_write = time.monotonic()
 
     def on_test_begin(self, logs: dict | None = None) -> None:

@@ -184,14 +184,15 @@ def live_panel() -> None:
         st.info(f"Queued: position {progress.queue_position} in line. It starts when the run ahead finishes.")
     elif record.status == runs.RUNNING:
         elapsed = time.time() - (record.started_at or time.time())
-        remaining = elapsed * (1 - progress.fraction) / progress.fraction if progress.fraction > 0.02 else None
+        remaining = progress.seconds_left(epochs, record.started_at)
         batches = f" · batch {progress.batch}/{progress.batches}" if progress.batches else ""
+        left = f" · ~{fmt_duration(remaining)} left" if remaining is not None else ""
         stopping = " · stopping…" if record.stop_requested else ""
         st.progress(
             progress.fraction,
             text=(
                 f"{progress.phase.capitalize()} · epoch {max(progress.epoch, 1)} of {progress.epochs}{batches} · "
-                f"{fmt_duration(elapsed)} elapsed · ~{fmt_duration(remaining)} left{stopping}"
+                f"{fmt_duration(elapsed)} elapsed{left}{stopping}"
             ),
         )
     elif record.status == runs.FAILED:
