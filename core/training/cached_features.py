@@ -61,7 +61,7 @@ class CachedFeaturePath(TrainingPath):
     def prepare(self, splits: Splits, done: int) -> Fitting:
         self.splits = splits
         self.views = view_count(self.config)
-        self.note(PHASE)
+        self.note(PHASE, epoch=done + 1)
         self.feature_set = self._extract([view_for_epoch(done, self.views)], before_epoch=done)
         num_train, batch_size = len(self.feature_set.labels), self.config.train.batch_size
         self.drop = drop_remainder(num_train, batch_size)
@@ -77,7 +77,7 @@ class CachedFeaturePath(TrainingPath):
 
     def training_data(self, start: int, stop: int) -> Any:
         if self.feature_set.train_views[view_for_epoch(start, self.views)] is None:
-            self.note(PHASE)
+            self.note(PHASE, epoch=start + 1)
             self.feature_set = self._extract(
                 [view_for_epoch(start, self.views)], before_epoch=start, ready=self.feature_set
             )

@@ -125,7 +125,7 @@ def train(
             train_data = path.training_data(start, stop)
         except StopRequested:
             return stopped_early(run_id)
-        path.note("training")
+        path.note(runs.TRAINING, epoch=start + 1)
         history = models.fitted.fit(
             train_data,
             steps_per_epoch=fitting.steps_per_epoch,

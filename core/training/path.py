@@ -64,10 +64,12 @@ class TrainingPath(ABC):
         self.run_id = run_id  # None: a non-chief worker, which records nothing
         self.progress = progress
 
-    def note(self, phase: str) -> None:
-        """Show ``phase`` as the run's live progress (only for a stored run)."""
+    def note(self, phase: str, epoch: int | None = None) -> None:
+        """Show ``phase`` (before the 1-based ``epoch``, when given) as the run's live progress, for a stored run,
+        with no batches counted yet: the last phase's count read as this one's ("Extracting features · batch
+        16/16", the validation's count, while the next view's extraction had not started)."""
         if self.run_id:
-            runs.record_progress(self.run_id, phase=phase)
+            runs.record_progress(self.run_id, phase=phase, epoch=epoch, batch=0, batches=0)
 
     @abstractmethod
     def build(self, num_classes: int, done: int, jit_compile: bool | str) -> Models:

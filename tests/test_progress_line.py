@@ -1,7 +1,10 @@
-"""The Train page's "~m:ss left": from the pace of the epochs, never from the setup before the first one."""
+"""The Train page's progress line: "~m:ss left" from the pace of the epochs, never from the setup before the first
+one; each phase with its own batches."""
 
 from core import runs
+from core.config import RunConfig
 from core.runs import EpochRecord, RunProgress
+from core.training.cached_features import PHASE, CachedFeaturePath
 
 STARTED = 1_000.0
 
@@ -61,3 +64,14 @@ def test_only_a_running_run_has_time_left():
     for status in (runs.QUEUED, runs.COMPLETED, runs.STOPPED, runs.FAILED):
         assert progress(status=status).seconds_left(epochs, STARTED) is None
     assert progress("training", epoch=5, batch=10).seconds_left(epochs + [epoch(5, STARTED + 70)], STARTED) == 0.0
+
+
+def test_a_new_phase_does_not_show_the_last_phases_batches(transfer_lab_home):
+    """Between an epoch's validation and the next view's extraction the line read "Extracting features · epoch 3
+    of 5 · batch 16/16": the validation's epoch and the training's batches."""
+    run_id = runs.create_run(RunConfig())
+    runs.record_progress(run_id, phase="validating", epoch=3, batch=16, batches=16)
+    CachedFeaturePath(RunConfig(), run_id).note(PHASE, epoch=4)
+    now = runs.progress(run_id)
+    assert (now.phase, now.epoch, now.batch, now.batches) == (PHASE, 4, 0, 0)
+    assert now.fraction == 3 / now.epochs  # three epochs done: the bar does not step back
