@@ -25,7 +25,9 @@
 ``--classroom`` serves the app in classroom mode (``TRANSFER_LAB_CLASSROOM=1``, as ``make run CLASSROOM=1``), the
 mode the app offers a class: the run is the instructor's, and session i is learner ``learner-i`` (the name in the
 address, as a refresh keeps it), whose Train page shows their own runs (none yet) and not the instructor's run.
-Without it every session watches that run live, as one user's tabs would.
+Without it every session watches that run live, as one user's tabs would. ``--reduced-motion``: the browsers
+prefer reduced motion (a setting of the learner's system), so pages that wait draw fewer animation frames on the
+cores the server shares with them here; the server's work is the same.
 
 Chromium runs at ``--browser-nice`` (19, the lowest priority), its process and its autogroup (Playwright gives the
 browser a session of its own, and the kernel shares the CPU between sessions' groups before niceness counts): in
@@ -36,7 +38,7 @@ work on this box, so ``p95_ms`` overstates.
 Prints one JSON line: ``sessions``, ``interactions``, ``p50_ms``, ``p95_ms``, ``errors``, ``server_cpu_s``,
 ``server_cpu_s_per_interaction``, ``train_alone_s``, ``train_loaded_s``, ``train_slowdown`` (and
 ``load_window_s``, ``browser_cpu_s`` (chromium's CPU in the window, the browsers' share of the box), ``driver_cpu_s``
-(Playwright's node driver's), ``classroom``,
+(Playwright's node driver's), ``classroom``, ``reduced_motion``,
 ``train_status``). Goals on the 2-core CPU: 0 errors, at most 0.15 CPU seconds per
 interaction, and the run completes with a slowdown of at most 2x.
 
@@ -258,13 +260,14 @@ async def timed(session: Session, what: str, action, page, want: str, before: st
         session.times_ms.append((time.perf_counter() - start) * 1000)
 
 
-async def visit(browser, url: str, session: Session, classroom: bool = False) -> object:
+async def visit(browser, url: str, session: Session, args) -> object:
     """Augment, a slider, Train; returns the browser context, left open. In a class the session is learner
     ``learner-<index>``, named in the address as after joining."""
-    context = await browser.new_context(viewport={"width": 1400, "height": 1000})
+    motion = "reduce" if args.reduced_motion else "no-preference"
+    context = await browser.new_context(viewport={"width": 1400, "height": 1000}, reduced_motion=motion)
     context.set_default_timeout(SETTLE_TIMEOUT_S * 1000)
     page = await context.new_page()
-    address = url + "/augment" + (f"?learner=learner-{session.index + 1}" if classroom else "")
+    address = url + "/augment" + (f"?learner=learner-{session.index + 1}" if args.classroom else "")
     await timed(session, "open Augment", lambda: page.goto(address, wait_until="commit"), page, "augment")
     try:
         before = await page.evaluate(IMAGE_SOURCES_JS)
@@ -307,7 +310,7 @@ async def classroom(args, url: str, server: subprocess.Popen, config) -> dict:
         browser = await chromium(playwright, args.browser_nice)
         log("warm-up: one untimed session opens Augment and Train")
         warm = Session(-1)
-        warm_context = await visit(browser, url, warm, args.classroom)
+        warm_context = await visit(browser, url, warm, args)
         await warm_context.close()
         if warm.errors:
             log(f"warm-up errors: {warm.errors}")
@@ -319,7 +322,7 @@ async def classroom(args, url: str, server: subprocess.Popen, config) -> dict:
 
         async def arrive(session: Session):
             await asyncio.sleep(args.arrival_s * session.index / max(args.sessions, 1))
-            return await visit(browser, url, session, args.classroom)
+            return await visit(browser, url, session, args)
 
         cpu_start, window_start = cpu_seconds(server.pid), time.perf_counter()
         browser_start, driver_start = browser_cpu_seconds(), browser_cpu_seconds("node")
@@ -337,6 +340,7 @@ async def classroom(args, url: str, server: subprocess.Popen, config) -> dict:
     return {
         "sessions": args.sessions,
         "classroom": args.classroom,
+        "reduced_motion": args.reduced_motion,
         "interactions": interactions,
         "p50_ms": round(statistics.median(times)) if times else None,
         "p95_ms": round(times[min(len(times) - 1, int(0.95 * len(times)))]) if times else None,
@@ -357,6 +361,11 @@ def main() -> None:
     parser.add_argument("--arrival-s", type=float, default=5.0, help="Seconds over which the sessions arrive.")
     parser.add_argument(
         "--classroom", action="store_true", help="Classroom mode: each session a learner, the run the instructor's."
+    )
+    parser.add_argument(
+        "--reduced-motion",
+        action="store_true",
+        help="Browsers that prefer reduced motion: fewer animation frames drawn on the server's cores.",
     )
     parser.add_argument("--browser-nice", type=int, default=19, help="Niceness of chromium (0: as the server).")
     args = parser.parse_args()
