@@ -200,24 +200,15 @@ def live_panel() -> None:
         show_error(f"This run failed: {record.error}", icon=":material/error:")
     elif record.status in (runs.STOPPED, runs.INTERRUPTED):
         st.warning(stopped_message(record))
-    if epochs:
-        last = epochs[-1]
-        tiles = st.columns(4)
-        tiles[0].metric("Validation accuracy", f"{last.val_accuracy:.3f}" if last.val_accuracy is not None else "–")
-        tiles[1].metric(
-            "Top-5 validation", f"{last.val_top5_accuracy:.3f}" if last.val_top5_accuracy is not None else "–"
-        )
-        tiles[2].metric("Validation loss", f"{last.val_loss:.3f}" if last.val_loss is not None else "–")
-        tiles[3].metric("Epochs done", f"{len(epochs)} of {record.epochs_planned}")
-    elif record.is_active:
-        st.caption("The charts appear after the first epoch.")
 
 
 @refreshing(CHART_REFRESH_S, activity=watched_run_active, idle=None)
-def live_chart() -> None:
-    """The watched run's curves, in a fragment of their own that refreshes less often than the progress above:
-    they change once an epoch, and the figure was most of what a refresh sent to each browser. While the run
-    is not training nothing refreshes them: the panel above notices when it starts and reruns the page."""
+def live_results() -> None:
+    """The watched run's finished epochs, its last metrics and its curves, in a fragment of their own that
+    refreshes less often than the progress above: they change once an epoch, and the figure was most of what a
+    refresh sent to each browser. The tiles refresh with the curves, so "Epochs done" always counts the points
+    drawn. While the run is not training nothing refreshes them: the panel above notices when it starts and
+    reruns the page."""
     run_id = watched_run_id()
     if run_id is None:
         return
@@ -225,8 +216,17 @@ def live_chart() -> None:
         record, _, epochs = store_run(runs.stamp(), run_id)
     except TransferLabError:
         return
-    if epochs:
-        st.plotly_chart(curves_figure(tuple(epochs), epoch_offset(record)), key="train_live_chart")
+    if not epochs:
+        if record.is_active:
+            st.caption("The charts appear after the first epoch.")
+        return
+    last = epochs[-1]
+    tiles = st.columns(4)
+    tiles[0].metric("Validation accuracy", f"{last.val_accuracy:.3f}" if last.val_accuracy is not None else "–")
+    tiles[1].metric("Top-5 validation", f"{last.val_top5_accuracy:.3f}" if last.val_top5_accuracy is not None else "–")
+    tiles[2].metric("Validation loss", f"{last.val_loss:.3f}" if last.val_loss is not None else "–")
+    tiles[3].metric("Epochs done", f"{len(epochs)} of {record.epochs_planned}")
+    st.plotly_chart(curves_figure(tuple(epochs), epoch_offset(record)), key="train_live_chart")
 
 
 def stopped_message(record) -> str:
@@ -672,7 +672,7 @@ def grid_results(grid_id: str) -> None:
 st.title("Train")
 runs.reconcile()
 live_panel()
-live_chart()
+live_results()
 launch, compare, hyper = st.tabs(TABS, key=TAB_KEY, on_change="rerun")
 with launch:
     launch_form()
