@@ -198,9 +198,9 @@ def cpu_seconds(root: int) -> float:
     return total
 
 
-def browser_cpu_seconds(command: str = "chrom") -> float:
-    """utime + stime of this script's live chromium processes (or of those whose command starts with ``command``:
-    "node", Playwright's driver): where the rest of the box's CPU goes."""
+def children_cpu_seconds(command: str) -> float:
+    """utime + stime of this script's live descendants whose command starts with ``command`` ("chrom": the
+    browsers, "node": Playwright's driver): where the rest of the box's CPU goes."""
     total = 0.0
     for pid in process_tree(os.getpid()):
         try:
@@ -325,10 +325,11 @@ async def classroom(args, url: str, server: subprocess.Popen, config) -> dict:
             return await visit(browser, url, session, args)
 
         cpu_start, window_start = cpu_seconds(server.pid), time.perf_counter()
-        browser_start, driver_start = browser_cpu_seconds(), browser_cpu_seconds("node")
+        browser_start, driver_start = children_cpu_seconds("chrom"), children_cpu_seconds("node")
         contexts = await asyncio.gather(*(arrive(s) for s in sessions))
         cpu_s, window_s = cpu_seconds(server.pid) - cpu_start, time.perf_counter() - window_start
-        browser_s, driver_s = browser_cpu_seconds() - browser_start, browser_cpu_seconds("node") - driver_start
+        browser_s = children_cpu_seconds("chrom") - browser_start
+        driver_s = children_cpu_seconds("node") - driver_start
         log(f"all sessions done in {window_s:.1f} s; waiting for the run with every session open")
         train_loaded_s, status = await run_done
         for context in contexts:
